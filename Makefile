@@ -1,0 +1,55 @@
+# The two commands that matter: `make setup`, then `make test`. See README.md.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PY      = $(BIN)/python
+NOTEBOOK_TIMEOUT ?= 300
+
+.PHONY: help setup test unit notebooks check-sync sync lab new clean
+
+help:
+	@echo "make setup   create $(VENV) and install requirements, test tools and helpers (editable)"
+	@echo "make test    unit tests, then every notebook (smoke profile, nbval), then the pairing check"
+	@echo "make lab     open JupyterLab in $(VENV)"
+	@echo "make sync    rewrite every notebook pair (.py <-> .ipynb), badges and setup cells"
+	@echo "make new NB=notebooks/<track>/<name> TITLE='...'   start a notebook from the template"
+	@echo "make clean   remove caches and runs/ (keeps $(VENV) and data/)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+setup: $(PY)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --no-deps -e .
+	@$(PY) -c "import helpers, torch; print('helpers', helpers.__version__, '| torch', torch.__version__, '| CUDA', torch.cuda.is_available())"
+
+# Fail early, and say what to do, when `make setup` has not been run.
+$(BIN)/pytest:
+	@echo "No test environment in $(VENV). Run 'make setup' first." >&2; exit 1
+
+test: unit notebooks check-sync
+
+unit: $(BIN)/pytest
+	CURRICULUM_PROFILE=smoke $(BIN)/pytest tests
+
+notebooks: $(BIN)/pytest
+	CURRICULUM_PROFILE=smoke $(BIN)/pytest --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=$(NOTEBOOK_TIMEOUT) -p no:cacheprovider notebooks
+
+check-sync: $(BIN)/pytest
+	$(PY) tools/nbtools.py check
+
+sync: $(BIN)/pytest
+	$(PY) tools/nbtools.py sync
+
+lab: $(BIN)/pytest
+	$(PY) -m pip install -q "jupyterlab>=4" && $(BIN)/jupyter lab notebooks
+
+new: $(BIN)/pytest
+	@test -n "$(NB)" -a -n "$(TITLE)" || { echo "usage: make new NB=notebooks/<track>/<name> TITLE='Week N: ...'" >&2; exit 2; }
+	$(PY) tools/nbtools.py new "$(NB)" "$(TITLE)"
+
+clean:
+	rm -rf runs .pytest_cache build *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +

@@ -1,0 +1,28 @@
+"""`helpers`: the tested code of the curriculum, one small module per topic.
+
+The notebooks write each idea in the open first; the following week imports the tested
+version from here. Modules (and the week that introduces each):
+
+- `helpers.config`   run profiles (smoke / local / full) and every notebook family's settings (week 0)
+- `helpers.env`      device, seeding, mixed precision, Colab and Drive, environment report (week 0)
+- `helpers.data`     dataset registry: local official layout -> cache -> download (week 0; datasets per track)
+- `helpers.training` progress bars, loss history, atomic checkpoints, metrics.json (week 0)
+- `helpers.checks`   assertion helpers that say *what* is wrong (used in every notebook)
+
+Importing `helpers` is cheap: submodules are imported on first use.
+"""
+
+from importlib import import_module as _import_module
+
+__version__ = "0.1.0"
+
+_SUBMODULES = ("config", "env", "data", "training", "checks")
+
+
+def __getattr__(name):  # PEP 562: lazy submodules keep `import helpers` fast
+    if name in _SUBMODULES:
+        return _import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'helpers' has no attribute {name!r}")
+
+
+__all__ = list(_SUBMODULES)

@@ -1,0 +1,168 @@
+"""Run profiles and the settings of every notebook family, in one place (week 0).
+
+One environment variable, ``CURRICULUM_PROFILE``, picks how big every run is:
+
+=========  ==============================================================
+``smoke``  CI: CPU, offline stand-in data, each notebook in under a minute
+``local``  a CPU laptop: real data, meaningful results in minutes
+``full``   one GPU: the paper-faithful run
+=========  ==============================================================
+
+Default: ``full`` when CUDA is available, otherwise ``local``.
+
+A notebook never branches on the profile name. It asks for its family's settings::
+
+    cfg = profile_config("start_here")
+    cfg.batch_size, cfg.profile
+
+and every number lives in ``FAMILIES`` below, so a reader can compare the three profiles of a
+notebook side by side. Overrides are explicit: ``profile_config("start_here", steps=10)``.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from types import MappingProxyType
+from typing import Any, Mapping
+
+PROFILE_ENV = "CURRICULUM_PROFILE"
+PROFILES = ("smoke", "local", "full")
+
+
+class ProfileError(ValueError):
+    """An unknown profile name or configuration key; the message names the fix."""
+
+
+# Each family: settings shared by all profiles under "common", then what differs per profile.
+# Track issues add their families here (one per notebook family, not per notebook).
+FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
+    # notebooks/00_start_here: the environment check and a tiny timed matmul.
+    "start_here": {
+        "common": {"seed": 0},
+        "smoke": {"matmul_size": 256, "matmul_repeats": 3},
+        "local": {"matmul_size": 1024, "matmul_repeats": 5},
+        "full": {"matmul_size": 4096, "matmul_repeats": 10},
+    },
+}
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a hard requirement
+        return False
+    return torch.cuda.is_available()
+
+
+def default_profile() -> str:
+    """``full`` with CUDA, else ``local``."""
+    return "full" if _cuda_available() else "local"
+
+
+def get_profile(profile: str | None = None, *, warn: bool = True) -> str:
+    """Return the active profile: the argument, else ``$CURRICULUM_PROFILE``, else the default.
+
+    An unknown name raises :class:`ProfileError` listing the valid ones. Asking for ``full``
+    without a GPU works (it is just slow) but warns and says how to switch.
+    """
+    source = "argument"
+    if profile is None:
+        profile = os.environ.get(PROFILE_ENV, "").strip()
+        source = PROFILE_ENV
+        if not profile:
+            return default_profile()
+    name = profile.strip().lower()
+    if name not in PROFILES:
+        raise ProfileError(
+            f"{source}={profile!r} is not a run profile. Valid profiles: {', '.join(PROFILES)}. "
+            f"Fix: `export {PROFILE_ENV}=local` (CPU laptop), `smoke` (a one-minute check) or "
+            f"`full` (GPU), or unset {PROFILE_ENV} to get the default ({default_profile()})."
+        )
+    if warn and name == "full" and not _cuda_available():
+        warnings.warn(
+            "Profile 'full' asks for the paper-sized run, but no CUDA GPU is visible, so it will "
+            "be very slow on the CPU. Switch with `export CURRICULUM_PROFILE=local` (or set "
+            "os.environ['CURRICULUM_PROFILE'] = 'local' before importing helpers), or on Colab "
+            "pick Runtime -> Change runtime type -> GPU.",
+            stacklevel=2,
+        )
+    return name
+
+
+class Config(Mapping[str, Any]):
+    """Read-only settings with attribute access: ``cfg.batch_size`` or ``cfg["batch_size"]``.
+
+    ``cfg.profile`` and ``cfg.family`` say where the values came from; ``cfg.to_dict()`` is
+    what ``helpers.training.write_metrics`` stores next to the results.
+    """
+
+    __slots__ = ("_family", "_profile", "_values")
+
+    def __init__(self, family: str, profile: str, values: Mapping[str, Any]):
+        object.__setattr__(self, "_family", family)
+        object.__setattr__(self, "_profile", profile)
+        object.__setattr__(self, "_values", MappingProxyType(dict(values)))
+
+    family = property(lambda self: self._family)
+    profile = property(lambda self: self._profile)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self._values[key]
+        except KeyError:
+            raise AttributeError(
+                f"config {self._family!r} has no setting {key!r}; it has: "
+                f"{', '.join(sorted(self._values))}"
+            ) from None
+
+    def __setattr__(self, key, value):
+        raise AttributeError(
+            f"config values are read-only; use cfg.replace({key}=...) or "
+            f"profile_config({self._family!r}, {key}=...)"
+        )
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def replace(self, **overrides: Any) -> "Config":
+        _check_keys(self._family, self._values, overrides)
+        return Config(self._family, self._profile, {**self._values, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self._family, "profile": self._profile, **self._values}
+
+    def __repr__(self) -> str:
+        items = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"Config({self._family!r}, profile={self._profile!r}, {items})"
+
+
+def _check_keys(family: str, values: Mapping[str, Any], overrides: Mapping[str, Any]) -> None:
+    unknown = sorted(set(overrides) - set(values))
+    if unknown:
+        raise ProfileError(
+            f"unknown setting(s) {', '.join(unknown)} for config {family!r}; valid settings: "
+            f"{', '.join(sorted(values))}"
+        )
+
+
+def profile_config(family: str, profile: str | None = None, **overrides: Any) -> Config:
+    """The settings of one notebook family for the active profile (week 0).
+
+    ``profile`` defaults to :func:`get_profile`; keyword overrides must name existing settings.
+    """
+    if family not in FAMILIES:
+        raise ProfileError(
+            f"unknown config family {family!r}; known families: {', '.join(sorted(FAMILIES))}"
+        )
+    name = get_profile(profile)
+    spec = FAMILIES[family]
+    values = {**spec.get("common", {}), **spec[name]}
+    _check_keys(family, values, overrides)
+    return Config(family, name, {**values, **overrides})

@@ -1,0 +1,24 @@
+"""Datasets: one registry, one lookup order (local layout -> cache -> download), one clear
+error when nothing works. See :mod:`helpers.data.registry` (week 0).
+
+    from helpers.data import load_dataset
+    mnist = load_dataset("mnist")        # Loaded(name, origin, path, data)
+    print(mnist.describe())
+"""
+
+from .registry import (  # noqa: F401
+    ChecksumError,
+    DataError,
+    DataLayoutError,
+    DatasetSpec,
+    DataUnavailableError,
+    Loaded,
+    available,
+    get_spec,
+    load_dataset,
+    missing_files,
+    register,
+    verify_manifest,
+    write_manifest,
+)
+from . import images  # noqa: F401,E402  (registers mnist, fashion_mnist)

@@ -1,0 +1,233 @@
+"""The machine a notebook runs on: folders, device, seeds, mixed precision, Colab (week 0).
+
+Every notebook starts with::
+
+    from helpers import env
+    device = env.get_device()
+    env.seed_everything(cfg.seed)
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import get_profile
+
+DATA_DIR_ENV = "CURRICULUM_DATA_DIR"
+CACHE_DIR_ENV = "CURRICULUM_CACHE_DIR"
+RUNS_DIR_ENV = "CURRICULUM_RUNS_DIR"
+DEVICE_ENV = "CURRICULUM_DEVICE"
+DRIVE_ROOT = Path("/content/drive/MyDrive")
+
+
+class DataDirError(FileNotFoundError):
+    """``CURRICULUM_DATA_DIR`` points at a folder that does not exist."""
+
+
+# --------------------------------------------------------------------------- folders
+def project_root() -> Path:
+    """The checkout this package lives in (editable install), else the working directory.
+
+    On Colab `helpers` is pip-installed, so data and runs go under the current folder
+    (``/content``), like any other Colab file.
+    """
+    here = Path(__file__).resolve().parent.parent
+    if (here / "pyproject.toml").is_file() and (here / "notebooks").is_dir():
+        return here
+    return Path.cwd()
+
+
+def data_dir(*, must_exist: bool = True) -> Path:
+    """Where datasets are looked for in their official layout: ``$CURRICULUM_DATA_DIR`` or ``data/``.
+
+    If the variable is set to a folder that does not exist, that is a mistake worth stopping
+    for (a typo would otherwise silently trigger a multi-GB download).
+    """
+    value = os.environ.get(DATA_DIR_ENV, "").strip()
+    if value:
+        path = Path(value).expanduser()
+        if must_exist and not path.is_dir():
+            raise DataDirError(
+                f"{DATA_DIR_ENV}={value!r} does not exist. Fix: create it (`mkdir -p {value}`) "
+                f"and put the datasets there, point {DATA_DIR_ENV} at the folder that holds them, "
+                f"or unset it to use {project_root() / 'data'}."
+            )
+        return path
+    return project_root() / "data"
+
+
+def cache_dir() -> Path:
+    """Where downloads are cached: ``$CURRICULUM_CACHE_DIR`` or ``~/.cache/curriculum``."""
+    value = os.environ.get(CACHE_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else Path.home() / ".cache" / "curriculum"
+
+
+def runs_dir() -> Path:
+    """Where results go: ``$CURRICULUM_RUNS_DIR`` or ``runs/`` in the project root."""
+    value = os.environ.get(RUNS_DIR_ENV, "").strip()
+    return Path(value).expanduser() if value else project_root() / "runs"
+
+
+# --------------------------------------------------------------------------- Colab
+def in_colab() -> bool:
+    """True inside a Google Colab runtime."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def mount_drive() -> Path | None:
+    """Mount Google Drive on Colab (asks for permission once); returns MyDrive or None elsewhere."""
+    if not in_colab():
+        return None
+    if not DRIVE_ROOT.is_dir():
+        from google.colab import drive  # type: ignore[import-not-found]
+
+        drive.mount(str(DRIVE_ROOT.parent))
+    return DRIVE_ROOT
+
+
+def checkpoint_dir(track: str, notebook: str) -> Path:
+    """Folder for one notebook's checkpoints (week 0).
+
+    On Colab with Drive mounted it lives on Drive, so a disconnect loses nothing; everywhere
+    else it is ``runs/<track>/<notebook>/checkpoints``. Call :func:`mount_drive` first on Colab.
+    """
+    if in_colab() and DRIVE_ROOT.is_dir():
+        base = DRIVE_ROOT / "curriculum-runs" / track / notebook
+    else:
+        if in_colab():
+            warnings.warn(
+                "Checkpoints go to the Colab VM and are lost when it disconnects. "
+                "Run helpers.env.mount_drive() first to keep them on Google Drive.",
+                stacklevel=2,
+            )
+        base = runs_dir() / track / notebook
+    path = base / "checkpoints"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# --------------------------------------------------------------------------- device
+def get_device(profile: str | None = None) -> torch.device:
+    """CPU for the ``smoke`` profile (what CI has), else the best accelerator present.
+
+    ``$CURRICULUM_DEVICE`` (e.g. ``cpu``, ``cuda:1``, ``mps``) overrides the choice.
+    """
+    forced = os.environ.get(DEVICE_ENV, "").strip()
+    if forced:
+        return torch.device(forced)
+    if get_profile(profile, warn=False) == "smoke":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0, *, deterministic: bool = True) -> int:
+    """Seed Python, NumPy and torch (CPU and every GPU) so a run can be repeated (week 0).
+
+    With ``deterministic=True`` cuDNN picks deterministic kernels and torch warns when an
+    operation has no deterministic version; CPU results are then bit-identical across runs.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    return seed
+
+
+@dataclass(frozen=True)
+class AmpSettings:
+    """How to run mixed precision on one device (week 4 teaches why)."""
+
+    device_type: str
+    dtype: torch.dtype
+    use_grad_scaler: bool
+
+    @property
+    def enabled(self) -> bool:
+        return self.dtype != torch.float32
+
+
+def amp_settings(device: torch.device | str | None = None) -> AmpSettings:
+    """bf16 where the GPU supports it (Ampere and newer), fp16 + GradScaler on older GPUs such
+    as Colab's T4, fp32 on the CPU (week 4, "mixed precision")."""
+    device = torch.device(device) if device is not None else get_device()
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return AmpSettings("cuda", torch.bfloat16, False)
+        return AmpSettings("cuda", torch.float16, True)
+    return AmpSettings(device.type, torch.float32, False)
+
+
+def autocast(amp: AmpSettings):
+    """``torch.autocast`` for these settings; a no-op context in fp32."""
+    if not amp.enabled:
+        return nullcontext()
+    return torch.autocast(device_type=amp.device_type, dtype=amp.dtype)
+
+
+def grad_scaler(amp: AmpSettings) -> "torch.amp.GradScaler":
+    """A GradScaler that is active only for fp16 (bf16 and fp32 need none)."""
+    return torch.amp.GradScaler(amp.device_type if amp.device_type == "cuda" else "cpu",
+                                enabled=amp.use_grad_scaler)
+
+
+# --------------------------------------------------------------------------- report
+def _total_ram_gb() -> float | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def environment_report() -> dict[str, Any]:
+    """Versions, hardware and the active profile, as a dict a notebook prints (week 0)."""
+    report: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "profile": get_profile(warn=False),
+        "device": str(get_device()),
+        "cpu_count": os.cpu_count(),
+        "ram_gb": None if _total_ram_gb() is None else round(_total_ram_gb(), 1),
+        "colab": in_colab(),
+        "cuda": torch.version.cuda if torch.cuda.is_available() else None,
+        "gpus": [],
+    }
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        report["gpus"].append(
+            {
+                "name": props.name,
+                "memory_gb": round(props.total_memory / 2**30, 1),
+                "capability": f"{props.major}.{props.minor}",
+            }
+        )
+    try:
+        import torchvision
+
+        report["torchvision"] = torchvision.__version__
+    except ImportError:
+        report["torchvision"] = None
+    from . import __version__
+
+    report["helpers"] = __version__
+    return report

@@ -1,0 +1,326 @@
+"""What every training loop in the curriculum shares (week 0; used by both tracks).
+
+- :func:`progress`: a ``tqdm.auto`` bar that works in Jupyter, Colab and CI logs.
+- :class:`History`: loss/metric curves, plotted with one call.
+- :func:`atomic_save` / :func:`save_checkpoint` / :func:`load_checkpoint`: checkpoints that
+  survive a Colab disconnect mid-write (temp file, fsync, rename) and load with
+  ``weights_only=True``.
+- :func:`write_metrics`: ``runs/<track>/<notebook>/metrics.json`` for comparing runs.
+
+The loops themselves are written in the open in each track's week-3/4 notebook.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import tempfile
+import time
+from collections import defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import torch
+
+from . import env
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used as asked; the message says which field or file and why."""
+
+
+# --------------------------------------------------------------------------- progress
+def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "",
+             **kwargs):
+    """``tqdm.auto.tqdm`` with settings that keep CI logs short (a bar update at most every 5 s
+    when not attached to a terminal or notebook)."""
+    from tqdm.auto import tqdm
+
+    if os.environ.get("CI"):
+        kwargs.setdefault("mininterval", 5.0)
+    return tqdm(iterable, total=total, desc=desc, **kwargs)
+
+
+# --------------------------------------------------------------------------- history
+class History:
+    """Named series of (step, value) pairs: ``hist.log(step, loss=0.3, lr=1e-4)``."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, list[tuple[int, float]]] = defaultdict(list)
+
+    def log(self, step: int, **values: float) -> None:
+        for name, value in values.items():
+            if isinstance(value, torch.Tensor):
+                value = value.detach().item()
+            self._data[name].append((int(step), float(value)))
+
+    def __getitem__(self, name: str) -> list[float]:
+        if name not in self._data:
+            raise KeyError(f"no series {name!r} logged; logged: {', '.join(self._data) or 'none'}")
+        return [v for _, v in self._data[name]]
+
+    def steps(self, name: str) -> list[int]:
+        return [s for s, _ in self._data[name]]
+
+    def last(self, name: str) -> float:
+        return self[name][-1]
+
+    def names(self) -> list[str]:
+        return list(self._data)
+
+    def __len__(self) -> int:
+        return max((len(v) for v in self._data.values()), default=0)
+
+    def state_dict(self) -> dict[str, list[list[float]]]:
+        return {k: [[s, v] for s, v in series] for k, series in self._data.items()}
+
+    def load_state_dict(self, state: Mapping[str, list]) -> None:
+        self._data = defaultdict(list, {k: [(int(s), float(v)) for s, v in series]
+                                        for k, series in state.items()})
+
+    def plot(self, *names: str, ax=None, smooth: int = 1, logy: bool = False, title: str = ""):
+        """Plot the named series (all when none named) against the step; returns the axes."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 3.5))
+        for name in names or self.names():
+            values = np.asarray(self[name])
+            steps = np.asarray(self.steps(name))
+            if smooth > 1 and len(values) >= smooth:
+                kernel = np.ones(smooth) / smooth
+                values = np.convolve(values, kernel, mode="valid")
+                steps = steps[smooth - 1:]
+            ax.plot(steps, values, label=name)
+        ax.set_xlabel("step")
+        if logy:
+            ax.set_yscale("log")
+        if title:
+            ax.set_title(title)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        return ax
+
+
+# --------------------------------------------------------------------------- atomic files
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some filesystems refuse directory fsync
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write) -> Path:
+    """Write via ``write(fileobj)`` to a temp file beside ``path``, fsync, then rename over it.
+
+    A crash at any point leaves either the old file or the new one, never half of one, and
+    no temp file behind (except after a hard kill, which the next write cleans up).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        try:  # left over from a process killed mid-write
+            if time.time() - stale.stat().st_mtime > 60:
+                stale.unlink()
+        except OSError:
+            pass
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
+            raise CheckpointError(
+                f"the disk is full while writing {path}; the previous version is untouched. "
+                "Fix: free space (delete old runs/ or checkpoints) and save again."
+            ) from exc
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` that is all-or-nothing (week 4, "checkpointing")."""
+    return _atomic_write(Path(path), lambda f: torch.save(obj, f))
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
+    return _atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
+
+
+# --------------------------------------------------------------------------- checkpoints
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch RNG states, in types that ``weights_only=True`` can load."""
+    py = random.getstate()
+    np_state = np.random.get_state()
+    state = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": {"key": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _plain(value: Any) -> Any:
+    """Config values as plain JSON/pickle-free types."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    return str(value)
+
+
+def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, step: int,
+                    config: Mapping[str, Any] | None = None, optimizer=None, scheduler=None,
+                    scaler=None, extra: Mapping[str, Any] | None = None) -> Path:
+    """Save everything needed to resume exactly: weights, optimizer, scheduler, GradScaler,
+    RNG states, step, config and versions (week 4, "checkpointing")."""
+    state: dict[str, Any] = {
+        "format": 1,
+        "step": int(step),
+        "model": model.state_dict(),
+        "config": _plain(dict(config or {})),
+        "rng": rng_state(),
+        "versions": {"torch": str(torch.__version__), "python": platform.python_version()},
+        "extra": dict(extra or {}),
+    }
+    for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
+        if obj is not None:
+            state[key] = obj.state_dict()
+    return atomic_save(state, path)
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
+                       keys: Iterable[str] | None = None) -> list[str]:
+    """Fields whose values differ, as ``"d_model: checkpoint 512, config 256"`` lines."""
+    current = _plain(dict(current))
+    names = list(keys) if keys is not None else sorted(set(saved) | set(current))
+    out = []
+    for k in names:
+        a, b = saved.get(k, "<missing>"), current.get(k, "<missing>")
+        if a != b:
+            out.append(f"{k}: checkpoint {a!r}, config {b!r}")
+    return out
+
+
+def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module | None = None,
+                    optimizer=None, scheduler=None, scaler=None,
+                    config: Mapping[str, Any] | None = None, config_keys: Iterable[str] | None = None,
+                    restore_rng: bool = True, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True`` (no pickle code runs) and restore what is
+    passed in. With ``config``, refuse a checkpoint whose settings differ, naming each field
+    (only ``config_keys`` are compared when given, e.g. the architecture fields)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}. Fix: train first (it is written every "
+                              f"few steps) or point to the right file.")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # truncated or foreign file
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc}). Fix: delete it "
+            f"and resume from an earlier one, or retrain."
+        ) from exc
+    if config is not None:
+        diffs = config_differences(state.get("config", {}), config, config_keys)
+        if diffs:
+            raise CheckpointError(
+                f"{path} was saved with different settings: " + "; ".join(diffs)
+                + ". Fix: use the settings it was trained with, or start a fresh run in another "
+                  "folder (nothing was overwritten)."
+            )
+    if model is not None:
+        model.load_state_dict(state["model"])
+    for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
+        if obj is not None:
+            if key not in state:
+                raise CheckpointError(f"{path} holds no {key} state; it cannot resume that {key}.")
+            obj.load_state_dict(state[key])
+    if restore_rng and "rng" in state:
+        set_rng_state(state["rng"])
+    return state
+
+
+# --------------------------------------------------------------------------- metrics.json
+def _json_value(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN; keep it visible rather than crash
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    return value if isinstance(value, (bool, int, float, str)) or value is None else str(value)
+
+
+def write_metrics(track: str, notebook: str, metrics: Mapping[str, Any], *,
+                  config: Mapping[str, Any] | None = None,
+                  extra: Mapping[str, Any] | None = None, runs: str | os.PathLike | None = None) -> Path:
+    """Write ``runs/<track>/<notebook>/metrics.json``: final metrics, profile, settings and
+    versions, so learners and study groups can compare runs (week 0, used by every training
+    notebook). Returns the path."""
+    for label, value in (("track", track), ("notebook", notebook)):
+        if not value or "/" in value or value.startswith("."):
+            raise ValueError(f"{label}={value!r} must be a plain folder name like 'transformer'")
+    report = env.environment_report()
+    cfg = dict(config or {})
+    record = {
+        "track": track,
+        "notebook": notebook,
+        "profile": cfg.get("profile", report["profile"]),
+        "metrics": _json_value(dict(metrics)),
+        "settings": _json_value(cfg),
+        "extra": _json_value(dict(extra or {})),
+        "environment": {k: report[k] for k in ("python", "torch", "torchvision", "numpy",
+                                               "helpers", "device", "gpus", "colab")},
+        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    path = Path(runs) if runs is not None else env.runs_dir()
+    path = path / track / notebook / "metrics.json"
+    atomic_write_text(json.dumps(record, indent=2, sort_keys=False) + "\n", path)
+    return path
+
+
+def read_metrics(track: str, notebook: str, runs: str | os.PathLike | None = None) -> dict:
+    path = (Path(runs) if runs is not None else env.runs_dir()) / track / notebook / "metrics.json"
+    return json.loads(path.read_text())

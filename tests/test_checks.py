@@ -1,0 +1,70 @@
+import math
+
+import pytest
+import torch
+
+from helpers.checks import (CheckFailed, check_at_least, check_at_most, check_close,
+                            check_decreasing, check_finite, check_range, check_shape, check_true)
+
+
+def test_check_shape_passes_and_reports_mismatch(capsys):
+    check_shape(torch.zeros(2, 3), (2, None), "x")
+    assert "✓ x: shape (2, 3)" in capsys.readouterr().out
+    with pytest.raises(CheckFailed, match=r"expected \(2, 4\), got \(2, 3\) \(dimension 1 differ"):
+        check_shape(torch.zeros(2, 3), (2, 4), "x")
+    with pytest.raises(CheckFailed, match="3 dimensions instead of 2"):
+        check_shape(torch.zeros(2, 3, 1), (2, 3), "x")
+    with pytest.raises(CheckFailed, match="missing transpose"):
+        check_shape(torch.zeros(3, 2), (2, 3), "x")
+
+
+def test_check_close_reports_max_error_and_location():
+    a = torch.zeros(3, 4)
+    b = a.clone()
+    b[1, 2] = 0.5
+    assert check_close(a, a, verbose=False) == 0.0
+    with pytest.raises(CheckFailed) as info:
+        check_close(b, a, atol=1e-5, name="attention")
+    text = str(info.value)
+    assert "attention: max abs error 0.5" in text and "worst at index (1, 2)" in text
+    assert "1 of 12 values off" in text
+    with pytest.raises(CheckFailed, match="shape mismatch"):
+        check_close(torch.zeros(2), torch.zeros(3))
+    with pytest.raises(CheckFailed, match="NaN/inf"):
+        check_close(torch.tensor([math.nan]), torch.tensor([0.0]))
+
+
+def test_check_close_hint_is_shown():
+    with pytest.raises(CheckFailed, match="Hint: divide by sqrt"):
+        check_close(torch.ones(1), torch.zeros(1), hint="divide by sqrt(d_k)")
+
+
+def test_check_range_and_finite():
+    check_range(torch.tensor([-1.0, 1.0]), -1, 1, verbose=False)
+    with pytest.raises(CheckFailed, match=r"values span \[-1, 2\]"):
+        check_range(torch.tensor([-1.0, 2.0]), -1, 1)
+    with pytest.raises(CheckFailed, match="1 of 2 values are NaN or inf"):
+        check_finite(torch.tensor([1.0, math.inf]))
+
+
+def test_check_decreasing():
+    drop = check_decreasing([4, 3, 2, 1, 0.5], min_drop=0.5, verbose=False)
+    assert drop > 0.5
+    with pytest.raises(CheckFailed, match="did not fall enough"):
+        check_decreasing([1, 1, 1, 1, 1])
+    with pytest.raises(CheckFailed, match="at least 2 values"):
+        check_decreasing([1])
+    with pytest.raises(CheckFailed, match="NaN"):
+        check_decreasing([1, math.nan])
+
+
+def test_thresholds_and_true():
+    check_at_least(0.9, 0.5, verbose=False)
+    check_at_most(0.1, 0.5, verbose=False)
+    with pytest.raises(CheckFailed, match="below the required 0.5"):
+        check_at_least(0.1, 0.5, "accuracy")
+    with pytest.raises(CheckFailed, match="above the allowed"):
+        check_at_most(1.0, 0.5)
+    with pytest.raises(CheckFailed, match="cond: it broke"):
+        check_true(False, "cond", "it broke")
+    assert issubclass(CheckFailed, AssertionError)

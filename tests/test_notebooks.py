@@ -1,0 +1,120 @@
+"""The notebook conventions: pairs in sync, clean, headed, badged; nbval fails on wrong results."""
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("nbtools", ROOT / "tools" / "nbtools.py")
+nbtools = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(nbtools)
+
+
+@pytest.fixture
+def repo_copy(tmp_path):
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints", "runs"))
+    return tmp_path
+
+
+def test_every_notebook_pair_is_in_sync_clean_and_headed():
+    assert nbtools.pairs(), "no notebooks found"
+    assert nbtools.check() == []
+
+
+def test_edit_on_the_py_side_only_is_caught(repo_copy):
+    py = repo_copy / "notebooks" / "00_start_here.py"
+    py.write_text(py.read_text().replace("n = cfg.matmul_size", "n = cfg.matmul_size + 1"))
+    problems = nbtools.check(repo_copy)
+    assert any(".py and .ipynb differ" in p for p in problems), problems
+
+
+def test_edit_on_the_ipynb_side_only_is_caught(repo_copy):
+    path = repo_copy / "notebooks" / "00_start_here.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("print('added in Jupyter')"))
+    nbformat.write(nb, path)
+    problems = nbtools.check(repo_copy)
+    assert any("differ" in p for p in problems), problems
+    nbtools.sync(repo_copy)  # the newer side (ipynb) wins and both agree again
+    assert nbtools.check(repo_copy) == []
+    assert "added in Jupyter" in (repo_copy / "notebooks" / "00_start_here.py").read_text()
+
+
+def test_stored_outputs_missing_pair_and_missing_header_are_caught(repo_copy):
+    path = repo_copy / "notebooks" / "00_start_here.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    code = next(c for c in nb.cells if c.cell_type == "code")
+    code.outputs = [nbformat.v4.new_output("stream", text="hi")]
+    nbformat.write(nb, path)
+    (repo_copy / "notebooks" / "lonely.py").write_text("# %%\nprint(1)\n")
+    problems = "\n".join(nbtools.check(repo_copy))
+    assert "have stored outputs" in problems
+    assert "lonely: only the .py exists" in problems
+    (repo_copy / "notebooks" / "lonely.ipynb").write_text(
+        nbformat.writes(jupytext.read(str(repo_copy / "notebooks" / "lonely.py"))))
+    problems = "\n".join(nbtools.check(repo_copy))
+    assert "lack a 'Learning goals' section" in problems
+    assert "badge or setup cell is missing" in problems
+
+
+def test_repo_url_change_makes_badges_stale(repo_copy):
+    toml = repo_copy / "pyproject.toml"
+    toml.write_text(toml.read_text().replace('repo = "', 'repo = "someone-else/'))
+    assert any("stale" in p for p in nbtools.check(repo_copy))
+
+
+def test_badges_point_at_the_notebook_itself():
+    settings = nbtools.repo_settings()
+    for stem in nbtools.pairs():
+        rel = str(stem.relative_to(ROOT)) + ".ipynb"
+        text = stem.with_suffix(".py").read_text()
+        url = (f"https://colab.research.google.com/github/{settings['repo']}/blob/"
+               f"{settings['branch']}/{rel}")
+        assert url in text, f"{rel}: badge does not point at {url}"
+        assert (ROOT / rel).is_file()
+        assert f"git+https://github.com/{settings['repo']}@{settings['branch']}" in text
+
+
+def test_new_notebook_from_template(repo_copy):
+    stem = repo_copy / "notebooks" / "demo" / "week9_demo"
+    nbtools.new(stem, "Week 9: Demo", repo_copy)
+    assert stem.with_suffix(".ipynb").is_file()
+    assert nbtools.check(repo_copy) == []
+    with pytest.raises(SystemExit, match="nothing overwritten"):
+        nbtools.new(stem, "again", repo_copy)
+
+
+NB_BODY = '''# %%
+import torch
+from helpers.checks import check_close
+mine = torch.ones(3) * {factor}
+check_close(mine, torch.ones(3), atol=1e-6, name="my attention output")
+'''
+
+
+@pytest.mark.parametrize("factor, should_pass", [(1.0, True), (1.5, False)])
+def test_nbval_fails_a_notebook_whose_result_is_wrong(tmp_path, factor, should_pass):
+    """Without stored outputs nbval only sees errors, so the check cells are what make a
+    wrong result fail `make test`; the correct variant shows the test can pass."""
+    nb = jupytext.reads(NB_BODY.format(factor=factor), fmt="py:percent")
+    nb.metadata["kernelspec"] = dict(nbtools.KERNELSPEC)
+    nbformat.write(nb, tmp_path / "wrong_result.ipynb")
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p",
+         "no:cacheprovider", "-q", str(tmp_path / "wrong_result.ipynb")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=240,
+        env={**os.environ, "CURRICULUM_PROFILE": "smoke"})
+    if should_pass:
+        assert run.returncode == 0, run.stdout + run.stderr
+    else:
+        assert run.returncode == 1, run.stdout + run.stderr
+        assert "CheckFailed" in run.stdout and "max abs error 0.5" in run.stdout
