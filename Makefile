@@ -19,9 +19,9 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 setup: $(PY)
-	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -r requirements.txt -r requirements-dev.txt
-	$(PY) -m pip install --no-deps -e .
+	$(PY) -m pip install -q --progress-bar off --upgrade pip
+	$(PY) -m pip install -q --progress-bar off -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --progress-bar off --no-deps -e .
 	@$(PY) -c "import helpers, torch; print('helpers', helpers.__version__, '| torch', torch.__version__, '| CUDA', torch.cuda.is_available())"
 
 # Fail early, and say what to do, when `make setup` has not been run.
