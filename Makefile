@@ -19,7 +19,6 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 setup: $(PY)
-	$(PY) -m pip install -q --progress-bar off --upgrade pip
 	$(PY) -m pip install -q --progress-bar off -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install -q --progress-bar off --no-deps -e .
 	@$(PY) -c "import helpers, torch; print('helpers', helpers.__version__, '| torch', torch.__version__, '| CUDA', torch.cuda.is_available())"
