@@ -44,6 +44,36 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
         "local": {"matmul_size": 1024, "matmul_repeats": 5},
         "full": {"matmul_size": 4096, "matmul_repeats": 10},
     },
+    # Transformer week 3 (and week 4): Multi30k EN->DE. "full" is the paper's base model
+    # (§3, §5, Table 3 row "base"); warmup and steps are scaled to Multi30k's 29k sentences.
+    "translation": {
+        "common": {"seed": 0, "label_smoothing": 0.1, "positional": "sinusoidal",
+                   "clip_norm": 0.0, "beam_size": 4, "length_penalty": 0.6, "max_len": 256,
+                   "fast_attention": True},
+        "smoke": {"dataset_size": 4000, "vocab_size": 500, "d_model": 64, "n_heads": 4,
+                  "d_ff": 256, "n_layers": 2, "dropout": 0.0, "max_tokens": 1200,
+                  "train_steps": 250, "warmup_steps": 100, "lr_factor": 0.5, "eval_every": 125,
+                  "test_sentences": 200, "min_bleu": 80.0, "time_limit_s": None},
+        "local": {"dataset_size": None, "vocab_size": 6000, "d_model": 256, "n_heads": 4,
+                  "d_ff": 1024, "n_layers": 2, "dropout": 0.1, "max_tokens": 2000,
+                  "train_steps": 1500, "warmup_steps": 400, "lr_factor": 1.0,
+                  "eval_every": 500, "test_sentences": None, "min_bleu": 10.0,
+                  "time_limit_s": 900},
+        "full": {"dataset_size": None, "vocab_size": 10000, "d_model": 512, "n_heads": 8,
+                 "d_ff": 2048, "n_layers": 6, "dropout": 0.1, "max_tokens": 8000,
+                 "train_steps": 6000, "warmup_steps": 2000, "lr_factor": 1.0,
+                 "eval_every": 1000, "test_sentences": None, "min_bleu": 30.0,
+                 "time_limit_s": 900},
+    },
+    # Transformer week 3, first model: a toy copy/reverse task that converges in seconds.
+    "toy_seq2seq": {
+        "common": {"seed": 0, "vocab_size": 13, "seq_len": 10, "d_model": 64, "n_heads": 4,
+                   "d_ff": 128, "n_layers": 2, "dropout": 0.0, "batch_size": 64,
+                   "warmup_steps": 50, "lr_factor": 1.0, "min_accuracy": 0.95},
+        "smoke": {"train_steps": 250},
+        "local": {"train_steps": 600},
+        "full": {"train_steps": 600},
+    },
 }
 
 

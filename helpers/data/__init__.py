@@ -21,4 +21,4 @@ from .registry import (  # noqa: F401
     verify_manifest,
     write_manifest,
 )
-from . import images  # noqa: F401,E402  (registers mnist, fashion_mnist)
+from . import images, text  # noqa: F401,E402  (register mnist, fashion_mnist, multi30k)

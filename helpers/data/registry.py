@@ -64,7 +64,7 @@ class DatasetSpec:
     folder: str
     files: tuple[str, ...]
     source: str
-    load: Callable[..., Any]
+    load: Callable[[Path], Any]
     download: Callable[[Path], None] | None = None
     standin: Callable[..., Any] | None = None
     note: str = ""
@@ -210,16 +210,17 @@ def verify_manifest(spec: DatasetSpec, root: Path, *, full: bool = True) -> None
 # --------------------------------------------------------------------------- lookup
 def load_dataset(name: str, *, profile: str | None = None, allow_download: bool = True,
                  data_root: str | os.PathLike | None = None,
-                 cache_root: str | os.PathLike | None = None, **kwargs: Any) -> Loaded:
+                 cache_root: str | os.PathLike | None = None, **standin_options: Any) -> Loaded:
     """Load a registered dataset: stand-in (smoke profile), local layout, cache, download.
 
-    ``kwargs`` go to the dataset's loader (and stand-in), e.g. sizes or splits.
+    ``standin_options`` size the smoke profile's stand-in (e.g. ``n_train=2000``); the real
+    dataset is always loaded whole.
     """
     spec = get_spec(name)
     if get_profile(profile, warn=False) == "smoke":
         if spec.standin is None:
             raise DataUnavailableError(f"{spec.title} has no offline stand-in for the smoke profile")
-        return Loaded(spec.name, "standin", None, spec.standin(**kwargs))
+        return Loaded(spec.name, "standin", None, spec.standin(**standin_options))
 
     root = Path(data_root) if data_root is not None else env.data_dir()
     if data_root is not None and not root.is_dir():
@@ -228,7 +229,7 @@ def load_dataset(name: str, *, profile: str | None = None, allow_download: bool 
     folder = root / spec.folder
     missing = missing_files(spec, root)
     if not missing:
-        return Loaded(spec.name, "local", folder, spec.load(folder, **kwargs))
+        return Loaded(spec.name, "local", folder, spec.load(folder))
     if folder.is_dir() and len(missing) < len(spec.files):
         present = sorted(p.name for p in folder.iterdir())[:12]
         raise DataLayoutError(
@@ -248,7 +249,7 @@ def load_dataset(name: str, *, profile: str | None = None, allow_download: bool 
     cached = cache / spec.name
     if cached.is_dir() and not missing_files(spec, cached):
         verify_manifest(spec, cached)
-        return Loaded(spec.name, "cache", cached / spec.folder, spec.load(cached / spec.folder, **kwargs))
+        return Loaded(spec.name, "cache", cached / spec.folder, spec.load(cached / spec.folder))
 
     reason = "downloads are switched off (allow_download=False)"
     if allow_download and spec.download is not None:
@@ -269,7 +270,7 @@ def load_dataset(name: str, *, profile: str | None = None, allow_download: bool 
             reason = f"the download from {spec.source} failed ({type(exc).__name__}: {exc})"
         else:
             return Loaded(spec.name, "download", cached / spec.folder,
-                          spec.load(cached / spec.folder, **kwargs))
+                          spec.load(cached / spec.folder))
     elif spec.download is None:
         reason = "it cannot be downloaded automatically"
 

@@ -1,0 +1,176 @@
+"""Parallel text for translation: Multi30k, your own corpus, and an offline stand-in
+(Transformer track, week 3).
+
+Any parallel corpus in the *plain-text layout* loads through one function,
+:func:`load_parallel_folder`: one sentence per line, one file per split and language::
+
+    <folder>/train.en   <folder>/train.de      (``.gz`` also accepted)
+    <folder>/val.en     <folder>/val.de
+    <folder>/test.en    <folder>/test.de       (Multi30k calls this one test_2016_flickr)
+
+Line ``i`` of ``train.en`` translates line ``i`` of ``train.de``; files whose line counts
+differ are refused, naming both files and their counts.
+"""
+
+from __future__ import annotations
+
+import gzip
+import random
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from .registry import DataLayoutError, DatasetSpec, register
+
+MULTI30K_SPLITS = {"train": "train", "val": "val", "test": "test_2016_flickr"}
+DEFAULT_SPLITS = {"train": "train", "val": "val", "test": "test"}
+
+Pairs = list[tuple[str, str]]
+
+
+def _read_lines(folder: Path, stem: str) -> tuple[Path, list[str]]:
+    for name in (stem, stem + ".gz"):
+        path = folder / name
+        if path.is_file():
+            opener = gzip.open if name.endswith(".gz") else open
+            try:
+                with opener(path, "rt", encoding="utf-8") as f:
+                    return path, [line.rstrip("\n").rstrip("\r") for line in f]
+            except (OSError, UnicodeDecodeError, EOFError) as exc:
+                raise DataLayoutError(f"{path} cannot be read as UTF-8 text ({exc}). Fix: save it "
+                                      f"as plain UTF-8, one sentence per line.") from exc
+    raise DataLayoutError(f"{folder / stem} (or {stem}.gz) is missing")
+
+
+def load_parallel_folder(folder: str | Path, src: str = "en", tgt: str = "de",
+                         splits: Mapping[str, str] = DEFAULT_SPLITS) -> dict[str, Pairs]:
+    """Read ``{split: [(source, target), ...]}`` from the plain-text layout above (week 3;
+    week 4 uses it for your own dataset)."""
+    folder = Path(folder)
+    out: dict[str, Pairs] = {}
+    for split, stem in splits.items():
+        src_path, src_lines = _read_lines(folder, f"{stem}.{src}")
+        tgt_path, tgt_lines = _read_lines(folder, f"{stem}.{tgt}")
+        if len(src_lines) != len(tgt_lines):
+            raise DataLayoutError(
+                f"misaligned {split} split: {src_path} has {len(src_lines)} lines but {tgt_path} "
+                f"has {len(tgt_lines)}. Fix: line i of one file must translate line i of the "
+                f"other; remove the extra lines (often a trailing blank line or a header)."
+            )
+        pairs = [(s.strip(), t.strip()) for s, t in zip(src_lines, tgt_lines) if s.strip() or t.strip()]
+        if not pairs:
+            raise DataLayoutError(f"the {split} split ({src_path}, {tgt_path}) is empty. Fix: "
+                                  f"put one sentence per line in both files.")
+        out[split] = pairs
+    return out
+
+
+# --------------------------------------------------------------------------- stand-in
+# A small English -> German grammar. It is tiny, but it needs what translation needs:
+# word choice, gender agreement (der/die/das, adjective endings), case (den for a masculine
+# object), and reordering (after "Today", German puts the verb second: "Heute sieht der Hund").
+_NOUNS = {"dog": ("Hund", "m"), "man": ("Mann", "m"), "bird": ("Vogel", "m"),
+          "ball": ("Ball", "m"), "teacher": ("Lehrer", "m"), "cat": ("Katze", "f"),
+          "woman": ("Frau", "f"), "flower": ("Blume", "f"), "door": ("Tür", "f"),
+          "child": ("Kind", "n"), "girl": ("Mädchen", "n"), "horse": ("Pferd", "n"),
+          "book": ("Buch", "n"), "car": ("Auto", "n")}
+_ADJECTIVES = {"red": "rot", "big": "groß", "small": "klein", "old": "alt", "young": "jung",
+               "happy": "glücklich"}
+_VERBS = {"sees": "sieht", "likes": "mag", "finds": "findet", "watches": "beobachtet",
+          "carries": "trägt", "paints": "malt"}
+_PLACES = {"park": ("Park", "m"), "garden": ("Garten", "m"), "house": ("Haus", "n"),
+           "city": ("Stadt", "f")}
+_TIMES = {"Today": "Heute", "Often": "Oft"}
+_ARTICLES = {("the", "nom"): {"m": "der", "f": "die", "n": "das"},
+             ("the", "acc"): {"m": "den", "f": "die", "n": "das"},
+             ("a", "nom"): {"m": "ein", "f": "eine", "n": "ein"},
+             ("a", "acc"): {"m": "einen", "f": "eine", "n": "ein"}}
+_ENDINGS = {("the", "nom"): {"m": "e", "f": "e", "n": "e"},
+            ("the", "acc"): {"m": "en", "f": "e", "n": "e"},
+            ("a", "nom"): {"m": "er", "f": "e", "n": "es"},
+            ("a", "acc"): {"m": "en", "f": "e", "n": "es"}}
+
+
+def _noun_phrase(rng: random.Random, case: str) -> tuple[str, str]:
+    noun = rng.choice(sorted(_NOUNS))
+    de_noun, gender = _NOUNS[noun]
+    det = rng.choice(["the", "a"])
+    adj = rng.choice([None] + sorted(_ADJECTIVES))
+    first = adj or noun
+    en_det = "an" if det == "a" and first[0] in "aeiou" else det
+    en = f"{en_det} {adj + ' ' if adj else ''}{noun}"
+    de_art = _ARTICLES[(det, case)][gender]
+    de_adj = f"{_ADJECTIVES[adj]}{_ENDINGS[(det, case)][gender]} " if adj else ""
+    return en, f"{de_art} {de_adj}{de_noun}"
+
+
+def synthetic_sentence(rng: random.Random) -> tuple[str, str]:
+    """One English sentence and its German translation from the stand-in grammar."""
+    subj_en, subj_de = _noun_phrase(rng, "nom")
+    obj_en, obj_de = _noun_phrase(rng, "acc")
+    verb = rng.choice(sorted(_VERBS))
+    place_en = place_de = ""
+    if rng.random() < 0.4:
+        place = rng.choice(sorted(_PLACES))
+        de_place, gender = _PLACES[place]
+        place_en = f" in the {place}"
+        place_de = f" im {de_place}" if gender in "mn" else f" in der {de_place}"
+    if rng.random() < 0.3:
+        time = rng.choice(sorted(_TIMES))
+        en = f"{time} {subj_en} {verb} {obj_en}{place_en}."
+        de = f"{_TIMES[time]} {_VERBS[verb]} {subj_de} {obj_de}{place_de}."
+    else:
+        en = f"{subj_en} {verb} {obj_en}{place_en}."
+        de = f"{subj_de} {_VERBS[verb]} {obj_de}{place_de}."
+    return en[0].upper() + en[1:], de[0].upper() + de[1:]
+
+
+def synthetic_translation(n_train: int = 4000, n_val: int = 200, n_test: int = 200,
+                          seed: int = 0) -> dict[str, Pairs]:
+    """Offline stand-in for Multi30k: disjoint splits of distinct sentence pairs (week 3)."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    pairs: Pairs = []
+    total = n_train + n_val + n_test
+    while len(pairs) < total:
+        en, de = synthetic_sentence(rng)
+        if en not in seen:
+            seen.add(en)
+            pairs.append((en, de))
+    return {"train": pairs[:n_train], "val": pairs[n_train:n_train + n_val],
+            "test": pairs[n_train + n_val:]}
+
+
+# --------------------------------------------------------------------------- Multi30k
+def _write_lines(path: Path, lines: Iterable[str]) -> None:
+    path.write_text("".join(line.replace("\n", " ").strip() + "\n" for line in lines),
+                    encoding="utf-8")
+
+
+def _download_multi30k(root: Path) -> None:
+    """From the Hugging Face hub (``bentrevett/multi30k``: task 1, en-de, the 2016 flickr
+    test set), written out in the official raw layout."""
+    from datasets import load_dataset as hf_load_dataset
+
+    hf = hf_load_dataset("bentrevett/multi30k", cache_dir=str(root / ".hf-cache"))
+    folder = root / "multi30k"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, hf_split in (("train", "train"), ("val", "validation"),
+                            ("test_2016_flickr", "test")):
+        rows = hf[hf_split]
+        _write_lines(folder / f"{split}.en", rows["en"])
+        _write_lines(folder / f"{split}.de", rows["de"])
+
+
+MULTI30K = register(DatasetSpec(
+    name="multi30k",
+    title="Multi30k (task 1, English-German)",
+    folder="multi30k",
+    files=tuple(f"{stem}.{lang}|{stem}.{lang}.gz" for stem in MULTI30K_SPLITS.values()
+                for lang in ("en", "de")),
+    source="Hugging Face hub: bentrevett/multi30k (raw files: github.com/multi30k/dataset, "
+           "data/task1/raw/)",
+    load=lambda folder: load_parallel_folder(folder, splits=MULTI30K_SPLITS),
+    download=_download_multi30k,
+    standin=lambda **kw: synthetic_translation(**kw),
+    size_hint="6 files, 4 MB",
+))

@@ -1,0 +1,296 @@
+"""Translation with the Transformer: subword vocabulary, token-count batches, the training
+loop, decoding and BLEU (Transformer track, week 3; reused in week 4).
+
+    data = prepare_translation(pairs_by_split, vocab_size=8000)
+    model = Transformer(data.tokenizer.vocab_size, d_model=..., pad_id=PAD)
+    history = train_translation(model, data, cfg, device=device)
+    hyps = translate(model, data.tokenizer, sources, device=device, beam_size=4)
+    bleu = corpus_bleu(hyps, references)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+
+from . import env
+from .training import History, progress
+from .transformer import (Transformer, beam_search, greedy_decode, label_smoothed_loss,
+                          noam_scheduler, paper_adam)
+
+SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+Pairs = list[tuple[str, str]]
+
+
+# --------------------------------------------------------------------------- subwords
+class SubwordTokenizer:
+    """A byte-pair-encoding vocabulary shared by source and target (the paper: "a shared
+    source-target vocabulary of about 37000 tokens", §5.1), built with HF ``tokenizers``.
+
+    Whitespace is kept as a visible marker (Metaspace), so ``decode(encode(s)) == s`` and
+    BLEU is computed on normal, detokenized text.
+    """
+
+    def __init__(self, tokenizer):
+        self._tok = tokenizer
+        for i, special in enumerate(SPECIALS):
+            if tokenizer.token_to_id(special) != i:
+                raise ValueError(f"tokenizer must have {special} at id {i}")
+
+    @classmethod
+    def train(cls, texts: Sequence[str], vocab_size: int) -> "SubwordTokenizer":
+        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+
+        tok = Tokenizer(models.BPE(unk_token="<unk>"))
+        tok.normalizer = normalizers.NFKC()
+        tok.pre_tokenizer = pre_tokenizers.Metaspace()
+        tok.decoder = decoders.Metaspace()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIALS),
+                                      min_frequency=2, show_progress=False)
+        tok.train_from_iterator(texts, trainer=trainer)
+        return cls(tok)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SubwordTokenizer":
+        from tokenizers import Tokenizer
+
+        return cls(Tokenizer.from_file(str(path)))
+
+    def save(self, path: str | Path) -> Path:
+        from .training import atomic_write_text
+
+        return atomic_write_text(self._tok.to_str(), path)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text).ids
+
+    def tokens(self, text: str) -> list[str]:
+        return self._tok.encode(text).tokens
+
+    def decode(self, ids: Sequence[int]) -> str:
+        ids = list(ids)
+        if EOS in ids:
+            ids = ids[: ids.index(EOS)]
+        return self._tok.decode([i for i in ids if i not in (PAD, BOS)])
+
+
+def build_tokenizer(pairs: Pairs, vocab_size: int, name: str = "translation",
+                    cache: bool = True) -> SubwordTokenizer:
+    """Train the shared BPE vocabulary on the training pairs, or load it from the cache
+    (keyed by the text and the vocabulary size, so a change retrains it)."""
+    texts = [s for pair in pairs for s in pair]
+    key = hashlib.sha256(("\n".join(texts) + f"|{vocab_size}").encode()).hexdigest()[:16]
+    path = env.cache_dir() / "tokenizers" / f"{name}-{vocab_size}-{key}.json"
+    if cache and path.is_file():
+        return SubwordTokenizer.load(path)
+    tok = SubwordTokenizer.train(texts, vocab_size)
+    if cache:
+        tok.save(path)
+    return tok
+
+
+# --------------------------------------------------------------------------- batches
+def token_batches(lengths: Sequence[tuple[int, int]], max_tokens: int, *, shuffle: bool = True,
+                  seed: int = 0) -> list[list[int]]:
+    """Group example indices into batches of about ``max_tokens`` tokens per side (the paper:
+    "approximately 25000 source tokens and 25000 target tokens", §5.1).
+
+    Examples are sorted by length so each batch holds similar lengths (little padding);
+    with ``shuffle`` the order inside equal lengths and the order of batches are random.
+    """
+    rng = random.Random(seed)
+    order = list(range(len(lengths)))
+    if shuffle:
+        rng.shuffle(order)
+    order.sort(key=lambda i: (lengths[i][1], lengths[i][0]))
+    batches, current, longest = [], [], 0
+    for i in order:
+        size = max(lengths[i])
+        if current and max(longest, size) * (len(current) + 1) > max_tokens:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, size)
+    if current:
+        batches.append(current)
+    if shuffle:
+        rng.shuffle(batches)
+    return batches
+
+
+def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int = PAD):
+    """``(src [B, S], tgt_in [B, T], tgt_out [B, T])``: the decoder reads ``<s> y1 .. yn`` and
+    predicts ``y1 .. yn </s>`` (teacher forcing)."""
+    src_len = max(len(s) for s, _ in examples)
+    tgt_len = max(len(t) for _, t in examples) - 1
+    src = torch.full((len(examples), src_len), pad_id, dtype=torch.long)
+    tgt_in = torch.full((len(examples), tgt_len), pad_id, dtype=torch.long)
+    tgt_out = torch.full((len(examples), tgt_len), pad_id, dtype=torch.long)
+    for row, (s, t) in enumerate(examples):
+        src[row, : len(s)] = torch.tensor(s)
+        tgt_in[row, : len(t) - 1] = torch.tensor(t[:-1])
+        tgt_out[row, : len(t) - 1] = torch.tensor(t[1:])
+    return src, tgt_in, tgt_out
+
+
+@dataclass
+class TranslationData:
+    """Text splits, the shared tokenizer, and the encoded examples (source ends with ``</s>``,
+    target is ``<s> ... </s>``)."""
+
+    tokenizer: SubwordTokenizer
+    splits: dict[str, Pairs]
+    encoded: dict[str, list[tuple[list[int], list[int]]]] = field(default_factory=dict)
+    max_len: int = 256
+
+    def batches(self, split: str, max_tokens: int, *, shuffle: bool = True, seed: int = 0):
+        examples = self.encoded[split]
+        index_batches = token_batches([(len(s), len(t)) for s, t in examples], max_tokens,
+                                      shuffle=shuffle, seed=seed)
+        return [collate([examples[i] for i in batch]) for batch in index_batches]
+
+    def padding_fraction(self, split: str, max_tokens: int) -> float:
+        """Share of padding tokens in this split's batches (lower = less wasted compute)."""
+        pad = total = 0
+        for src, tgt_in, _ in self.batches(split, max_tokens, shuffle=False):
+            pad += int((src == PAD).sum() + (tgt_in == PAD).sum())
+            total += src.numel() + tgt_in.numel()
+        return pad / max(total, 1)
+
+
+def prepare_translation(splits: Mapping[str, Pairs], vocab_size: int, *, max_len: int = 256,
+                        name: str = "translation") -> TranslationData:
+    """Tokenize every split with a vocabulary trained on ``splits["train"]``. Training pairs
+    longer than ``max_len`` tokens are dropped; other splits are truncated, never dropped."""
+    tok = build_tokenizer(splits["train"], vocab_size, name)
+    data = TranslationData(tok, {k: list(v) for k, v in splits.items()}, max_len=max_len)
+    for split, pairs in splits.items():
+        encoded = []
+        for src, tgt in pairs:
+            s = tok.encode(src) + [EOS]
+            t = [BOS] + tok.encode(tgt) + [EOS]
+            if split == "train" and (len(s) > max_len or len(t) > max_len):
+                continue
+            encoded.append((s[:max_len - 1] + [EOS] if len(s) > max_len else s,
+                            t[:max_len - 1] + [EOS] if len(t) > max_len else t))
+        data.encoded[split] = encoded
+    return data
+
+
+# --------------------------------------------------------------------------- training
+def build_model(cfg, vocab_size: int) -> Transformer:
+    """The Transformer sized by a ``translation`` config (week 3)."""
+    return Transformer(vocab_size, d_model=cfg.d_model, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
+                       n_layers=cfg.n_layers, dropout=cfg.dropout, max_len=cfg.max_len,
+                       positional=cfg.positional, pad_id=PAD, fast=cfg.fast_attention)
+
+
+@torch.no_grad()
+def evaluate_loss(model: Transformer, batches, device, smoothing: float = 0.0) -> float:
+    """Mean per-token cross-entropy over batches (no label smoothing by default)."""
+    model.eval()
+    total = tokens = 0.0
+    for src, tgt_in, tgt_out in batches:
+        src, tgt_in, tgt_out = src.to(device), tgt_in.to(device), tgt_out.to(device)
+        n = int((tgt_out != PAD).sum())
+        total += float(label_smoothed_loss(model(src, tgt_in), tgt_out, smoothing, PAD)) * n
+        tokens += n
+    return total / max(tokens, 1)
+
+
+def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
+                      history: History | None = None, log_every: int = 25,
+                      time_limit_s: float | None = None) -> History:
+    """The training loop of §5 (week 3): Adam(0.9, 0.98, 1e-9), the warmup schedule of Eq. 3,
+    label smoothing 0.1, token-count batches; mixed precision where the GPU supports it.
+
+    Runs ``cfg.train_steps`` optimizer steps (or until ``time_limit_s``) and logs the training
+    loss, learning rate and, every ``cfg.eval_every`` steps, the validation loss.
+    """
+    history = history or History()
+    model.to(device)
+    amp = env.amp_settings(device)
+    scaler = env.grad_scaler(amp)
+    optimizer = paper_adam(model.parameters(), fused=(device.type == "cuda") or None)
+    scheduler = noam_scheduler(optimizer, cfg.d_model, cfg.warmup_steps, cfg.lr_factor)
+    val_batches = data.batches("val", cfg.max_tokens, shuffle=False)
+    step, epoch, start = 0, 0, time.perf_counter()
+    bar = progress(total=cfg.train_steps, desc="training")
+    while step < cfg.train_steps:
+        for src, tgt_in, tgt_out in data.batches("train", cfg.max_tokens, seed=cfg.seed + epoch):
+            model.train()
+            src, tgt_in, tgt_out = src.to(device), tgt_in.to(device), tgt_out.to(device)
+            with env.autocast(amp):
+                logits = model(src, tgt_in)
+            loss = label_smoothed_loss(logits.float(), tgt_out, cfg.label_smoothing, PAD)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.clip_norm:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            if step % log_every == 0 or step == 1:
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"training loss is {value} at step {step}. Likely causes: learning rate "
+                        f"too high (lower cfg.lr_factor), fp16 overflow (train in fp32), or "
+                        f"empty targets in a batch.")
+                history.log(step, train_loss=value, lr=scheduler.get_last_lr()[0])
+                bar.set_postfix(loss=f"{value:.3f}")
+            if step % cfg.eval_every == 0 or step == cfg.train_steps:
+                history.log(step, val_loss=evaluate_loss(model, val_batches, device))
+            out_of_time = time_limit_s is not None and time.perf_counter() - start > time_limit_s
+            if step >= cfg.train_steps or out_of_time:
+                break
+        epoch += 1
+        if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
+            break
+    bar.close()
+    history.log(step, epochs=epoch, seconds=time.perf_counter() - start)
+    return history
+
+
+# --------------------------------------------------------------------------- inference
+def translate(model: Transformer, tokenizer: SubwordTokenizer, sentences: Sequence[str], *,
+              device, beam_size: int = 4, alpha: float = 0.6, batch_size: int = 64,
+              max_len: int = 256) -> list[str]:
+    """Translate sentences with beam search (``beam_size > 1``, §6.1) or greedily (1)."""
+    model.to(device).eval()
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    out: list[str] = [""] * len(sentences)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        encoded = [(tokenizer.encode(sentences[i])[: max_len - 1] + [EOS], [BOS, EOS]) for i in idx]
+        src = collate(encoded)[0].to(device)
+        if beam_size > 1:
+            ids = beam_search(model, src, BOS, EOS, beam_size, alpha)
+        else:
+            ids = greedy_decode(model, src, BOS, EOS).tolist()
+        for i, seq in zip(idx, ids):
+            out[i] = tokenizer.decode(seq)
+    return out
+
+
+def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
+    """Corpus BLEU with sacreBLEU's defaults: cased, detokenized text, 13a tokenization
+    (comparable with published Multi30k and WMT numbers)."""
+    import sacrebleu
+
+    return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)
