@@ -44,6 +44,12 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
         "local": {"matmul_size": 1024, "matmul_repeats": 5},
         "full": {"matmul_size": 4096, "matmul_repeats": 10},
     },
+    # Transformer week 0: an LSTM vs attention on "remember the first token".
+    "prerequisites": {
+        "common": {"seed": 0, "n_classes": 8, "short_len": 10, "long_len": 60, "batch_size": 64,
+                   "train_steps": 300, "lr": 3e-3},
+        "smoke": {}, "local": {}, "full": {},
+    },
     # Transformer week 3 (and week 4): Multi30k EN->DE. "full" is the paper's base model
     # (§3, §5, Table 3 row "base"); warmup and steps are scaled to Multi30k's 29k sentences.
     "translation": {
