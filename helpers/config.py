@@ -75,8 +75,8 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
     "toy_seq2seq": {
         "common": {"seed": 0, "vocab_size": 13, "seq_len": 10, "d_model": 64, "n_heads": 4,
                    "d_ff": 128, "n_layers": 2, "dropout": 0.0, "batch_size": 64,
-                   "warmup_steps": 50, "lr_factor": 1.0, "min_accuracy": 0.95},
-        "smoke": {"train_steps": 250},
+                   "warmup_steps": 50, "lr_factor": 0.5, "min_accuracy": 0.95},
+        "smoke": {"train_steps": 400},
         "local": {"train_steps": 600},
         "full": {"train_steps": 600},
     },

@@ -1,0 +1,148 @@
+"""Parallel text loading, the stand-in grammar, subwords, batching and BLEU."""
+
+import gzip
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from helpers.data import DataLayoutError, DataUnavailableError, load_dataset
+from helpers.data.text import MULTI30K_SPLITS, load_parallel_folder, synthetic_translation
+from helpers.translation import (BOS, EOS, PAD, build_tokenizer, collate, corpus_bleu,
+                                 prepare_translation, token_batches)
+
+
+def write_split(folder, stem, en, de, gz=False):
+    for lang, lines in (("en", en), ("de", de)):
+        text = "".join(line + "\n" for line in lines)
+        path = folder / f"{stem}.{lang}"
+        if gz:
+            (folder / f"{stem}.{lang}.gz").write_bytes(gzip.compress(text.encode()))
+        else:
+            path.write_text(text, encoding="utf-8")
+
+
+def make_multi30k(folder, gz=False):
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem in MULTI30K_SPLITS.values():
+        write_split(folder, stem, ["A dog runs.", "Two men talk."], ["Ein Hund rennt.", "Zwei Männer reden."], gz)
+    return folder
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_multi30k_from_the_official_raw_layout(clean_env, monkeypatch, tmp_path, gz):
+    monkeypatch.setenv("CURRICULUM_PROFILE", "local")
+    make_multi30k(tmp_path / "data" / "multi30k", gz)
+    monkeypatch.setenv("CURRICULUM_DATA_DIR", str(tmp_path / "data"))
+    loaded = load_dataset("multi30k")
+    assert loaded.origin == "local"
+    assert loaded.data["test"][1] == ("Two men talk.", "Zwei Männer reden.")
+
+
+def test_misaligned_files_name_both_files_and_counts(tmp_path):
+    write_split(tmp_path, "train", ["a", "b", "c"], ["x", "y"])
+    write_split(tmp_path, "val", ["a"], ["x"])
+    write_split(tmp_path, "test", ["a"], ["x"])
+    with pytest.raises(DataLayoutError) as info:
+        load_parallel_folder(tmp_path)
+    text = str(info.value)
+    assert "train.en has 3 lines" in text and "train.de has 2" in text and "line i" in text
+
+
+def test_empty_split_and_bad_encoding(tmp_path):
+    write_split(tmp_path, "train", ["a"], ["x"])
+    write_split(tmp_path, "val", [], [])
+    write_split(tmp_path, "test", ["a"], ["x"])
+    with pytest.raises(DataLayoutError, match="val split .* is empty"):
+        load_parallel_folder(tmp_path)
+    write_split(tmp_path, "val", ["a"], ["x"])
+    (tmp_path / "test.de").write_bytes(b"\xff\xfe bad")
+    with pytest.raises(DataLayoutError, match="UTF-8"):
+        load_parallel_folder(tmp_path)
+
+
+def test_custom_language_pair_and_split_names(tmp_path):
+    write_split(tmp_path, "dev", ["hello"], ["hallo"])
+    (tmp_path / "dev.en").rename(tmp_path / "dev.fr")
+    pairs = load_parallel_folder(tmp_path, src="fr", tgt="de", splits={"dev": "dev"})
+    assert pairs == {"dev": [("hello", "hallo")]}
+
+
+def test_multi30k_offline_download_gives_the_fix(tmp_path):
+    """The real Hugging Face download path, with the hub in offline mode and no network."""
+    code = textwrap.dedent(f"""
+        import socket
+        def offline(*a, **k):
+            raise socket.gaierror(-2, "offline")
+        socket.getaddrinfo = offline
+        from helpers.data import load_dataset, DataUnavailableError
+        try:
+            load_dataset("multi30k", profile="local", data_root={str(tmp_path)!r})
+        except DataUnavailableError as e:
+            print(e)
+    """)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf"), "CURRICULUM_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         timeout=120).stdout
+    assert "Multi30k (task 1, English-German) is not available" in out
+    assert "bentrevett/multi30k" in out and "failed" in out
+    assert f"{tmp_path}/multi30k/" in out and "test_2016_flickr.de" in out
+    assert "CURRICULUM_PROFILE=smoke" in out
+
+
+def test_synthetic_grammar_is_deterministic_and_disjoint():
+    a, b = synthetic_translation(300, 50, 50, seed=1), synthetic_translation(300, 50, 50, seed=1)
+    assert a == b
+    train = {s for s, _ in a["train"]}
+    assert not train & {s for s, _ in a["test"]}
+    assert all(s[0].isupper() and s.endswith(".") and t.endswith(".") for s, t in a["train"])
+    assert any(t.startswith("Heute") for _, t in a["train"])  # the reordering case exists
+
+
+def test_tokenizer_round_trips_and_is_cached(clean_env):
+    pairs = synthetic_translation(500, 10, 10)["train"]
+    tok = build_tokenizer(pairs, 300, name="t")
+    for s, t in pairs[:20]:
+        assert tok.decode(tok.encode(s)) == s and tok.decode(tok.encode(t)) == t
+    assert tok.decode(tok.encode("Der Hund.") + [EOS, 7, 8]) == "Der Hund."
+    files = list((clean_env / "cache" / "tokenizers").glob("t-300-*.json"))
+    assert len(files) == 1
+    again = build_tokenizer(pairs, 300, name="t")
+    assert again.encode(pairs[0][0]) == tok.encode(pairs[0][0])
+
+
+def test_token_batches_cover_everything_once_within_budget():
+    lengths = [(n % 17 + 1, n % 13 + 2) for n in range(300)]
+    batches = token_batches(lengths, max_tokens=60, seed=3)
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(300))
+    for b in batches:
+        longest = max(max(lengths[i]) for i in b)
+        assert len(b) == 1 or longest * len(b) <= 60
+    assert batches == token_batches(lengths, max_tokens=60, seed=3)
+    assert batches != token_batches(lengths, max_tokens=60, seed=4)
+
+
+def test_collate_shifts_the_target():
+    src, tgt_in, tgt_out = collate([([5, 6, EOS], [BOS, 7, 8, EOS]), ([5, EOS], [BOS, 9, EOS])])
+    assert src.tolist() == [[5, 6, EOS], [5, EOS, PAD]]
+    assert tgt_in.tolist() == [[BOS, 7, 8], [BOS, 9, PAD]]
+    assert tgt_out.tolist() == [[7, 8, EOS], [9, EOS, PAD]]
+
+
+def test_prepare_translation_padding_is_small(clean_env):
+    data = prepare_translation(synthetic_translation(600, 20, 20), 300, name="p")
+    assert len(data.encoded["train"]) == 600
+    assert data.padding_fraction("train", 400) < 0.1
+    src, tgt_in, tgt_out = data.batches("val", 400, shuffle=False)[0]
+    assert src.dtype == torch.long and tgt_in.shape == tgt_out.shape
+
+
+def test_bleu():
+    refs = ["Der Hund sieht die Katze.", "Ein Mann malt ein Haus."]
+    assert corpus_bleu(refs, refs) == pytest.approx(100.0)
+    assert corpus_bleu(["Katze.", "Haus."], refs) < 20
