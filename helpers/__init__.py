@@ -8,6 +8,9 @@ version from here. Modules (and the week that introduces each):
 - `helpers.data`     dataset registry: local official layout -> cache -> download (week 0; datasets per track)
 - `helpers.training` progress bars, loss history, atomic checkpoints, metrics.json (week 0)
 - `helpers.checks`   assertion helpers that say *what* is wrong (used in every notebook)
+- `helpers.transformer`  the Transformer in one file (Transformer weeks 2-3)
+- `helpers.translation`  subwords, batching, training loop, decoding, BLEU (Transformer week 3)
+- `helpers.plots`    attention heatmaps and explorers (Transformer weeks 2-3)
 
 Importing `helpers` is cheap: submodules are imported on first use.
 """
@@ -16,7 +19,8 @@ from importlib import import_module as _import_module
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "env", "data", "training", "checks")
+_SUBMODULES = ("config", "env", "data", "training", "checks", "transformer", "translation",
+               "plots")
 
 
 def __getattr__(name):  # PEP 562: lazy submodules keep `import helpers` fast
