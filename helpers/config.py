@@ -80,6 +80,20 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
         "local": {"train_steps": 600},
         "full": {"train_steps": 600},
     },
+    # DCGAN weeks 0-4 and the final project. "full" follows the paper (§4): 64x64, batch 128,
+    # Adam(2e-4, beta1=0.5), nz=100; ngf=ndf=64 is the common PyTorch sizing of Figure 1.
+    "dcgan": {
+        "common": {"seed": 0, "nz": 100, "lr": 2e-4, "beta1": 0.5, "log_every": 10},
+        "smoke": {"dataset": "mnist", "image_size": 32, "channels": 1, "ngf": 16, "ndf": 16,
+                  "batch_size": 64, "train_steps": 150, "sample_every": 50, "eval_samples": 500,
+                  "classifier_epochs": 8, "min_probe_gain": 0.0},
+        "local": {"dataset": "fashion_mnist", "image_size": 32, "channels": 1, "ngf": 32,
+                  "ndf": 32, "batch_size": 128, "train_steps": 1500, "sample_every": 250,
+                  "eval_samples": 2000, "classifier_epochs": 2, "min_probe_gain": 0.0},
+        "full": {"dataset": "fashion_mnist", "image_size": 64, "channels": 1, "ngf": 64,
+                 "ndf": 64, "batch_size": 128, "train_steps": 10000, "sample_every": 1000,
+                 "eval_samples": 10000, "classifier_epochs": 3, "min_probe_gain": 0.0},
+    },
 }
 
 

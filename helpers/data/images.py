@@ -125,3 +125,171 @@ FASHION_MNIST = register(DatasetSpec(
     size_hint="4 files, 30 MB",
     aliases=("fashion-mnist", "fashionmnist"),
 ))
+
+
+# --------------------------------------------------------------------------- GAN-ready images
+# DCGAN week 2: every dataset, one pipeline. Images become float tensors [C, S, S] in [-1, 1]
+# ("scaled to the range of the tanh activation function", DCGAN §4).
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def to_gan_tensors(images: torch.Tensor, image_size: int, channels: int | None = None) -> torch.Tensor:
+    """uint8 ``[N, H, W]`` or ``[N, H, W, C]`` -> float ``[N, C, S, S]`` in [-1, 1]
+    (resized with antialiasing, grayscale repeated to 3 channels when asked)."""
+    x = images.float() / 255.0
+    x = x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    if channels is not None and channels != x.size(1):
+        if x.size(1) == 1 and channels == 3:
+            x = x.expand(-1, 3, -1, -1)
+        elif x.size(1) == 3 and channels == 1:
+            x = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+        else:
+            raise ValueError(f"cannot turn {x.size(1)}-channel images into {channels} channels")
+    if x.shape[-2:] != (image_size, image_size):
+        x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear",
+                                            antialias=True, align_corners=False)
+    return (x.clamp(0, 1) * 2 - 1).contiguous()
+
+
+class ImageFolderDataset(torch.utils.data.Dataset):
+    """Every image file under ``root`` (sub-folders included): your own dataset, or CelebA's
+    ``img_align_celeba/``. Images are converted to RGB (or grayscale with ``channels=1``),
+    resized so the short side is ``image_size``, center-cropped, scaled to [-1, 1].
+
+    Unreadable files are found up front (``check="open"`` reads each header, ``"full"``
+    decodes every image) and reported by name, instead of crashing later inside a worker.
+    """
+
+    def __init__(self, root: str | Path, image_size: int = 64, channels: int = 3,
+                 check: str = "open", limit: int | None = None):
+        from PIL import Image
+
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataLayoutError(f"image folder {self.root} does not exist. Fix: point to the "
+                                  f"folder that holds your .jpg/.png files.")
+        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if limit is not None:
+            files = files[:limit]
+        if not files:
+            raise DataLayoutError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under "
+                                  f"{self.root}. Fix: put your images there (sub-folders are fine).")
+        bad = []
+        if check in ("open", "full"):
+            for p in files:
+                try:
+                    with Image.open(p) as im:
+                        if check == "full":
+                            im.load()
+                        else:
+                            im.verify()
+                except Exception as exc:  # PIL raises many types for broken files
+                    bad.append(f"{p.relative_to(self.root)} ({type(exc).__name__})")
+        if bad:
+            shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+            raise DataLayoutError(f"{len(bad)} unreadable image(s) in {self.root}: {shown}. Fix: "
+                                  f"delete or re-save them; nothing was loaded.")
+        self.files, self.image_size, self.channels = files, image_size, channels
+        self.mode = "RGB" if channels == 3 else "L"
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        from PIL import Image
+        import torchvision.transforms.functional as TF
+
+        path = self.files[index]
+        try:
+            with Image.open(path) as im:
+                im = im.convert(self.mode)  # grayscale, palette, RGBA, CMYK: all to one mode
+                im = TF.resize(im, self.image_size, antialias=True)
+                im = TF.center_crop(im, [self.image_size, self.image_size])
+                x = TF.to_tensor(im)
+        except Exception as exc:
+            raise DataLayoutError(f"cannot decode {path} ({type(exc).__name__}: {exc}). Fix: "
+                                  f"delete or re-save that file.") from exc
+        return x * 2 - 1
+
+
+def load_cifar10_folder(folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """CIFAR-10's python layout, read (and MD5-checked) by torchvision: uint8 [N, 32, 32, 3]."""
+    import torchvision
+
+    out = {}
+    for split, train in (("train", True), ("test", False)):
+        try:
+            ds = torchvision.datasets.CIFAR10(root=str(folder.parent), train=train, download=False)
+        except RuntimeError as exc:
+            raise DataLayoutError(f"{folder} is corrupt or incomplete ({exc}). Fix: delete it "
+                                  f"and download cifar-10-python.tar.gz again.") from exc
+        out[split] = (torch.from_numpy(ds.data), torch.tensor(ds.targets))
+    return out
+
+
+def _cifar_download(root: Path) -> None:
+    import torchvision
+
+    torchvision.datasets.CIFAR10(root=str(root), train=True, download=True)
+    (root / "cifar-10-python.tar.gz").unlink(missing_ok=True)
+
+
+def _celeba_download(root: Path) -> None:
+    import torchvision
+
+    torchvision.datasets.CelebA(root=str(root), split="all", download=True)
+
+
+CIFAR10 = register(DatasetSpec(
+    name="cifar10",
+    title="CIFAR-10",
+    folder="cifar-10-batches-py",
+    files=tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch", "batches.meta"),
+    source="torchvision.datasets.CIFAR10 (https://www.cs.toronto.edu/~kriz/cifar.html)",
+    load=load_cifar10_folder,
+    download=_cifar_download,
+    standin=lambda **kw: digits_standin(**kw),
+    size_hint="cifar-10-python.tar.gz, 163 MB, extracted here",
+    aliases=("cifar-10",),
+))
+
+CELEBA = register(DatasetSpec(
+    name="celeba",
+    title="CelebA (aligned and cropped faces)",
+    folder="celeba",
+    files=("img_align_celeba/",),
+    source="torchvision.datasets.CelebA (Google Drive; https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html)",
+    load=lambda folder: folder / "img_align_celeba",
+    download=_celeba_download,
+    standin=lambda **kw: digits_standin(**kw),
+    note="Google Drive often refuses automated downloads: get img_align_celeba.zip from the "
+         "CelebA page and unzip it into the folder above.",
+    size_hint="img_align_celeba.zip, 1.4 GB, 202,599 images",
+))
+
+
+def gan_dataset(source: str | Path, *, image_size: int = 64, channels: int | None = None,
+                profile: str | None = None, split: str = "train", limit: int | None = None):
+    """One loader for the DCGAN track (week 2): ``"mnist"``, ``"fashion_mnist"``,
+    ``"cifar10"``, ``"celeba"`` or the path of any folder of images.
+
+    Returns ``(dataset, description)``; every item is a float tensor ``[C, S, S]`` in [-1, 1].
+    Small datasets are converted once and kept in memory; image folders are read lazily.
+    """
+    from .registry import load_dataset
+
+    path = Path(source)
+    if isinstance(source, Path) or path.is_dir() or "/" in str(source):
+        ds = ImageFolderDataset(path, image_size, channels or 3, limit=limit)
+        return ds, f"image folder {path}: {len(ds)} images"
+    loaded = load_dataset(str(source), profile=profile)
+    if not isinstance(loaded.data, Path):  # tensors: MNIST-like, CIFAR-10, any stand-in
+        images, labels = loaded.data[split]
+        if limit is not None:
+            images, labels = images[:limit], labels[:limit]
+        tensors = to_gan_tensors(images, image_size, channels)
+        return (torch.utils.data.TensorDataset(tensors, labels),
+                f"{loaded.describe()}: {len(tensors)} images, {tuple(tensors.shape[1:])}")
+    # a folder of image files (CelebA): read lazily; headers are checked on first use
+    ds = ImageFolderDataset(loaded.data, image_size, channels or 3, check="none", limit=limit)
+    return ds, f"{loaded.describe()}: {len(ds)} images"
