@@ -85,7 +85,7 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
     "dcgan": {
         "common": {"seed": 0, "nz": 100, "lr": 2e-4, "beta1": 0.5, "log_every": 10},
         "smoke": {"dataset": "mnist", "image_size": 32, "channels": 1, "ngf": 16, "ndf": 16,
-                  "batch_size": 64, "train_steps": 150, "sample_every": 50, "eval_samples": 500,
+                  "batch_size": 64, "train_steps": 600, "sample_every": 150, "eval_samples": 500,
                   "classifier_epochs": 8, "min_probe_gain": 0.0},
         "local": {"dataset": "fashion_mnist", "image_size": 32, "channels": 1, "ngf": 32,
                   "ndf": 32, "batch_size": 128, "train_steps": 1500, "sample_every": 250,
