@@ -1,0 +1,203 @@
+"""helpers.dcgan and the GAN parts of helpers.data.images / helpers.gan_metrics."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from helpers import dcgan
+from helpers.config import profile_config
+from helpers.data import DataLayoutError, load_dataset
+from helpers.data.images import ImageFolderDataset, gan_dataset, to_gan_tensors
+from helpers.gan_metrics import diversity_report, frechet_distance, linear_probe
+
+
+@pytest.mark.parametrize("size, nc", [(64, 3), (32, 1), (16, 3)])
+def test_shapes_and_range(size, nc):
+    G, D = dcgan.Generator(100, 8, nc, size), dcgan.Discriminator(nc, 8, size)
+    x = G(torch.randn(5, 100))
+    assert x.shape == (5, nc, size, size) and x.min() >= -1 and x.max() <= 1
+    assert D(x).shape == (5,)
+
+
+def test_bad_sizes_have_clear_errors():
+    with pytest.raises(ValueError, match="power of two"):
+        dcgan.Generator(image_size=48)
+    D = dcgan.Discriminator(3, 8, 64)
+    with pytest.raises(ValueError, match=r"expects images of shape \[batch, 3, 64, 64\].*resize"):
+        D(torch.zeros(2, 1, 32, 32))
+
+
+def test_figure1_parameter_count():
+    channels = [100, 1024, 512, 256, 128, 3]
+    expected = sum(a * b * 16 for a, b in zip(channels, channels[1:])) + 2 * sum(channels[1:-1])
+    assert dcgan.count_parameters(dcgan.Generator(100, 128, 3, 64)) == expected
+
+
+def test_weights_init_statistics():
+    torch.manual_seed(0)
+    G = dcgan.Generator(100, 64, 3, 64)
+    G.apply(dcgan.weights_init)
+    w = torch.cat([m.weight.flatten() for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]).detach()
+    assert abs(float(w.mean())) < 1e-3 and abs(float(w.std()) - 0.02) < 1e-3
+    bn = torch.cat([m.weight.flatten() for m in G.modules() if isinstance(m, nn.BatchNorm2d)]).detach()
+    assert abs(float(bn.mean()) - 1) < 5e-3
+
+
+def test_guidelines_pass_for_dcgan_and_catch_each_violation():
+    G, D = dcgan.Generator(100, 8, 3, 32), dcgan.Discriminator(3, 8, 32)
+    assert dcgan.guideline_violations(G, D) == []
+    bad_D = dcgan.Discriminator(3, 8, 32)
+    bad_D.features.insert(1, nn.BatchNorm2d(8))
+    assert any("BatchNorm on its input layer" in p for p in dcgan.guideline_violations(G, bad_D))
+    bad_G = dcgan.Generator(100, 8, 3, 32)
+    bad_G.net.insert(len(bad_G.net) - 1, nn.BatchNorm2d(3))
+    assert any("BatchNorm on its output" in p for p in dcgan.guideline_violations(bad_G, D))
+    slope_D = dcgan.Discriminator(3, 8, 32)
+    slope_D.features[1] = nn.LeakyReLU(0.01)
+    assert any("slope is 0.01" in p for p in dcgan.guideline_violations(G, slope_D))
+    no_tanh = dcgan.Generator(100, 8, 3, 32)
+    no_tanh.net[-1] = nn.Identity()
+    assert any("Tanh" in p for p in dcgan.guideline_violations(no_tanh, D))
+
+
+def test_train_step_updates_both_nets_deterministically():
+    cfg = profile_config("dcgan", "smoke")
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        G, D = dcgan.build_dcgan(cfg, nc=1)
+        og, od = dcgan.dcgan_optimizers(G, D)
+        g0 = [p.clone() for p in G.parameters()]
+        d0 = [p.clone() for p in D.parameters()]
+        real = torch.rand(8, 1, 32, 32) * 2 - 1
+        stats = dcgan.train_step(G, D, og, od, real, nz=100, generator=torch.Generator().manual_seed(1))
+        assert all(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
+        assert all(not torch.equal(a, b) for a, b in zip(d0, D.parameters()))
+        assert set(stats) == {"loss_d", "loss_g", "d_real", "d_fake"}
+        results.append(stats)
+    assert results[0] == results[1]
+
+
+def test_train_dcgan_logs_and_samples():
+    cfg = profile_config("dcgan", "smoke", train_steps=6, log_every=2, sample_every=3)
+    torch.manual_seed(0)
+    G, D = dcgan.build_dcgan(cfg, nc=1)
+    data = torch.utils.data.TensorDataset(torch.rand(32, 1, 32, 32) * 2 - 1)
+    loader = torch.utils.data.DataLoader(data, batch_size=8)
+    seen = []
+    history, og, od = dcgan.train_dcgan(G, D, loader, cfg, device=torch.device("cpu"),
+                                        fixed_noise=torch.randn(4, 100),
+                                        on_sample=lambda step, imgs: seen.append((step, imgs.shape)))
+    assert history.steps("loss_d") == [1, 2, 4, 6]
+    assert seen == [(3, (4, 1, 32, 32)), (6, (4, 1, 32, 32))]
+    assert history.last("seconds") > 0
+
+
+def test_interpolation_and_features():
+    z0, z1 = torch.randn(100), torch.randn(100)
+    path = dcgan.interpolate(z0, z1, 5)
+    assert torch.allclose(path[0], z0, atol=1e-5) and torch.allclose(path[-1], z1, atol=1e-5)
+    lin = dcgan.interpolate(z0, z1, 3, spherical=False)
+    assert torch.allclose(lin[1], (z0 + z1) / 2)
+    D = dcgan.Discriminator(1, 8, 32)
+    feats = dcgan.discriminator_features(D, torch.zeros(3, 1, 32, 32))
+    assert feats.shape == (3, (8 + 16 + 32) * 16)
+
+
+def test_to_gan_tensors():
+    x = to_gan_tensors(torch.tensor([[[0, 255], [255, 0]]], dtype=torch.uint8), 4, channels=3)
+    assert x.shape == (1, 3, 4, 4) and float(x.min()) >= -1 and float(x.max()) <= 1
+    rgb = to_gan_tensors(torch.full((2, 8, 8, 3), 255, dtype=torch.uint8), 8, channels=1)
+    assert rgb.shape == (2, 1, 8, 8) and torch.allclose(rgb, torch.ones_like(rgb))
+
+
+def test_image_folder_reports_broken_files_and_mixes_modes(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / "a.jpg")
+    Image.fromarray(rng.integers(0, 255, (30, 30), dtype=np.uint8), mode="L").save(tmp_path / "b.png")
+    Image.fromarray(rng.integers(0, 255, (30, 30, 4), dtype=np.uint8), mode="RGBA").save(tmp_path / "c.png")
+    (tmp_path / "d.jpg").write_bytes(b"nope")
+    with pytest.raises(DataLayoutError, match=r"1 unreadable image\(s\).*d\.jpg"):
+        ImageFolderDataset(tmp_path, 16)
+    (tmp_path / "d.jpg").unlink()
+    ds = ImageFolderDataset(tmp_path, 16)
+    assert len(ds) == 3 and all(ds[i].shape == (3, 16, 16) for i in range(3))
+    gray = ImageFolderDataset(tmp_path, 16, channels=1)
+    assert gray[0].shape == (1, 16, 16)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataLayoutError, match="no images"):
+        ImageFolderDataset(tmp_path / "empty", 16)
+    with pytest.raises(DataLayoutError, match="does not exist"):
+        ImageFolderDataset(tmp_path / "missing", 16)
+
+
+def test_truncated_image_found_by_full_check(tmp_path):
+    Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(tmp_path / "ok.png")
+    data = (tmp_path / "ok.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(DataLayoutError, match="cut.png"):
+        ImageFolderDataset(tmp_path, 16, check="full")
+
+
+def test_celeba_local_layout_and_gan_dataset(clean_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("CURRICULUM_PROFILE", "local")
+    folder = tmp_path / "data" / "celeba" / "img_align_celeba"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((218, 178, 3), i * 40, dtype=np.uint8)).save(folder / f"{i:06d}.jpg")
+    monkeypatch.setenv("CURRICULUM_DATA_DIR", str(tmp_path / "data"))
+    ds, text = gan_dataset("celeba", image_size=64)
+    assert "local" in text and len(ds) == 3 and ds[0].shape == (3, 64, 64)
+
+
+def test_corrupt_cifar_is_reported(clean_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("CURRICULUM_PROFILE", "local")
+    folder = tmp_path / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]:
+        (folder / name).write_bytes(pickle.dumps({"data": np.zeros((1, 3072), np.uint8), "labels": [0]}))
+    monkeypatch.setenv("CURRICULUM_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(DataLayoutError, match="corrupt or incomplete.*download cifar-10-python.tar.gz again"):
+        load_dataset("cifar10")
+
+
+def test_smoke_standin_for_every_image_dataset(clean_env, monkeypatch):
+    monkeypatch.setenv("CURRICULUM_PROFILE", "smoke")
+    for name in ("mnist", "fashion_mnist", "cifar10", "celeba"):
+        ds, text = gan_dataset(name, image_size=32, channels=3)
+        assert "standin" in text and ds[0][0].shape == (3, 32, 32)
+
+
+def test_frechet_distance():
+    torch.manual_seed(0)
+    a = torch.randn(2000, 4)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-4)
+    shifted = a + torch.tensor([3.0, 0, 0, 0])
+    assert frechet_distance(a, shifted) == pytest.approx(9.0, rel=1e-3)
+    assert frechet_distance(a, torch.zeros(500, 4)) > 3  # no spread at all: far away
+
+
+def test_diversity_report_flags_collapse_only_when_collapsed():
+    torch.manual_seed(0)
+    real = torch.rand(200, 1, 8, 8) * 2 - 1
+
+    class Fixed(nn.Module):  # "classifier" that reads the class from the first pixel
+        def forward(self, x):
+            return nn.functional.one_hot(((x[:, 0, 0, 0] + 1) * 4.99).long().clamp(0, 9), 10).float()
+
+    collapsed = real[:1].repeat(200, 1, 1, 1)
+    bad = diversity_report(collapsed, real, Fixed())
+    assert bad["classes_covered"] == 1 and bad["duplicates"] == 1.0
+    assert any("mode collapse" in w for w in bad["warnings"]) and any("varied" in w for w in bad["warnings"])
+    good = diversity_report(real.flip(0), real, Fixed())
+    assert good["warnings"] == [] and good["classes_covered"] == 10
+
+
+def test_linear_probe_separable():
+    x = torch.cat([torch.randn(50, 5) + 4, torch.randn(50, 5) - 4])
+    y = torch.cat([torch.zeros(50), torch.ones(50)]).long()
+    assert linear_probe(x, y, x, y) == 1.0
