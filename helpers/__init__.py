@@ -11,6 +11,8 @@ version from here. Modules (and the week that introduces each):
 - `helpers.transformer`  the Transformer in one file (Transformer weeks 2-3)
 - `helpers.translation`  subwords, batching, training loop, decoding, BLEU (Transformer week 3)
 - `helpers.plots`    attention heatmaps and explorers (Transformer weeks 2-3)
+- `helpers.dcgan`    DCGAN in one file: G, D, init, training step and loop (DCGAN weeks 3-4)
+- `helpers.gan_metrics`  FID, diversity diagnostics, linear probe (DCGAN week 4, final project)
 
 Importing `helpers` is cheap: submodules are imported on first use.
 """
@@ -20,7 +22,7 @@ from importlib import import_module as _import_module
 __version__ = "0.1.0"
 
 _SUBMODULES = ("config", "env", "data", "training", "checks", "transformer", "translation",
-               "plots")
+               "plots", "dcgan", "gan_metrics")
 
 
 def __getattr__(name):  # PEP 562: lazy submodules keep `import helpers` fast

@@ -225,6 +225,12 @@ purity = sum(torch.bincount(test_y[torch.from_numpy(clusters == c)], minlength=1
 print(f"k-means on raw pixels: cluster purity {purity:.2f} (chance: about 0.1)")
 checks.check_at_least(purity, 0.3, "k-means finds digit groups without labels")
 
+from helpers.training import write_metrics
+
+print(write_metrics("dcgan", "week0_prerequisites", {
+    "gan_1d_mean": float(after.mean()), "gan_1d_std": float(after.std()),
+    "classifier_test_accuracy": accuracy, "kmeans_purity": purity}, config=cfg))
+
 # %% [markdown]
 # ## Check yourself
 #

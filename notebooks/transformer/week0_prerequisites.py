@@ -277,6 +277,11 @@ plt.show()
 checks.check_true(int(attention.weights.mean(0).argmax()) == 0, "attention looks at position 0",
                   "the attention layer should put its weight on the signal token")
 
+from helpers.training import write_metrics
+
+metrics = {f"{model}_accuracy_len{length}": acc for length, accs in results.items() for model, acc in accs.items()}
+print(write_metrics("transformer", "week0_prerequisites", metrics, config=cfg))
+
 # %% [markdown]
 # The LSTM solves length 10 but is at chance on length 60 with the same training budget. The
 # attention layer reaches back to position 0 in one step: the path between any two positions
