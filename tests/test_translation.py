@@ -146,3 +146,24 @@ def test_bleu():
     refs = ["Der Hund sieht die Katze.", "Ein Mann malt ein Haus."]
     assert corpus_bleu(refs, refs) == pytest.approx(100.0)
     assert corpus_bleu(["Katze.", "Haus."], refs) < 20
+
+
+def test_sst2_glue_layout_and_bad_header(clean_env, monkeypatch, tmp_path):
+    from helpers.data.text import synthetic_reviews
+
+    monkeypatch.setenv("CURRICULUM_PROFILE", "local")
+    folder = tmp_path / "data" / "SST-2"
+    folder.mkdir(parents=True)
+    (folder / "train.tsv").write_text("sentence\tlabel\na fine film \t1\nawful\t0\n")
+    (folder / "dev.tsv").write_text("sentence\tlabel\ngood\t1\n")
+    monkeypatch.setenv("CURRICULUM_DATA_DIR", str(tmp_path / "data"))
+    loaded = load_dataset("sst2")
+    assert loaded.origin == "local" and loaded.data["train"] == [("a fine film", 1), ("awful", 0)]
+    (folder / "dev.tsv").write_text("text,label\ngood,1\n")
+    with pytest.raises(DataLayoutError, match="GLUE header"):
+        load_dataset("sst2")
+    (folder / "dev.tsv").write_text("sentence\tlabel\ngood\tyes\n")
+    with pytest.raises(DataLayoutError, match="line 2"):
+        load_dataset("sst2")
+    reviews = synthetic_reviews(200, seed=3)
+    assert reviews == synthetic_reviews(200, seed=3) and {l for _, l in reviews} == {0, 1}

@@ -174,3 +174,83 @@ MULTI30K = register(DatasetSpec(
     standin=lambda **kw: synthetic_translation(**kw),
     size_hint="6 files, 4 MB",
 ))
+
+
+# --------------------------------------------------------------------------- sentiment (week 4)
+Labeled = list[tuple[str, int]]
+
+_POSITIVE = ["wonderful", "moving", "brilliant", "funny", "charming", "gripping", "beautiful",
+             "clever", "delightful", "superb"]
+_NEGATIVE = ["boring", "dull", "awful", "clumsy", "tedious", "predictable", "messy", "bland",
+             "painful", "forgettable"]
+_SUBJECTS = ["the film", "this movie", "the story", "the acting", "the script", "the ending",
+             "the soundtrack", "the plot", "the cast", "the direction"]
+
+
+def synthetic_reviews(n: int = 600, seed: int = 0) -> Labeled:
+    """Offline stand-in for SST-2: short reviews with label 1 (positive) or 0 (negative).
+    Negation ("not boring") and contrast ("..., but ...") make it more than a word list."""
+    rng = random.Random(seed)
+    out: Labeled = []
+    while len(out) < n:
+        label = rng.randint(0, 1)
+        subject = rng.choice(_SUBJECTS)
+        words = _POSITIVE if label else _NEGATIVE
+        form = rng.random()
+        if form < 0.5:
+            text = f"{subject} was {rng.choice(words)}"
+        elif form < 0.75:  # negated opposite: "not boring" is positive
+            text = f"{subject} was not {rng.choice(_NEGATIVE if label else _POSITIVE)}"
+        else:  # the clause after "but" decides
+            other = rng.choice(_SUBJECTS)
+            text = (f"{other} was {rng.choice(_NEGATIVE if label else _POSITIVE)}, "
+                    f"but {subject} was {rng.choice(words)}")
+        out.append((text[0].upper() + text[1:] + ".", label))
+    return out
+
+
+def load_glue_sst2(folder: Path) -> dict[str, Labeled]:
+    """GLUE's SST-2 layout: ``train.tsv`` and ``dev.tsv`` with a ``sentence<TAB>label`` header."""
+    out = {}
+    for split, name in (("train", "train.tsv"), ("validation", "dev.tsv")):
+        path = folder / name
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if not lines or lines[0].split("\t")[:2] != ["sentence", "label"]:
+            raise DataLayoutError(f"{path} does not start with the GLUE header 'sentence<TAB>label'. "
+                                  f"Fix: use the files from GLUE's SST-2.zip unchanged.")
+        rows = []
+        for number, line in enumerate(lines[1:], start=2):
+            parts = line.rsplit("\t", 1)
+            if len(parts) != 2 or parts[1] not in ("0", "1"):
+                raise DataLayoutError(f"{path}, line {number}: expected 'sentence<TAB>0 or 1', "
+                                      f"got {line[:60]!r}")
+            rows.append((parts[0].strip(), int(parts[1])))
+        out[split] = rows
+    return out
+
+
+def _download_sst2(root: Path) -> None:
+    from datasets import load_dataset as hf_load_dataset
+
+    hf = hf_load_dataset("glue", "sst2", cache_dir=str(root / ".hf-cache"))
+    folder = root / "SST-2"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, name in (("train", "train.tsv"), ("validation", "dev.tsv")):
+        rows = hf[split]
+        text = "sentence\tlabel\n" + "".join(f"{s.strip()}\t{l}\n" for s, l in zip(rows["sentence"], rows["label"]))
+        (folder / name).write_text(text, encoding="utf-8")
+
+
+SST2 = register(DatasetSpec(
+    name="sst2",
+    title="SST-2 (GLUE, binary sentiment)",
+    folder="SST-2",
+    files=("train.tsv", "dev.tsv"),
+    source="Hugging Face hub: glue/sst2 (GLUE's SST-2.zip)",
+    load=load_glue_sst2,
+    download=_download_sst2,
+    standin=lambda n_train=600, n_eval=200, **kw: {"train": synthetic_reviews(n_train, seed=1),
+                                                   "validation": synthetic_reviews(n_eval, seed=2)},
+    size_hint="2 files, 5 MB",
+    aliases=("sst-2",),
+))
