@@ -282,6 +282,29 @@ def noam_scheduler(optimizer, d_model: int, warmup: int, factor: float = 1.0):
         optimizer, lambda i: transformer_lr(i + 1, d_model, warmup, factor))
 
 
+def make_scheduler(optimizer, kind: str, d_model: int, warmup: int, total_steps: int,
+                   factor: float = 1.0):
+    """Learning-rate schedules compared in week 4b; the optimizer's lr must be 1.0.
+
+    ``"noam"``: Eq. 3 (the paper). ``"none"``: constant at Eq. 3's peak, no warmup.
+    ``"cosine"``: linear warmup to the same peak, then cosine decay to 0 at ``total_steps``.
+    """
+    peak = transformer_lr(warmup, d_model, warmup, factor)
+    if kind == "noam":
+        return noam_scheduler(optimizer, d_model, warmup, factor)
+    if kind == "none":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: peak)
+    if kind == "cosine":
+        def cosine(i):
+            s = i + 1
+            if s <= warmup:
+                return peak * s / warmup
+            progress = min(1.0, (s - warmup) / max(1, total_steps - warmup))
+            return peak * 0.5 * (1 + math.cos(math.pi * progress))
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    raise ValueError(f"schedule {kind!r}: use 'noam', 'none' or 'cosine'")
+
+
 def paper_adam(params, lr: float = 1.0, fused: bool | None = None):
     """Adam with beta1=0.9, beta2=0.98, eps=1e-9 (§5.3; week 3)."""
     kwargs = {"fused": fused} if fused is not None else {}

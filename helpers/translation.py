@@ -23,7 +23,7 @@ import torch
 from . import env
 from .training import History, progress
 from .transformer import (Transformer, beam_search, greedy_decode, label_smoothed_loss,
-                          noam_scheduler, paper_adam)
+                          make_scheduler, paper_adam)
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -210,26 +210,62 @@ def evaluate_loss(model: Transformer, batches, device, smoothing: float = 0.0) -
     return total / max(tokens, 1)
 
 
+ARCHITECTURE_KEYS = ("vocab_size", "d_model", "n_heads", "d_ff", "n_layers", "positional", "max_len")
+
+
 def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
                       history: History | None = None, log_every: int = 25,
-                      time_limit_s: float | None = None) -> History:
-    """The training loop of §5 (week 3): Adam(0.9, 0.98, 1e-9), the warmup schedule of Eq. 3,
-    label smoothing 0.1, token-count batches; mixed precision where the GPU supports it.
+                      time_limit_s: float | None = None, amp: env.AmpSettings | None = None,
+                      checkpoint_path=None, checkpoint_every: int = 0,
+                      stop_after: int | None = None) -> History:
+    """The training loop of §5 (week 3): Adam(0.9, 0.98, 1e-9), the warmup schedule of Eq. 3
+    (or ``cfg.schedule``: "none", "cosine"; week 4b), label smoothing 0.1, token-count
+    batches, gradient clipping when ``cfg.clip_norm`` > 0, mixed precision where the GPU
+    supports it (or as ``amp`` says).
 
     Runs ``cfg.train_steps`` optimizer steps (or until ``time_limit_s``) and logs the training
-    loss, learning rate and, every ``cfg.eval_every`` steps, the validation loss.
+    loss, the gradient norm before clipping, the learning rate and, every ``cfg.eval_every``
+    steps, the validation loss.
+
+    With ``checkpoint_path`` it saves every ``checkpoint_every`` steps (atomically) and, when
+    the file exists, *resumes* from it exactly: weights, optimizer, schedule, GradScaler, RNG
+    states and the position in the data order are restored, so an interrupted run ends with
+    the same weights as an uninterrupted one. ``stop_after`` ends early (to simulate a
+    disconnect).
     """
+    from . import training
+
     history = history or History()
     model.to(device)
-    amp = env.amp_settings(device)
+    amp = amp or env.amp_settings(device)
     scaler = env.grad_scaler(amp)
     optimizer = paper_adam(model.parameters(), fused=(device.type == "cuda") or None)
-    scheduler = noam_scheduler(optimizer, cfg.d_model, cfg.warmup_steps, cfg.lr_factor)
+    scheduler = make_scheduler(optimizer, getattr(cfg, "schedule", "noam"), cfg.d_model,
+                               cfg.warmup_steps, cfg.train_steps, cfg.lr_factor)
     val_batches = data.batches("val", cfg.max_tokens, shuffle=False)
-    step, epoch, start = 0, 0, time.perf_counter()
-    bar = progress(total=cfg.train_steps, desc="training")
-    while step < cfg.train_steps:
-        for src, tgt_in, tgt_out in data.batches("train", cfg.max_tokens, seed=cfg.seed + epoch):
+    step, epoch, skip = 0, 0, 0
+    settings = {**cfg, "vocab_size": data.tokenizer.vocab_size}
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        state = training.load_checkpoint(checkpoint_path, model=model, optimizer=optimizer,
+                                         scheduler=scheduler, scaler=scaler, config=settings,
+                                         config_keys=ARCHITECTURE_KEYS)
+        step, epoch, skip = state["step"], state["extra"]["epoch"], state["extra"]["batch_in_epoch"]
+        history.load_state_dict(state["extra"]["history"])
+
+    def save(batch_in_epoch):
+        training.save_checkpoint(checkpoint_path, model=model, optimizer=optimizer, scheduler=scheduler,
+                                 scaler=scaler, step=step, config=settings,
+                                 extra={"epoch": epoch, "batch_in_epoch": batch_in_epoch,
+                                        "history": history.state_dict()})
+
+    start = time.perf_counter()
+    bar = progress(total=cfg.train_steps, initial=step, desc="training")
+    done = step >= cfg.train_steps
+    while not done:
+        batches = data.batches("train", cfg.max_tokens, seed=cfg.seed + epoch)
+        for index, (src, tgt_in, tgt_out) in enumerate(batches):
+            if index < skip:  # resuming: these batches were used before the interruption
+                continue
             model.train()
             src, tgt_in, tgt_out = src.to(device), tgt_in.to(device), tgt_out.to(device)
             with env.autocast(amp):
@@ -237,9 +273,9 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
             loss = label_smoothed_loss(logits.float(), tgt_out, cfg.label_smoothing, PAD)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
-            if cfg.clip_norm:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            scaler.unscale_(optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
+                                                       cfg.clip_norm if cfg.clip_norm else float("inf"))
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
@@ -252,16 +288,21 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
                         f"training loss is {value} at step {step}. Likely causes: learning rate "
                         f"too high (lower cfg.lr_factor), fp16 overflow (train in fp32), or "
                         f"empty targets in a batch.")
-                history.log(step, train_loss=value, lr=scheduler.get_last_lr()[0])
+                history.log(step, train_loss=value, grad_norm=float(grad_norm),
+                            lr=scheduler.get_last_lr()[0])
                 bar.set_postfix(loss=f"{value:.3f}")
             if step % cfg.eval_every == 0 or step == cfg.train_steps:
                 history.log(step, val_loss=evaluate_loss(model, val_batches, device))
             out_of_time = time_limit_s is not None and time.perf_counter() - start > time_limit_s
-            if step >= cfg.train_steps or out_of_time:
+            stopping = step >= cfg.train_steps or out_of_time or step == stop_after
+            if checkpoint_path is not None and (stopping or (checkpoint_every and step % checkpoint_every == 0)):
+                save(index + 1)
+            if stopping:
+                done = True
                 break
-        epoch += 1
-        if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
-            break
+        else:
+            epoch += 1
+            skip = 0
     bar.close()
     history.log(step, epochs=epoch, seconds=time.perf_counter() - start)
     return history

@@ -167,3 +167,54 @@ def test_sst2_glue_layout_and_bad_header(clean_env, monkeypatch, tmp_path):
         load_dataset("sst2")
     reviews = synthetic_reviews(200, seed=3)
     assert reviews == synthetic_reviews(200, seed=3) and {l for _, l in reviews} == {0, 1}
+
+
+def _tiny_run(data, cfg, **kw):
+    from helpers import env
+    from helpers.translation import build_model, train_translation
+
+    env.seed_everything(0)
+    model = build_model(cfg, data.tokenizer.vocab_size)
+    history = train_translation(model, data, cfg, device=torch.device("cpu"), log_every=5, **kw)
+    torch.use_deterministic_algorithms(False)
+    return model, history
+
+
+def test_interrupted_training_resumes_bit_identically(clean_env, tmp_path):
+    from helpers.config import profile_config
+
+    cfg = profile_config("translation", "smoke", train_steps=24, eval_every=12, dropout=0.1,
+                         max_tokens=300, d_model=32, d_ff=64)
+    data = prepare_translation(synthetic_translation(120, 10, 10), 200, name="resume")
+    reference, ref_hist = _tiny_run(data, cfg)
+    ckpt = tmp_path / "run.pt"
+    _, first = _tiny_run(data, cfg, checkpoint_path=ckpt, stop_after=11)  # "disconnect" at step 11
+    assert first.steps("train_loss")[-1] == 10 and ckpt.exists()
+    torch.manual_seed(123)  # a fresh process would start from other random states
+    resumed, hist = _tiny_run(data, cfg, checkpoint_path=ckpt)
+    for p, q in zip(reference.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(p, q)
+    assert hist["train_loss"] == ref_hist["train_loss"]
+
+
+def test_schedules():
+    from torch import nn
+
+    from helpers.transformer import make_scheduler, transformer_lr
+
+    def lrs(kind):
+        opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+        sched = make_scheduler(opt, kind, 64, 10, 100)
+        out = []
+        for _ in range(100):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step(); sched.step()
+        return out
+
+    peak = transformer_lr(10, 64, 10)
+    assert lrs("none") == [pytest.approx(peak)] * 100
+    cos = lrs("cosine")
+    assert cos[9] == pytest.approx(peak) and cos[-1] < 0.01 * peak and cos[0] == pytest.approx(peak / 10)
+    assert max(lrs("noam")) == pytest.approx(peak)
+    with pytest.raises(ValueError, match="schedule"):
+        make_scheduler(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0), "step", 64, 10, 100)
