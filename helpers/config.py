@@ -84,6 +84,14 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
                  "epochs": 3, "batch_size": 32, "min_accuracy": 0.88,
                  "reference_accuracy": 0.913},
     },
+    # Transformer week 4c: BERT, GPT and ViT in miniature, built from helpers.transformer.
+    "variants": {
+        "common": {"seed": 0, "d_model": 64, "n_heads": 4, "d_ff": 128, "n_layers": 2,
+                   "dropout": 0.1, "lr": 1e-3, "batch_size": 64, "vocab_size": 400},
+        "smoke": {"train_steps": 150},
+        "local": {"train_steps": 600},
+        "full": {"train_steps": 2000},
+    },
     # Transformer week 3, first model: a toy copy/reverse task that converges in seconds.
     "toy_seq2seq": {
         "common": {"seed": 0, "vocab_size": 13, "seq_len": 10, "d_model": 64, "n_heads": 4,
