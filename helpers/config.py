@@ -92,6 +92,18 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
         "local": {"train_steps": 600},
         "full": {"train_steps": 2000},
     },
+    # Transformer week 4d: Table 3 of the paper in miniature. Each row changes the base
+    # miniature (the "translation" family's model) the way the paper's row changes its base.
+    "table3": {
+        "common": {"seed": 0},
+        "smoke": {"rows": ["base", "A: 1 head"], "train_steps": 150, "eval_sentences": 100},
+        "local": {"rows": ["base", "A: 1 head", "C: N=1", "D: no dropout", "D: no label smoothing",
+                           "E: learned positions"], "train_steps": 400, "eval_sentences": 300},
+        "full": {"rows": ["base", "A: 1 head", "A: 16 heads", "C: N=2", "C: N=4", "C: d_ff/2",
+                          "C: d_ff*2", "D: no dropout", "D: dropout 0.2",
+                          "D: no label smoothing", "D: label smoothing 0.2",
+                          "E: learned positions"], "train_steps": 3000, "eval_sentences": 1014},
+    },
     # Transformer week 3, first model: a toy copy/reverse task that converges in seconds.
     "toy_seq2seq": {
         "common": {"seed": 0, "vocab_size": 13, "seq_len": 10, "d_model": 64, "n_heads": 4,
