@@ -104,6 +104,19 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
                           "D: no label smoothing", "D: label smoothing 0.2",
                           "E: learned positions"], "train_steps": 3000, "eval_sentences": 1014},
     },
+    # Transformer week 4e: summarization with a pretrained seq2seq model (full: t5-small on
+    # CNN/DailyMail); offline, the same Seq2SeqTrainer code trains a tiny T5 from scratch.
+    "summarization": {
+        "common": {"seed": 0, "max_source_length": 96, "max_target_length": 24,
+                   "weight_decay": 0.01},
+        "smoke": {"model": "tiny-t5", "n_train": 600, "n_eval": 100, "epochs": 8,
+                  "batch_size": 16, "lr": 2e-3, "min_rouge_l": 0.3,
+                  "own_corpus_steps": 250},
+        "local": {"model": "t5-small", "n_train": 2000, "n_eval": 200, "epochs": 1,
+                  "batch_size": 8, "lr": 3e-4, "min_rouge_l": 0.15, "own_corpus_steps": 600},
+        "full": {"model": "t5-small", "n_train": 50000, "n_eval": 2000, "epochs": 1,
+                 "batch_size": 16, "lr": 3e-4, "min_rouge_l": 0.2, "own_corpus_steps": 2000},
+    },
     # Transformer week 3, first model: a toy copy/reverse task that converges in seconds.
     "toy_seq2seq": {
         "common": {"seed": 0, "vocab_size": 13, "seq_len": 10, "d_model": 64, "n_heads": 4,

@@ -218,3 +218,22 @@ def test_schedules():
     assert max(lrs("noam")) == pytest.approx(peak)
     with pytest.raises(ValueError, match="schedule"):
         make_scheduler(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0), "step", 64, 10, 100)
+
+
+def test_summarization_layout_and_standin(clean_env, monkeypatch, tmp_path):
+    import json
+
+    from helpers.data.text import synthetic_summaries
+
+    monkeypatch.setenv("CURRICULUM_PROFILE", "local")
+    folder = tmp_path / "data" / "cnn_dailymail"
+    folder.mkdir(parents=True)
+    for split in ("train", "validation", "test"):
+        (folder / f"{split}.jsonl").write_text(json.dumps({"article": "A long text.", "highlights": "Short."}) + "\n")
+    monkeypatch.setenv("CURRICULUM_DATA_DIR", str(tmp_path / "data"))
+    assert load_dataset("cnn_dailymail").data["test"] == [("A long text.", "Short.")]
+    (folder / "test.jsonl").write_text('{"article": "x"}\n')
+    with pytest.raises(DataLayoutError, match="test.jsonl, line 1"):
+        load_dataset("cnn_dailymail")
+    article, summary = synthetic_summaries(1, seed=4)[0]
+    assert article.count(".") == 3 and summary.split()[0] in article

@@ -254,3 +254,73 @@ SST2 = register(DatasetSpec(
     size_hint="2 files, 5 MB",
     aliases=("sst-2",),
 ))
+
+
+# --------------------------------------------------------------------------- summarization (week 4e)
+def synthetic_summaries(n: int = 600, seed: int = 0, sentences: int = 3) -> list[tuple[str, str]]:
+    """Offline stand-in for CNN/DailyMail: an "article" of a few generated sentences and its
+    "highlight": the first sentence without adjectives or place (a lead-sentence summary)."""
+    rng = random.Random(seed)
+    out = []
+    adjectives = set(_ADJECTIVES)
+    for _ in range(n):
+        parts = [synthetic_sentence(rng)[0] for _ in range(sentences)]
+        lead = parts[0].rstrip(".").split(" in the ")[0]
+        words = [w for w in lead.split() if w.lower() not in adjectives]
+        words = ["a" if w == "an" else ("A" if w == "An" else w) for w in words]
+        out.append((" ".join(parts), " ".join(words) + "."))
+    return out
+
+
+def load_summarization_folder(folder: Path) -> dict[str, list[tuple[str, str]]]:
+    """``{split}.jsonl`` files with one ``{"article": ..., "highlights": ...}`` object per line
+    (the field names of the CNN/DailyMail release on the Hugging Face hub)."""
+    import json
+
+    out = {}
+    for split in ("train", "validation", "test"):
+        path = folder / f"{split}.jsonl"
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                rows.append((item["article"], item["highlights"]))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise DataLayoutError(f"{path}, line {number}: expected a JSON object with 'article' "
+                                      f"and 'highlights' ({type(exc).__name__}). Fix that line.") from exc
+        if not rows:
+            raise DataLayoutError(f"{path} is empty. Fix: one JSON object per line.")
+        out[split] = rows
+    return out
+
+
+def _download_cnn_dailymail(root: Path) -> None:
+    import json
+
+    from datasets import load_dataset as hf_load_dataset
+
+    hf = hf_load_dataset("abisee/cnn_dailymail", "3.0.0", cache_dir=str(root / ".hf-cache"))
+    folder = root / "cnn_dailymail"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "validation", "test"):
+        with open(folder / f"{split}.jsonl", "w", encoding="utf-8") as f:
+            for row in hf[split]:
+                f.write(json.dumps({"article": row["article"], "highlights": row["highlights"]}) + "\n")
+
+
+CNN_DAILYMAIL = register(DatasetSpec(
+    name="cnn_dailymail",
+    title="CNN/DailyMail 3.0.0 (summarization)",
+    folder="cnn_dailymail",
+    files=("train.jsonl", "validation.jsonl", "test.jsonl"),
+    source="Hugging Face hub: abisee/cnn_dailymail, config 3.0.0",
+    load=load_summarization_folder,
+    download=_download_cnn_dailymail,
+    standin=lambda n_train=600, n_eval=100, **kw: {"train": synthetic_summaries(n_train, seed=1),
+                                                   "validation": synthetic_summaries(n_eval, seed=2),
+                                                   "test": synthetic_summaries(n_eval, seed=3)},
+    size_hint="about 1.3 GB as JSONL",
+    aliases=("cnn-dailymail", "cnn_dm"),
+))
