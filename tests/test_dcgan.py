@@ -201,3 +201,15 @@ def test_linear_probe_separable():
     x = torch.cat([torch.randn(50, 5) + 4, torch.randn(50, 5) - 4])
     y = torch.cat([torch.zeros(50), torch.ones(50)]).long()
     assert linear_probe(x, y, x, y) == 1.0
+
+
+def test_registered_names_win_over_same_named_folders(clean_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("CURRICULUM_PROFILE", "smoke")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist").mkdir()  # a folder that happens to share the dataset's name
+    ds, text = gan_dataset("mnist", image_size=16)
+    assert "standin" in text
+    ds, text = gan_dataset("FashionMNIST", image_size=16)
+    assert "standin" in text
+    with pytest.raises(DataLayoutError, match="no images"):
+        gan_dataset(str(tmp_path / "mnist"), image_size=16)

@@ -276,10 +276,10 @@ def gan_dataset(source: str | Path, *, image_size: int = 64, channels: int | Non
     Returns ``(dataset, description)``; every item is a float tensor ``[C, S, S]`` in [-1, 1].
     Small datasets are converted once and kept in memory; image folders are read lazily.
     """
-    from .registry import load_dataset
+    from .registry import is_registered, load_dataset
 
     path = Path(source)
-    if isinstance(source, Path) or path.is_dir() or "/" in str(source):
+    if not (isinstance(source, str) and is_registered(source)):  # anything else: a folder of images
         ds = ImageFolderDataset(path, image_size, channels or 3, limit=limit)
         return ds, f"image folder {path}: {len(ds)} images"
     loaded = load_dataset(str(source), profile=profile)

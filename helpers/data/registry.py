@@ -105,6 +105,11 @@ def get_spec(name: str) -> DatasetSpec:
         ) from None
 
 
+def is_registered(name: str) -> bool:
+    """True for a registered dataset name or alias (case-insensitive)."""
+    return name.lower() in _REGISTRY
+
+
 def available() -> list[str]:
     return sorted({spec.name for spec in _REGISTRY.values()})
 
