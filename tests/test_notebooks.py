@@ -118,3 +118,14 @@ def test_nbval_fails_a_notebook_whose_result_is_wrong(tmp_path, factor, should_p
     else:
         assert run.returncode == 1, run.stdout + run.stderr
         assert "CheckFailed" in run.stdout and "max abs error 0.5" in run.stdout
+
+
+def test_syllabus_links_every_notebook_and_only_existing_ones():
+    import re
+
+    text = (ROOT / "docs" / "SYLLABUS.md").read_text()
+    links = set(re.findall(r"\(\.\./(notebooks/[^)]+\.ipynb)\)", text))
+    notebooks = {str(stem.relative_to(ROOT)) + ".ipynb" for stem in nbtools.pairs()}
+    assert links <= notebooks, f"syllabus links to missing notebooks: {links - notebooks}"
+    missing = {n for n in notebooks if n != "notebooks/00_start_here.ipynb"} - links
+    assert not missing, f"notebooks missing from the syllabus: {missing}"
