@@ -36,7 +36,7 @@
 # - [Google Colab + PyTorch setup](https://www.youtube.com/watch?v=Z_ikDlimN6A)
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/paper-curriculum/attention-dcgan/blob/main/notebooks/00_start_here.ipynb)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/paper-curriculum/attention-dcgan/blob/main/notebooks/00_start_here.ipynb) · [Syllabus and study-group plan](https://github.com/paper-curriculum/attention-dcgan/blob/main/docs/SYLLABUS.md)
 
 # %% [markdown]
 # ## 1. The plan

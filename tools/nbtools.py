@@ -53,8 +53,10 @@ def colab_url(rel_ipynb: str, root: Path = ROOT) -> str:
 
 
 def badge_source(rel_ipynb: str, root: Path = ROOT) -> str:
+    s = repo_settings(root)
+    syllabus = f"https://github.com/{s['repo']}/blob/{s['branch']}/docs/SYLLABUS.md"
     return (f"[![Open In Colab](https://colab.research.google.com/assets/{BADGE_MARK})]"
-            f"({colab_url(rel_ipynb, root)})")
+            f"({colab_url(rel_ipynb, root)}) · [Syllabus and study-group plan]({syllabus})")
 
 
 def setup_source(root: Path = ROOT) -> str:
