@@ -199,6 +199,7 @@ def _total_ram_gb() -> float | None:
 
 def environment_report() -> dict[str, Any]:
     """Versions, hardware and the active profile, as a dict a notebook prints (week 0)."""
+    ram = _total_ram_gb()
     report: dict[str, Any] = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -207,7 +208,7 @@ def environment_report() -> dict[str, Any]:
         "profile": get_profile(warn=False),
         "device": str(get_device()),
         "cpu_count": os.cpu_count(),
-        "ram_gb": None if _total_ram_gb() is None else round(_total_ram_gb(), 1),
+        "ram_gb": None if ram is None else round(ram, 1),
         "colab": in_colab(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "gpus": [],

@@ -167,6 +167,22 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
 
 
 # --------------------------------------------------------------------------- checkpoints
+def _plain(value: Any) -> Any:
+    """Plain JSON-able values (no pickle needed): for checkpoint configs and metrics.json."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu()
+        value = value.item() if value.numel() == 1 else value.tolist()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN; keep it visible rather than crash
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (bool, int, float, str)) or value is None else str(value)
+
+
 def rng_state() -> dict[str, Any]:
     """Python, NumPy and torch RNG states, in types that ``weights_only=True`` can load."""
     py = random.getstate()
@@ -191,19 +207,6 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _plain(value: Any) -> Any:
-    """Config values as plain JSON/pickle-free types."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return value.item()
-    return str(value)
 
 
 def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, step: int,
@@ -278,21 +281,6 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module | None = 
 
 
 # --------------------------------------------------------------------------- metrics.json
-def _json_value(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu()
-        value = value.item() if value.numel() == 1 else value.tolist()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no NaN; keep it visible rather than crash
-    if isinstance(value, Mapping):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    return value if isinstance(value, (bool, int, float, str)) or value is None else str(value)
-
-
 def write_metrics(track: str, notebook: str, metrics: Mapping[str, Any], *,
                   config: Mapping[str, Any] | None = None,
                   extra: Mapping[str, Any] | None = None, runs: str | os.PathLike | None = None) -> Path:
@@ -308,9 +296,9 @@ def write_metrics(track: str, notebook: str, metrics: Mapping[str, Any], *,
         "track": track,
         "notebook": notebook,
         "profile": cfg.get("profile", report["profile"]),
-        "metrics": _json_value(dict(metrics)),
-        "settings": _json_value(cfg),
-        "extra": _json_value(dict(extra or {})),
+        "metrics": _plain(dict(metrics)),
+        "settings": _plain(cfg),
+        "extra": _plain(dict(extra or {})),
         "environment": {k: report[k] for k in ("python", "torch", "torchvision", "numpy",
                                                "helpers", "device", "gpus", "colab")},
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

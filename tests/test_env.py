@@ -1,6 +1,4 @@
-import os
 import random
-import warnings
 
 import numpy as np
 import pytest

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from helpers.data import DataLayoutError, DataUnavailableError, load_dataset
+from helpers.data import DataLayoutError, load_dataset
 from helpers.data.text import MULTI30K_SPLITS, load_parallel_folder, synthetic_translation
 from helpers.translation import (BOS, EOS, PAD, build_tokenizer, collate, corpus_bleu,
                                  prepare_translation, token_batches)

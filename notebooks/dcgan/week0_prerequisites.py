@@ -54,7 +54,7 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "git+https://github.com/paper-curriculum/attention-dcgan@main"], check=True)
 try:
-    import helpers
+    import helpers  # noqa: F401  (only checks that it is installed)
 except ImportError as exc:
     raise ImportError("`helpers` is not installed: run `make setup` in the repository "
                       "(or `pip install -e .`), then restart the kernel.") from exc
@@ -174,7 +174,6 @@ from helpers.gan_metrics import SmallClassifier, predict
 train_set, description = gan_dataset("mnist", image_size=32, channels=1, split="train")
 test_set, _ = gan_dataset("mnist", image_size=32, channels=1, split="test")
 print(description)
-images, labels = train_set.tensors if hasattr(train_set, "tensors") else (None, None)
 checks.check_shape(train_set[0][0], (1, 32, 32), "one training image")
 
 classifier = SmallClassifier(nc=1, n_classes=10, image_size=32)

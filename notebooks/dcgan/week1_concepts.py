@@ -45,7 +45,7 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "git+https://github.com/paper-curriculum/attention-dcgan@main"], check=True)
 try:
-    import helpers
+    import helpers  # noqa: F401  (only checks that it is installed)
 except ImportError as exc:
     raise ImportError("`helpers` is not installed: run `make setup` in the repository "
                       "(or `pip install -e .`), then restart the kernel.") from exc
@@ -58,7 +58,7 @@ from torch import nn
 
 from helpers import checks, env
 from helpers.config import profile_config
-from helpers.dcgan import Discriminator, Generator, build_dcgan, guideline_violations
+from helpers.dcgan import build_dcgan, guideline_violations
 
 cfg = profile_config("dcgan")
 env.seed_everything(cfg.seed)

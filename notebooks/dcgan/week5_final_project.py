@@ -50,7 +50,7 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "git+https://github.com/paper-curriculum/attention-dcgan@main"], check=True)
 try:
-    import helpers
+    import helpers  # noqa: F401  (only checks that it is installed)
 except ImportError as exc:
     raise ImportError("`helpers` is not installed: run `make setup` in the repository "
                       "(or `pip install -e .`), then restart the kernel.") from exc
@@ -205,7 +205,7 @@ features = {  # (train, test) features of each kind, computed once
     "DCGAN D features": (dcgan.discriminator_features(D_probe, train_x),
                          dcgan.discriminator_features(D_probe, test_x)),
 }
-print(f"feature sizes: " + ", ".join(f"{k} {v[0].shape[1]}" for k, v in features.items()))
+print("feature sizes: " + ", ".join(f"{k} {v[0].shape[1]}" for k, v in features.items()))
 
 # %% [markdown]
 # Unsupervised features matter most when labels are scarce (the paper's SVHN experiment used

@@ -49,7 +49,7 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "git+https://github.com/paper-curriculum/attention-dcgan@main"], check=True)
 try:
-    import helpers
+    import helpers  # noqa: F401  (only checks that it is installed)
 except ImportError as exc:
     raise ImportError("`helpers` is not installed: run `make setup` in the repository "
                       "(or `pip install -e .`), then restart the kernel.") from exc

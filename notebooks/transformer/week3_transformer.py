@@ -53,7 +53,7 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q",
                     "git+https://github.com/paper-curriculum/attention-dcgan@main"], check=True)
 try:
-    import helpers
+    import helpers  # noqa: F401  (only checks that it is installed)
 except ImportError as exc:
     raise ImportError("`helpers` is not installed: run `make setup` in the repository "
                       "(or `pip install -e .`), then restart the kernel.") from exc
@@ -64,7 +64,6 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from helpers import checks, env, training
@@ -321,8 +320,8 @@ checks.check_at_least(exact, toy_cfg.min_accuracy, "exact-match accuracy on new 
 
 # %%
 from helpers.data import load_dataset
-from helpers.translation import (PAD, build_model, corpus_bleu, prepare_translation,
-                                 train_translation, translate)
+from helpers.translation import (ARCHITECTURE_KEYS, PAD, build_model, corpus_bleu,
+                                 prepare_translation, train_translation, translate)
 
 dataset = load_dataset("multi30k", n_train=cfg.dataset_size)
 print(dataset.describe())
@@ -357,11 +356,10 @@ ckpt_path = env.checkpoint_dir("transformer", "week3_transformer") / "translator
 env.seed_everything(cfg.seed)
 model = build_model(cfg, tok.vocab_size).to(device)
 print(f"model: {model.num_parameters() / 1e6:.2f} M parameters")
-architecture = ["vocab_size", "d_model", "n_heads", "d_ff", "n_layers", "positional", "max_len"]
 
 if ckpt_path.exists() and cfg.profile != "smoke":
     state = training.load_checkpoint(ckpt_path, model=model, config={**cfg, "vocab_size": tok.vocab_size},
-                                     config_keys=architecture)
+                                     config_keys=ARCHITECTURE_KEYS)
     history = training.History()
     history.load_state_dict(state["extra"]["history"])
     print(f"loaded the trained model from {ckpt_path} (step {state['step']})")
