@@ -8,6 +8,7 @@ version from here. Modules (and the week that introduces each):
 - `helpers.data`     dataset registry: local official layout -> cache -> download (week 0; datasets per track)
 - `helpers.training` progress bars, loss history, atomic checkpoints, metrics.json (week 0)
 - `helpers.checks`   assertion helpers that say *what* is wrong (used in every notebook)
+- `helpers.exercises` exercise checks that name the likely mistake; blanks fall back to the tested code
 - `helpers.transformer`  the Transformer in one file (Transformer weeks 2-3)
 - `helpers.translation`  subwords, batching, training loop, decoding, BLEU (Transformer week 3)
 - `helpers.plots`    attention heatmaps and explorers (Transformer weeks 2-3)
@@ -21,7 +22,7 @@ from importlib import import_module as _import_module
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "env", "data", "training", "checks", "transformer", "translation",
+_SUBMODULES = ("config", "env", "data", "training", "checks", "exercises", "transformer", "translation",
                "plots", "dcgan", "gan_metrics")
 
 
