@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from . import training
 
 
 def _check_size(image_size: int) -> int:
@@ -200,34 +203,128 @@ def infinite_batches(loader: Iterable):
         yield from loader
 
 
+DCGAN_ARCHITECTURE_KEYS = ("nz", "ngf", "ndf", "image_size", "channels")
+
+
+def _loader_generators(loader) -> list[torch.Generator]:
+    """The torch.Generators that decide a DataLoader's order (its own, its sampler's)."""
+    found: list[torch.Generator] = []
+    for obj in (loader, getattr(loader, "sampler", None),
+                getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
+        g = getattr(obj, "generator", None)
+        if isinstance(g, torch.Generator) and all(g is not f for f in found):
+            found.append(g)
+    return found
+
+
+def _order_state(loader) -> dict:
+    """What fixes the order of the next pass over ``loader``: torch's global RNG (a loader
+    without a generator draws its shuffle seed there) and the loader's generators."""
+    return {"torch": torch.get_rng_state(),
+            "loader": [g.get_state() for g in _loader_generators(loader)]}
+
+
+def _set_order_state(loader, state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    gens = _loader_generators(loader)
+    if len(gens) != len(state["loader"]):
+        from .training import CheckpointError
+
+        raise CheckpointError("the checkpoint was written with a DataLoader built differently "
+                              "(another generator setup). Fix: build the loader as before "
+                              "(same shuffle and generator), or start a fresh run.")
+    for g, s in zip(gens, state["loader"]):
+        g.set_state(s)
+
+
+@training.explain_out_of_memory("batch_size", "dcgan")
 def train_dcgan(G, D, loader, cfg, *, device, fixed_noise=None, history=None, writer=None,
-                on_sample=None, start_step: int = 0, opt_g=None, opt_d=None):
+                on_sample=None, start_step: int = 0, opt_g=None, opt_d=None,
+                checkpoint_path=None, checkpoint_every: int = 0, stop_after: int | None = None):
     """Train for ``cfg.train_steps`` alternating updates (week 4). Logs losses and D(x),
     D(G(z)) to ``history`` (and TensorBoard if ``writer``); every ``cfg.sample_every`` steps
     calls ``on_sample(step, images)`` with G's images for ``fixed_noise``.
 
-    Returns ``(history, opt_g, opt_d)`` so a run can be checkpointed and resumed.
+    With ``checkpoint_path`` it saves every ``checkpoint_every`` steps and at the end
+    (atomically: G, D, both optimizers, the noise generator, the RNG states of Python, NumPy
+    and torch, the position in the data order, step, history, config and versions) and,
+    when the file exists, *resumes* from it exactly: an interrupted run ends bit-identical
+    to an uninterrupted one (for a loader whose order depends only on its seeded generator
+    or torch's RNG, as with ``shuffle=True``). ``stop_after`` ends early (a simulated
+    disconnect). A NaN/inf loss stops the run before anything is saved
+    (:class:`helpers.training.NonFiniteLossError`).
+
+    Returns ``(history, opt_g, opt_d)``.
     """
     from .training import History, progress
 
-    history = history or History()
+    history = history if history is not None else History()  # an empty History is falsy
     G.to(device)
     D.to(device)
     if opt_g is None or opt_d is None:
         opt_g, opt_d = dcgan_optimizers(G, D, cfg.lr, cfg.beta1)
+    try:
+        n_batches = len(loader)
+    except TypeError:  # an iterable-style loader: its length is unknown
+        n_batches = None
+    if n_batches == 0:
+        raise ValueError(
+            f"the data loader yields no batches ({len(loader.dataset)} images, batch_size="
+            f"{getattr(loader, 'batch_size', '?')}, drop_last={getattr(loader, 'drop_last', '?')}). "
+            f"Fix: add images, or lower batch_size below the number of images.")
     gen = torch.Generator(device=device).manual_seed(cfg.seed + start_step)
-    batches = infinite_batches(loader)
+    step, epoch, skip = start_step, 0, 0
+    settings = dict(cfg)
+    order = _order_state(loader)
+    resumed = None
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        resumed = training.load_checkpoint(checkpoint_path, model=G, optimizer=opt_g,
+                                           config=settings, config_keys=DCGAN_ARCHITECTURE_KEYS,
+                                           restore_rng=False)
+        extra = resumed["extra"]
+        D.load_state_dict(extra["D"])
+        opt_d.load_state_dict(extra["opt_d"])
+        gen.set_state(extra["noise_rng"])
+        history.load_state_dict(extra["history"])
+        step, epoch, skip, order = resumed["step"], extra["epoch"], extra["batch_in_epoch"], extra["order"]
+        _set_order_state(loader, order)
+    batches = iter(loader)
+    for _ in range(skip):  # resuming: the batches this epoch used before the interruption
+        next(batches)
+    if resumed is not None:
+        training.set_rng_state(resumed["rng"])
+    batch_in_epoch = skip
+
+    def save():
+        bad = training.non_finite_tensors(D.state_dict())
+        if bad:
+            raise training.non_finite_loss_error(step, f"finite but D's weights are not "
+                                                 f"({', '.join(bad[:3])})", checkpoint_path,
+                                                 lr_hint="cfg.lr")
+        training.save_checkpoint(
+            checkpoint_path, model=G, optimizer=opt_g, step=step, config=settings,
+            extra={"D": D.state_dict(), "opt_d": opt_d.state_dict(), "noise_rng": gen.get_state(),
+                   "epoch": epoch, "batch_in_epoch": batch_in_epoch, "order": order,
+                   "history": history.state_dict()})
+
     start = time.perf_counter()
-    for step in progress(range(start_step + 1, cfg.train_steps + 1), desc="DCGAN"):
-        real = next(batches)
+    for step in progress(range(step + 1, cfg.train_steps + 1), desc="DCGAN"):
+        try:
+            real = next(batches)
+        except StopIteration:  # next epoch: remember what fixes its order, then reshuffle
+            epoch += 1
+            order = _order_state(loader)
+            batches = iter(loader)
+            real = next(batches)
+            batch_in_epoch = 0
+        batch_in_epoch += 1
         real = (real[0] if isinstance(real, (list, tuple)) else real).to(device, non_blocking=True)
         G.train()
         D.train()
         stats = train_step(G, D, opt_g, opt_d, real, nz=cfg.nz, generator=gen)
         if not all(math.isfinite(v) for v in stats.values()):
-            raise FloatingPointError(
-                f"non-finite GAN loss at step {step}: {stats}. Likely causes: learning rate too "
-                f"high, D without BatchNorm, or images outside [-1, 1].")
+            bad = ", ".join(f"{k}={v}" for k, v in stats.items() if not math.isfinite(v))
+            raise training.non_finite_loss_error(step, bad, checkpoint_path, lr_hint="cfg.lr")
         if step % cfg.log_every == 0 or step == start_step + 1:
             history.log(step, **stats)
             if writer is not None:
@@ -238,7 +335,12 @@ def train_dcgan(G, D, loader, cfg, *, device, fixed_noise=None, history=None, wr
             G.eval()
             with torch.no_grad():
                 on_sample(step, G(fixed_noise.to(device)).cpu())
-    history.log(cfg.train_steps, seconds=time.perf_counter() - start)
+        stopping = step >= cfg.train_steps or step == stop_after
+        if checkpoint_path is not None and (stopping or (checkpoint_every and step % checkpoint_every == 0)):
+            save()
+        if stopping:
+            break
+    history.log(step, seconds=time.perf_counter() - start)
     return history, opt_g, opt_d
 
 

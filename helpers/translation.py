@@ -11,7 +11,6 @@ loop, decoding and BLEU (Transformer track, week 3; reused in week 4).
 from __future__ import annotations
 
 import hashlib
-import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Mapping, Sequence
 import torch
 
 from . import env
+from . import training
 from .training import History, progress
 from .transformer import (Transformer, beam_search, greedy_decode, label_smoothed_loss,
                           make_scheduler, paper_adam)
@@ -213,6 +213,7 @@ def evaluate_loss(model: Transformer, batches, device, smoothing: float = 0.0) -
 ARCHITECTURE_KEYS = ("vocab_size", "d_model", "n_heads", "d_ff", "n_layers", "positional", "max_len")
 
 
+@training.explain_out_of_memory("max_tokens", "translation")
 def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
                       history: History | None = None, log_every: int = 25,
                       time_limit_s: float | None = None, amp: env.AmpSettings | None = None,
@@ -235,7 +236,7 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
     """
     from . import training
 
-    history = history or History()
+    history = history if history is not None else History()  # an empty History is falsy
     model.to(device)
     amp = amp or env.amp_settings(device)
     scaler = env.grad_scaler(amp)
@@ -271,6 +272,9 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
             with env.autocast(amp):
                 logits = model(src, tgt_in)
             loss = label_smoothed_loss(logits.float(), tgt_out, cfg.label_smoothing, PAD)
+            if not torch.isfinite(loss):  # stop before this step can reach a checkpoint
+                raise training.non_finite_loss_error(step + 1, loss.item(), checkpoint_path,
+                                                     lr_hint="cfg.lr_factor", amp=amp)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -283,11 +287,6 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
             bar.update(1)
             if step % log_every == 0 or step == 1:
                 value = loss.item()
-                if not math.isfinite(value):
-                    raise FloatingPointError(
-                        f"training loss is {value} at step {step}. Likely causes: learning rate "
-                        f"too high (lower cfg.lr_factor), fp16 overflow (train in fp32), or "
-                        f"empty targets in a batch.")
                 history.log(step, train_loss=value, grad_norm=float(grad_norm),
                             lr=scheduler.get_last_lr()[0])
                 bar.set_postfix(loss=f"{value:.3f}")
