@@ -138,17 +138,37 @@ def to_gan_tensors(images: torch.Tensor, image_size: int, channels: int | None =
     (resized with antialiasing, grayscale repeated to 3 channels when asked)."""
     x = images.float() / 255.0
     x = x[:, None] if x.dim() == 3 else x.permute(0, 3, 1, 2)
+    if x.size(1) == 4:  # RGBA: drop the alpha channel
+        x = x[:, :3]
     if channels is not None and channels != x.size(1):
         if x.size(1) == 1 and channels == 3:
             x = x.expand(-1, 3, -1, -1)
         elif x.size(1) == 3 and channels == 1:
             x = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
         else:
-            raise ValueError(f"cannot turn {x.size(1)}-channel images into {channels} channels")
+            raise ValueError(f"cannot turn {x.size(1)}-channel images into {channels} channels. "
+                             f"Fix: pass channels=1 (grayscale) or channels=3 (RGB), and build "
+                             f"the nets with the same number (nc).")
     if x.shape[-2:] != (image_size, image_size):
         x = torch.nn.functional.interpolate(x, size=(image_size, image_size), mode="bilinear",
                                             antialias=True, align_corners=False)
     return (x.clamp(0, 1) * 2 - 1).contiguous()
+
+
+def _to_8bit(im):
+    """16-bit and float images (``I;16``, ``I``, ``F``: scans, medical and depth images) as
+    8-bit grayscale. PIL's own ``convert("L")`` clips them at 255, which turns a 16-bit image
+    almost entirely white."""
+    from PIL import Image
+
+    if not (im.mode.startswith("I") or im.mode == "F"):
+        return im
+    a = np.asarray(im, dtype=np.float64)
+    if im.mode == "F":
+        top = 1.0 if a.max(initial=0) <= 1.0 else 255.0
+    else:  # 16-bit PNGs open as I;16 or I: scale by the 16-bit range, 8-bit values stay
+        top = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
+    return Image.fromarray((np.clip(a / top, 0, 1) * 255).round().astype(np.uint8), mode="L")
 
 
 class ImageFolderDataset(torch.utils.data.Dataset):
@@ -202,7 +222,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         path = self.files[index]
         try:
             with Image.open(path) as im:
-                im = im.convert(self.mode)  # grayscale, palette, RGBA, CMYK: all to one mode
+                im = _to_8bit(im).convert(self.mode)  # grayscale, palette, RGBA, CMYK, 16-bit
                 im = TF.resize(im, self.image_size, antialias=True)
                 im = TF.center_crop(im, [self.image_size, self.image_size])
                 x = TF.to_tensor(im)
