@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from . import env
+from . import distributed, env
 from . import training
 from .training import History, progress
 from .transformer import (Transformer, beam_search, greedy_decode, label_smoothed_loss,
@@ -237,7 +237,10 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
     from . import training
 
     history = history if history is not None else History()  # an empty History is falsy
+    ctx = distributed.setup(device)  # under torchrun: join the process group; else a no-op
+    device = ctx.device
     model.to(device)
+    train_model = ctx.wrap(model)  # DistributedDataParallel under torchrun, else the model
     amp = amp or env.amp_settings(device)
     scaler = env.grad_scaler(amp)
     optimizer = paper_adam(model.parameters(), fused=(device.type == "cuda") or None)
@@ -260,7 +263,7 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
                                         "history": history.state_dict()})
 
     start = time.perf_counter()
-    bar = progress(total=cfg.train_steps, initial=step, desc="training")
+    bar = progress(total=cfg.train_steps, initial=step, desc="training", disable=not ctx.is_main)
     done = step >= cfg.train_steps
     while not done:
         batches = data.batches("train", cfg.max_tokens, seed=cfg.seed + epoch)
@@ -268,11 +271,12 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
             if index < skip:  # resuming: these batches were used before the interruption
                 continue
             model.train()
+            src, tgt_in, tgt_out, share = ctx.shard(src, tgt_in, tgt_out, PAD)  # torchrun: this rank's rows
             src, tgt_in, tgt_out = src.to(device), tgt_in.to(device), tgt_out.to(device)
             with env.autocast(amp):
-                logits = model(src, tgt_in)
-            loss = label_smoothed_loss(logits.float(), tgt_out, cfg.label_smoothing, PAD)
-            if not torch.isfinite(loss):  # stop before this step can reach a checkpoint
+                logits = train_model(src, tgt_in)
+            loss = ctx.scale_loss(label_smoothed_loss(logits.float(), tgt_out, cfg.label_smoothing, PAD), share)
+            if not ctx.all_finite(loss):  # stop before this step can reach a checkpoint
                 raise training.non_finite_loss_error(step + 1, loss.item(), checkpoint_path,
                                                      lr_hint="cfg.lr_factor", amp=amp)
             optimizer.zero_grad(set_to_none=True)
@@ -286,15 +290,15 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
             step += 1
             bar.update(1)
             if step % log_every == 0 or step == 1:
-                value = loss.item()
+                value = ctx.global_mean(loss)
                 history.log(step, train_loss=value, grad_norm=float(grad_norm),
                             lr=scheduler.get_last_lr()[0])
                 bar.set_postfix(loss=f"{value:.3f}")
             if step % cfg.eval_every == 0 or step == cfg.train_steps:
                 history.log(step, val_loss=evaluate_loss(model, val_batches, device))
-            out_of_time = time_limit_s is not None and time.perf_counter() - start > time_limit_s
+            out_of_time = ctx.any(time_limit_s is not None and time.perf_counter() - start > time_limit_s)
             stopping = step >= cfg.train_steps or out_of_time or step == stop_after
-            if checkpoint_path is not None and (stopping or (checkpoint_every and step % checkpoint_every == 0)):
+            if checkpoint_path is not None and ctx.is_main and (stopping or (checkpoint_every and step % checkpoint_every == 0)):
                 save(index + 1)
             if stopping:
                 done = True

@@ -1,0 +1,140 @@
+"""More than one GPU: the same training loop under ``torchrun`` with DistributedDataParallel
+(Transformer week 4b, "scaling out"; §5.2 of the paper trained on 8 GPUs).
+
+One process runs per GPU. Every process builds the *same* global token batch (the batcher is
+deterministic, §5.1), keeps every ``world_size``-th sentence of it, and scales its loss so the
+gradient DDP averages is exactly the gradient of the global batch's mean per-token loss:
+
+    loss_rank = sum of the rank's token losses / (global token count / world_size)
+    mean over ranks of grad(loss_rank) = grad(sum of all token losses / global token count)
+
+So a run on N GPUs follows the single-GPU run on the same global batches (up to the order of
+float additions; dropout draws its masks per rank, so with dropout > 0 the runs are equal in
+distribution, not bit for bit). Only rank 0 prints, writes checkpoints and metrics.
+
+Without ``torchrun`` (``WORLD_SIZE`` unset or 1) nothing here does anything: the single-GPU
+path, the default on Colab, is unchanged.
+
+    torchrun --nproc_per_node=4 -m helpers.train_translation --profile full
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where this process stands: ``rank`` of ``world_size`` processes, on ``device``."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def enabled(self) -> bool:
+        """True under torchrun with more than one process."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that prints and writes files."""
+        return self.rank == 0
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``DistributedDataParallel(model)`` when distributed, else ``model`` itself. The
+        module's own buffers are constants (positional encodings), so they are not re-sent."""
+        if not self.enabled:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+    def shard(self, src: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor,
+              pad_id: int = 0):
+        """This rank's rows of a global batch, ``(src, tgt_in, tgt_out, share)``.
+
+        Rows ``rank, rank + world_size, ...`` (sentences of similar length end up on every
+        rank), padding columns no row of the shard needs are dropped, and ``share`` =
+        ``local target tokens * world_size / global target tokens`` is the factor for
+        :meth:`scale_loss`. Single process: the batch unchanged and ``share`` 1.0.
+        """
+        if not self.enabled:
+            return src, tgt_in, tgt_out, 1.0
+        if src.size(0) < self.world_size:
+            raise ValueError(f"a batch of {src.size(0)} sentences cannot be split over "
+                             f"{self.world_size} processes. Fix: raise max_tokens or use fewer "
+                             f"processes (--nproc_per_node).")
+        n_global = int((tgt_out != pad_id).sum())
+        rows = slice(self.rank, None, self.world_size)
+        src, tgt_in, tgt_out = src[rows], tgt_in[rows], tgt_out[rows]
+        src_len = int((src != pad_id).sum(1).max())
+        tgt_len = int((tgt_out != pad_id).sum(1).max())
+        src, tgt_in, tgt_out = src[:, :src_len], tgt_in[:, :tgt_len], tgt_out[:, :tgt_len]
+        share = int((tgt_out != pad_id).sum()) * self.world_size / max(n_global, 1)
+        return src, tgt_in, tgt_out, share
+
+    def scale_loss(self, loss: torch.Tensor, share: float) -> torch.Tensor:
+        """The rank's mean token loss times ``share`` (see the module docstring)."""
+        return loss * share if self.enabled else loss
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is True on any rank (e.g. a time limit one rank hit
+        first), so all ranks stop at the same step instead of waiting for each other."""
+        if not self.enabled:
+            return bool(flag)
+        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return bool(value.item())
+
+    def all_finite(self, loss: torch.Tensor) -> bool:
+        """``torch.isfinite(loss)`` agreed by all ranks (one rank stopping alone would hang the
+        others)."""
+        finite = bool(torch.isfinite(loss))
+        return not self.any(not finite) if self.enabled else finite
+
+    def global_mean(self, loss: torch.Tensor) -> float:
+        """The global batch's mean loss as a float, the same on every rank (for logs)."""
+        if not self.enabled:
+            return loss.item()
+        value = loss.detach().float().clone()
+        dist.all_reduce(value)
+        return value.item() / self.world_size
+
+
+def world_from_env() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` from the variables torchrun sets (0, 1, 0 without)."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def setup(device: torch.device | str | None = None) -> Context:
+    """Join the process group when started by torchrun (week 4b, multi-GPU).
+
+    NCCL on CUDA, gloo on the CPU; on CUDA each process takes ``cuda:LOCAL_RANK``. Without
+    torchrun it returns a single-process context for ``device`` and initializes nothing.
+    Calling it again (e.g. from the loop after the script called it) reuses the group.
+    """
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    rank, world, local = world_from_env()
+    if world <= 1:
+        return Context(device=device)
+    if device.type == "cuda":
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Context(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local,
+                   device=device)
+
+
+def cleanup() -> None:
+    """Leave the process group (end of a torchrun script)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
