@@ -33,7 +33,7 @@ unit: $(BIN)/pytest
 	CURRICULUM_PROFILE=smoke $(BIN)/pytest tests
 
 notebooks: $(BIN)/pytest
-	CURRICULUM_PROFILE=smoke $(BIN)/pytest --nbval-lax --nbval-current-env \
+	CURRICULUM_PROFILE=smoke CURRICULUM_REQUIRE_SOLUTIONS=1 $(BIN)/pytest --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=$(NOTEBOOK_TIMEOUT) -p no:cacheprovider notebooks
 
 check-sync: $(BIN)/pytest

@@ -27,6 +27,7 @@ feeds a learner-style implementation of every one of them to the check and asser
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -40,6 +41,7 @@ class ExerciseError(AssertionError):
 
 
 NOT_DONE = "is not done yet"
+REQUIRE_SOLUTIONS_ENV = "CURRICULUM_REQUIRE_SOLUTIONS"  # set by `make test` for the solution notebooks
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ def check(name: str, candidate: Any, *, verbose: bool = True) -> Any:
     try:
         passed = ex.run(candidate)
     except NotImplementedError as blank:
+        if os.environ.get(REQUIRE_SOLUTIONS_ENV, "").strip() not in ("", "0"):
+            raise ExerciseError(f"Exercise '{name}' is a blank, but ${REQUIRE_SOLUTIONS_ENV} is set "
+                                f"(the solution notebooks must solve every exercise): {blank}") from blank
         if verbose:
             print(f"⏸ Exercise '{name}' ({ex.title}, {ex.where}) {NOT_DONE}.\n"
                   f"  Hint: {ex.hint}\n"
@@ -315,12 +320,13 @@ def _run_causal_mask(fn) -> int:
 
 
 _register(name="padding_mask", title="the padding mask", where="Transformer week 2",
-          hint="True at real tokens (tokens != pad_id), with a query axis: shape [batch, 1, length].",
+          hint="True at real tokens, False at pad_id; add a query axis of size 1: shape [batch, 1, length].",
           run=_run_padding_mask, fallback=lambda c: (lambda tokens, pad_id: (tokens != pad_id)[:, None, :]),
           fallback_name="(tokens != pad_id)[:, None, :] (helpers.transformer.padding_mask is the 4-D version)",
           mistakes=("inverted", "no query axis", "masks queries", "ignores pad_id", "not bool"))
 _register(name="causal_mask", title="the causal (subsequent) mask", where="Transformer week 2",
-          hint="position i may attend to 0..i: torch.ones(n, n, dtype=torch.bool).tril()",
+          hint="row i (a query) may attend to columns 0..i (keys), diagonal included: a lower triangle of "
+               "booleans, shape [n, n].",
           run=_run_causal_mask, fallback=lambda c: (lambda n: torch.ones(n, n, dtype=torch.bool).tril()),
           fallback_name="helpers.transformer.causal_mask (here 2-D)",
           mistakes=("upper triangle", "diagonal blocked", "marks the blocked set", "0/1 not bool", "additive mask"))
@@ -382,7 +388,9 @@ def _multihead_fallback(cls):
 
 
 _register(name="multihead", title="multi-head split and merge (§3.2.2)", where="Transformer week 2",
-          hint="split: x.view(b, n, h, d_k).transpose(1, 2); merge: x.transpose(1, 2).reshape(b, n, h * d_k)",
+          hint="split: view as [b, n, h, d_k] (each head is a block of d_k consecutive features), then swap "
+               "the n and h axes; merge: undo both steps in reverse order (reshape needs a contiguous "
+               "tensor, .view does not work after a transpose).",
           run=_run_multihead, fallback=_multihead_fallback,
           fallback_name="the reference split/merge (as in helpers.transformer.MultiHeadAttention)",
           mistakes=("split without transpose", "interleaved heads in split", "merge without transpose",

@@ -1,0 +1,105 @@
+"""Exercise (student) notebooks: generated from the solutions, in sync, and when run with
+every blank left blank (up to the last exercise check), each blank is caught by its check with
+a friendly message and nothing else fails (the checks fall back to the tested versions)."""
+
+import re
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import nbtools  # noqa: E402
+
+from helpers import exercises  # noqa: E402
+
+SOLUTIONS = {path: nbtools.jupytext.read(str(Path(str(path).replace(
+    str(ROOT / nbtools.STUDENT_DIR), str(ROOT / "notebooks"))).with_suffix(".py")))
+    for path in sorted((ROOT / nbtools.STUDENT_DIR).rglob("*.ipynb"))}
+
+
+def test_stubs_replace_every_solution_block_and_keep_the_code_valid():
+    source = ("import math\n\n"
+              "def f(x):\n    # BEGIN SOLUTION attention\n    secret = x * 42\n    return secret\n"
+              "    # END SOLUTION\n\n"
+              "class C:\n    def g(self):\n        # BEGIN SOLUTION slerp\n        return 'secret'\n"
+              "        # END SOLUTION\n")
+    stubbed = nbtools.stub_source(source)
+    assert "secret" not in stubbed and "import math" in stubbed
+    compile(stubbed, "<stub>", "exec")
+    namespace = {}
+    exec(stubbed, namespace)
+    with pytest.raises(NotImplementedError, match="Exercise 'attention' is not done yet"):
+        namespace["f"](1)
+    assert exercises.hint("slerp") in stubbed
+
+
+@pytest.mark.parametrize("source, message", [
+    ("# BEGIN SOLUTION attention\nx = 1\n", "never closed"),
+    ("x = 1\n# END SOLUTION\n", "without a BEGIN"),
+    ("# BEGIN SOLUTION attention\n# BEGIN SOLUTION slerp\n# END SOLUTION\n", "inside another block"),
+])
+def test_broken_markers_are_reported_with_the_line(source, message):
+    with pytest.raises(ValueError, match=message):
+        nbtools.stub_source(source)
+
+
+def test_unknown_exercise_name_is_reported(tmp_path):
+    with pytest.raises(ValueError, match="names no exercise"):
+        nbtools._known_exercise("atention", "nb.ipynb")
+
+
+def test_every_solution_notebook_with_exercises_has_a_fresh_student_version():
+    assert nbtools.check_students() == []
+    assert len(SOLUTIONS) >= 4
+    names = {n for nb in SOLUTIONS.values() for n in nbtools.exercise_names(nb)}
+    assert names == set(exercises.EXERCISES), "every exercise is used in a notebook, and only those"
+
+
+def test_a_stale_student_notebook_is_caught(tmp_path):
+    path = next(iter(SOLUTIONS))
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[-1].source += "\n# edited by hand"
+    root = tmp_path / "repo"
+    for rel in ("pyproject.toml", "notebooks", nbtools.STUDENT_DIR):
+        src = ROOT / rel
+        dst = root / rel
+        if src.is_dir():
+            import shutil
+            shutil.copytree(src, dst)
+        else:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(src.read_bytes())
+    nbformat.write(nb, str(root / path.relative_to(ROOT)))
+    problems = nbtools.check_students(root)
+    assert any("stale" in p and "make student" in p for p in problems), problems
+    nbtools.write_students(root)
+    assert nbtools.check_students(root) == []
+
+
+@pytest.mark.parametrize("path", list(SOLUTIONS), ids=lambda p: str(p.relative_to(ROOT)))
+def test_student_notebook_runs_and_every_blank_is_caught(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("CURRICULUM_PROFILE", "smoke")
+    monkeypatch.setenv("CURRICULUM_RUNS_DIR", str(tmp_path / "runs"))  # never touch the real runs/
+    monkeypatch.delenv(exercises.REQUIRE_SOLUTIONS_ENV, raising=False)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(str(path), as_version=4)
+    # Run through the last exercise check: the cells after it hold no blank and are the same
+    # code as the solution notebook, which `make test` runs in full.
+    last_check = max(i for i, c in enumerate(nb.cells) if "exercises.check(" in c.source)
+    nb.cells = nb.cells[:last_check + 1]
+    # any error in any cell fails here (CellExecutionError names the cell and the exception)
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    printed = "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
+                        for out in cell.get("outputs", []) if out.get("output_type") == "stream")
+    caught = re.findall(r"Exercise '(\w+)' \([^\n]*\) is not done yet", printed)
+    expected = nbtools.exercise_names(SOLUTIONS[path])
+    assert sorted(caught) == sorted(expected), f"caught {caught}, expected each of {expected} once"
+    for name in expected:
+        assert f"Hint: {exercises.hint(name)}" in printed
+    assert "✓ Exercise" not in printed, "a blank passed its check"
