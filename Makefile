@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 PY      = $(BIN)/python
 NOTEBOOK_TIMEOUT ?= 300
 
-.PHONY: help setup test unit notebooks check-sync sync lab new clean
+.PHONY: help setup test unit notebooks check-sync sync lab new clean bench
 
 help:
 	@echo "make setup   create $(VENV) and install requirements, test tools and helpers (editable)"
@@ -14,6 +14,7 @@ help:
 	@echo "make sync    rewrite every notebook pair (.py <-> .ipynb), badges and setup cells"
 	@echo "make new NB=notebooks/<track>/<name> TITLE='...'   start a notebook from the template"
 	@echo "make clean   remove caches and runs/ (keeps $(VENV) and data/)"
+	@echo "make bench   time naive vs optimized training steps and the data pipeline (table + runs/bench/*.json)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,10 @@ lab: $(BIN)/pytest
 new: $(BIN)/pytest
 	@test -n "$(NB)" -a -n "$(TITLE)" || { echo "usage: make new NB=notebooks/<track>/<name> TITLE='Week N: ...'" >&2; exit 2; }
 	$(PY) tools/nbtools.py new "$(NB)" "$(TITLE)"
+
+# Speed, side by side in one process (README "Speed"); BENCH_ARGS="--device cpu --compile" etc.
+bench: $(BIN)/pytest
+	$(PY) -m helpers.bench $(BENCH_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache build *.egg-info

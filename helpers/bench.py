@@ -1,0 +1,584 @@
+"""`make bench`: how fast the training paths are, measured side by side in one process
+(Transformer week 4b "optimization", DCGAN week 4 "training"; the speed issue).
+
+    python -m helpers.bench                  # the best device present (CUDA, else CPU)
+    python -m helpers.bench --device cpu --quick --out runs/bench/quick.json
+
+Three rows, each "what a learner writes" next to "the optimized path", timed in the same
+process with interleaved rounds (naive k steps, optimized k steps, then the other order), so
+a busy machine slows both sides alike; each side's figure is the median over rounds:
+
+1. **Transformer training step** (§3 model, §5.3 Adam, §5.4 label smoothing):
+   *naive* = week 2's hand-written attention ``softmax(Q K^T / sqrt(d_k)) V`` in fp32 with
+   plain ``torch.optim.Adam``; *optimized* = PyTorch's fused ``scaled_dot_product_attention``,
+   autocast (bf16, or fp16 + GradScaler on GPUs without bf16), fused Adam, ``torch.compile``
+   on GPU (``--compile`` on CPU), and no host synchronisation inside the step.
+   Base size on GPU (d_model 512, 8 heads, d_ff 2048, 6+6 layers, 37,000 shared vocabulary);
+   a small model on CPU.
+2. **DCGAN step** (one D and one G update, DCGAN §4): *plain* = ``helpers.dcgan.train_step``
+   in fp32 eager (it reads four losses back to the host every step); *optimized* =
+   channels_last, fused Adam, no host syncs, ``torch.compile`` on GPU, autocast only with
+   ``--dcgan-amp`` (it does not pay off at 64x64 on an H100). 64x64 RGB, ngf = ndf = 64,
+   batch 128 on GPU; 32x32, ngf = ndf = 32, batch 32 on CPU.
+3. **Data pipeline** alone: the translation batcher (token-count batches with length
+   bucketing, §5.1) in batches/s and tokens/s with its padding fraction, and the image loader
+   (in-memory tensors, and a folder of JPEG files decoded on the fly) in images/s, so a
+   reader can see whether the accelerator would wait on data.
+
+The CPU recipe differs from the GPU one on purpose: autocast to bf16 is usually *slower* on
+CPUs without bf16 matrix units, and compiling costs minutes on two cores, so the CPU
+optimized path is SDPA + fused Adam in fp32 (``--amp`` / ``--compile`` turn the rest on).
+
+Output: a table on stdout and ``runs/bench/bench-<device>.json`` (``--out`` to change).
+
+**Model FLOP utilisation (MFU)** = model FLOPs per second / the GPU's dense peak (bf16;
+fp16 on T4 and V100), with the model FLOPs of one training step counted as
+``6 * (N_enc * src_tokens + (N_dec + d_model * vocab) * tgt_tokens)`` (matmul weights only:
+forward 2 FLOPs per weight and token, backward 4; the shared embedding counts once, as the
+output projection) plus attention
+``12 * d_model * (L_enc * S^2 + L_dec * (T^2 + T * S))`` per sentence (``Q K^T`` and
+``A V``, forward and backward; the causal half is counted too, as the kernels compute it).
+On CPU, or on a GPU missing from :data:`PEAK_TFLOPS`, MFU is ``None`` ("n/a").
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+# Dense tensor-core peaks in TFLOPS (bf16; fp16 where the GPU has no bf16), from the vendors'
+# data sheets, without sparsity. Matched in order against torch.cuda.get_device_name().
+PEAK_TFLOPS: list[tuple[tuple[str, ...], float, str]] = [
+    (("H100", "PCIE"), 756.0, "bf16"),
+    (("H100", "NVL"), 835.0, "bf16"),
+    (("GH200",), 989.0, "bf16"),
+    (("H200",), 989.0, "bf16"),
+    (("H100",), 989.0, "bf16"),   # SXM
+    (("H800",), 989.0, "bf16"),
+    (("A100",), 312.0, "bf16"),
+    (("A800",), 312.0, "bf16"),
+    (("L40S",), 362.0, "bf16"),
+    (("L4",), 121.0, "bf16"),
+    (("RTX 4090",), 165.0, "bf16"),  # fp16-accumulate rate; PyTorch accumulates in fp32
+    (("T4",), 65.0, "fp16"),
+    (("V100",), 125.0, "fp16"),
+]
+
+
+def peak_tflops(device_name: str) -> tuple[float, str] | None:
+    """The dense 16-bit peak ``(TFLOPS, dtype)`` for a GPU name, or None if unknown (week 4b)."""
+    name = device_name.upper()
+    for keys, tflops, dtype in PEAK_TFLOPS:
+        if all(k in name for k in keys):
+            return tflops, dtype
+    return None
+
+
+# --------------------------------------------------------------------------- sizes
+@dataclass(frozen=True)
+class Sizes:
+    vocab: int
+    d_model: int
+    n_heads: int
+    d_ff: int
+    n_layers: int
+    batch: int          # sentences per step
+    src_len: int
+    tgt_len: int
+    gan_image: int
+    gan_width: int      # ngf = ndf
+    gan_batch: int
+    gan_channels: int
+    pairs: int          # sentences for the batcher
+    max_tokens: int     # the batcher's token budget per side
+    folder_images: int  # JPEG files for the image-folder loader
+    warmup: int
+    rounds: int
+    steps_per_round: int
+
+
+def sizes_for(device: torch.device, quick: bool) -> Sizes:
+    if quick:
+        return Sizes(vocab=300, d_model=32, n_heads=4, d_ff=64, n_layers=1, batch=4, src_len=8,
+                     tgt_len=8, gan_image=16, gan_width=8, gan_batch=8, gan_channels=3,
+                     pairs=300, max_tokens=200, folder_images=16, warmup=1, rounds=2,
+                     steps_per_round=1)
+    if device.type == "cuda":
+        return Sizes(vocab=37000, d_model=512, n_heads=8, d_ff=2048, n_layers=6, batch=256,
+                     src_len=64, tgt_len=64, gan_image=64, gan_width=64, gan_batch=128,
+                     gan_channels=3, pairs=29000, max_tokens=8000, folder_images=512,
+                     warmup=3, rounds=7, steps_per_round=5)
+    return Sizes(vocab=8000, d_model=128, n_heads=4, d_ff=512, n_layers=2, batch=32, src_len=24,
+                 tgt_len=24, gan_image=32, gan_width=32, gan_batch=32, gan_channels=3,
+                 pairs=4000, max_tokens=1200, folder_images=96, warmup=2, rounds=9,
+                 steps_per_round=4)
+
+
+# --------------------------------------------------------------------------- timing
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved_times(steps: dict[str, Callable[[], Any]], device: torch.device, *, warmup: int,
+                      rounds: int, steps_per_round: int) -> dict[str, list[float]]:
+    """Seconds per step for each named step function, timed in alternating rounds (the order
+    flips every round) after ``warmup`` untimed calls each. Returns every round's figure."""
+    for fn in steps.values():
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    names = list(steps)
+    out: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            fn = steps[name]
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(steps_per_round):
+                fn()
+            _sync(device)
+            out[name].append((time.perf_counter() - t0) / steps_per_round)
+    return out
+
+
+def _state_bytes(*objs) -> int:
+    """Bytes held by module parameters/buffers and optimizer state tensors."""
+    total, seen = 0, set()
+    for obj in objs:
+        tensors = []
+        if isinstance(obj, torch.nn.Module):
+            tensors = list(obj.parameters()) + list(obj.buffers())
+        elif isinstance(obj, torch.optim.Optimizer):
+            tensors = [t for s in obj.state.values() for t in s.values() if torch.is_tensor(t)]
+        for t in tensors:
+            if t.data_ptr() not in seen:
+                seen.add(t.data_ptr())
+                total += t.numel() * t.element_size()
+    return total
+
+
+def step_peak_mb(step: Callable[[], Any], device: torch.device, *state) -> float | None:
+    """Peak GPU memory one step of this side needs on its own: its weights and optimizer
+    state plus the most the step allocates on top (``torch.cuda.max_memory_allocated``).
+    None on CPU."""
+    if device.type != "cuda":
+        return None
+    _sync(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    _sync(device)
+    extra = torch.cuda.max_memory_allocated(device) - before
+    return round((extra + _state_bytes(*state)) / 2**20, 1)
+
+
+def _compile(module, enabled: bool, notes: list[str], **kwargs):
+    if not enabled:
+        return module
+    try:
+        return torch.compile(module, **kwargs)
+    except Exception as exc:  # pragma: no cover - depends on the installation
+        notes.append(f"torch.compile unavailable ({type(exc).__name__}: {exc}); ran eager")
+        return module
+
+
+# --------------------------------------------------------------------------- transformer
+def transformer_step_flops(model, batch: int, src_len: int, tgt_len: int) -> float:
+    """Model FLOPs of one training step of ``helpers.transformer.Transformer`` (the formula in
+    the module docstring; week 4b "MFU")."""
+    n_enc = sum(p.numel() for p in model.encoder.parameters())
+    n_dec = sum(p.numel() for p in model.decoder.parameters())
+    d, vocab = model.d_model, model.generator.out_features
+    dense = 6 * (n_enc * batch * src_len + (n_dec + d * vocab) * batch * tgt_len)
+    attention = 12 * d * batch * (len(model.encoder) * src_len ** 2
+                                  + len(model.decoder) * (tgt_len ** 2 + tgt_len * src_len))
+    return float(dense + attention)
+
+
+def bench_transformer(device: torch.device, s: Sizes, *, compile_model: bool, amp: bool,
+                      peak: tuple[float, str] | None) -> dict:
+    """Naive fp32 (week 2 attention, plain Adam) vs optimized training step, side by side."""
+    from . import env
+    from .transformer import Transformer, label_smoothed_loss, paper_adam
+
+    notes: list[str] = []
+    gen = torch.Generator().manual_seed(0)
+    src = torch.randint(4, s.vocab, (s.batch, s.src_len), generator=gen).to(device)
+    tgt = torch.randint(4, s.vocab, (s.batch, s.tgt_len + 1), generator=gen).to(device)
+    tgt_in, tgt_out = tgt[:, :-1], tgt[:, 1:]
+    kw = dict(d_model=s.d_model, n_heads=s.n_heads, d_ff=s.d_ff, n_layers=s.n_layers,
+              dropout=0.1, max_len=max(s.src_len, s.tgt_len) + 1)
+
+    torch.manual_seed(0)
+    naive = Transformer(s.vocab, fast=False, **kw).to(device)
+    naive_opt = paper_adam(naive.parameters())  # torch's default implementation
+
+    def naive_step():
+        naive.train()
+        loss = label_smoothed_loss(naive(src, tgt_in), tgt_out, 0.1, 0)
+        loss.backward()
+        naive_opt.step()
+        naive_opt.zero_grad(set_to_none=True)
+        return loss
+
+    torch.manual_seed(0)
+    fast = Transformer(s.vocab, fast=True, **kw).to(device)
+    settings = env.amp_settings(device) if amp else env.AmpSettings(device.type, torch.float32, False)
+    if amp and device.type == "cpu":
+        settings = env.AmpSettings("cpu", torch.bfloat16, False)
+    scaler = env.grad_scaler(settings)
+    fused = device.type in ("cuda", "cpu")
+    try:
+        fast_opt = paper_adam(fast.parameters(), fused=fused)
+    except (RuntimeError, TypeError) as exc:  # pragma: no cover - old torch
+        notes.append(f"fused Adam unavailable ({exc})")
+        fast_opt, fused = paper_adam(fast.parameters()), False
+    fast_fwd = _compile(fast, compile_model, notes)
+
+    def fast_step():
+        fast.train()
+        with env.autocast(settings):
+            logits = fast_fwd(src, tgt_in)
+        loss = label_smoothed_loss(logits.float(), tgt_out, 0.1, 0)
+        scaler.scale(loss).backward()
+        scaler.step(fast_opt)
+        scaler.update()
+        fast_opt.zero_grad(set_to_none=True)
+        return loss  # stays on the device: no .item() in the step
+
+    warmup = s.warmup + (2 if compile_model else 0)
+    times = interleaved_times({"naive": naive_step, "optimized": fast_step}, device,
+                              warmup=warmup, rounds=s.rounds, steps_per_round=s.steps_per_round)
+    tokens = s.batch * (s.src_len + s.tgt_len)
+    flops = transformer_step_flops(naive, s.batch, s.src_len, s.tgt_len)
+    out = {"size": {"vocab": s.vocab, "d_model": s.d_model, "n_heads": s.n_heads,
+                    "d_ff": s.d_ff, "layers": f"{s.n_layers}+{s.n_layers}", "batch": s.batch,
+                    "src_len": s.src_len, "tgt_len": s.tgt_len,
+                    "parameters": naive.num_parameters()},
+           "tokens_per_step": tokens, "flops_per_step": flops,
+           "recipe": {"attention": "sdpa", "amp": str(settings.dtype).replace("torch.", ""),
+                      "grad_scaler": settings.use_grad_scaler, "fused_adam": fused,
+                      "compile": compile_model and not notes, "host_syncs_in_step": 0},
+           "notes": notes}
+    for name, step, state in (("naive", naive_step, (naive, naive_opt)),
+                              ("optimized", fast_step, (fast, fast_opt))):
+        sec = statistics.median(times[name])
+        out[name] = {"step_ms": round(1000 * sec, 3), "tokens_per_s": round(tokens / sec, 1),
+                     "tflops": round(flops / sec / 1e12, 4),
+                     "mfu": None if peak is None else round(flops / sec / (peak[0] * 1e12), 4),
+                     "peak_mem_mb": step_peak_mb(step, device, *state),
+                     "rounds_ms": [round(1000 * t, 3) for t in times[name]]}
+    out["ratio"] = round(out["optimized"]["tokens_per_s"] / out["naive"]["tokens_per_s"], 3)
+    return out
+
+
+# --------------------------------------------------------------------------- DCGAN
+def optimized_dcgan_step(G, D, opt_g, opt_d, real, *, nz: int, generator=None, amp=None,
+                         scaler=None, ones=None, zeros=None):
+    """``helpers.dcgan.train_step`` without host synchronisation (DCGAN week 4, speed): the
+    same D update then G update, under ``amp`` autocast if given, returning the two losses as
+    device tensors instead of floats. ``G``/``D`` may be channels_last or compiled."""
+    from . import env
+
+    b, device = real.size(0), real.device
+    amp = amp or env.AmpSettings(device.type, torch.float32, False)
+    scaler = scaler or env.grad_scaler(amp)
+    ones = torch.ones(b, device=device) if ones is None else ones
+    zeros = torch.zeros(b, device=device) if zeros is None else zeros
+    z = torch.randn(b, nz, device=device, generator=generator)
+    with env.autocast(amp):
+        fake = G(z)
+        logits_real, logits_fake = D(real), D(fake.detach())
+    loss_d = (F.binary_cross_entropy_with_logits(logits_real.float(), ones)
+              + F.binary_cross_entropy_with_logits(logits_fake.float(), zeros))
+    opt_d.zero_grad(set_to_none=True)
+    scaler.scale(loss_d).backward()
+    scaler.step(opt_d)
+    with env.autocast(amp):
+        logits_g = D(fake)
+    loss_g = F.binary_cross_entropy_with_logits(logits_g.float(), ones)
+    opt_g.zero_grad(set_to_none=True)
+    scaler.scale(loss_g).backward()
+    scaler.step(opt_g)
+    scaler.update()
+    return loss_d.detach(), loss_g.detach()  # no .item(): the host never waits
+
+
+def bench_dcgan(device: torch.device, s: Sizes, *, compile_model: bool, amp: bool,
+                compile_mode: str | None = None) -> dict:
+    """Plain fp32 eager DCGAN update (``helpers.dcgan.train_step``) vs the optimized one."""
+    from . import env
+    from .dcgan import Discriminator, Generator, dcgan_optimizers, train_step, weights_init
+
+    notes: list[str] = []
+    nz, b = 100, s.gan_batch
+    gen = torch.Generator().manual_seed(0)
+    real = (torch.rand(b, s.gan_channels, s.gan_image, s.gan_image, generator=gen) * 2 - 1).to(device)
+
+    def nets():
+        torch.manual_seed(0)
+        G = Generator(nz, s.gan_width, s.gan_channels, s.gan_image).to(device)
+        D = Discriminator(s.gan_channels, s.gan_width, s.gan_image).to(device)
+        G.apply(weights_init)
+        D.apply(weights_init)
+        return G, D
+
+    G0, D0 = nets()
+    opt_g0, opt_d0 = dcgan_optimizers(G0, D0)
+    plain_gen = torch.Generator(device=device).manual_seed(1)
+
+    def plain_step():
+        return train_step(G0, D0, opt_g0, opt_d0, real, nz=nz, generator=plain_gen)
+
+    G1, D1 = nets()
+    G1, D1 = G1.to(memory_format=torch.channels_last), D1.to(memory_format=torch.channels_last)
+    real_cl = real.contiguous(memory_format=torch.channels_last)
+    fused = True
+    try:
+        opt_g1 = torch.optim.Adam(G1.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=True)
+        opt_d1 = torch.optim.Adam(D1.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=True)
+    except (RuntimeError, TypeError) as exc:  # pragma: no cover - old torch
+        notes.append(f"fused Adam unavailable ({exc})")
+        fused = False
+        opt_g1, opt_d1 = dcgan_optimizers(G1, D1)
+    kwargs = {"mode": compile_mode} if compile_mode else {}
+    G1c, D1c = _compile(G1, compile_model, notes, **kwargs), _compile(D1, compile_model, notes, **kwargs)
+    settings = env.amp_settings(device) if amp else env.AmpSettings(device.type, torch.float32, False)
+    if amp and device.type == "cpu":
+        settings = env.AmpSettings("cpu", torch.bfloat16, False)
+    scaler = env.grad_scaler(settings)
+    ones, zeros = torch.ones(b, device=device), torch.zeros(b, device=device)
+    fast_gen = torch.Generator(device=device).manual_seed(1)
+
+    def fast_step():
+        return optimized_dcgan_step(G1c, D1c, opt_g1, opt_d1, real_cl, nz=nz, generator=fast_gen,
+                                    amp=settings, scaler=scaler, ones=ones, zeros=zeros)
+
+    warmup = s.warmup + (2 if compile_model else 0)
+    times = interleaved_times({"plain": plain_step, "optimized": fast_step}, device,
+                              warmup=warmup, rounds=s.rounds, steps_per_round=s.steps_per_round)
+    out = {"size": {"image": s.gan_image, "channels": s.gan_channels, "ngf_ndf": s.gan_width,
+                    "nz": nz, "batch": b},
+           "recipe": {"channels_last": True, "fused_adam": fused,
+                      "amp": str(settings.dtype).replace("torch.", ""),
+                      "compile": compile_model and not notes,
+                      "compile_mode": compile_mode or "default", "host_syncs_in_step": 0},
+           "notes": notes}
+    for name, step, state in (("plain", plain_step, (G0, D0, opt_g0, opt_d0)),
+                              ("optimized", fast_step, (G1, D1, opt_g1, opt_d1))):
+        sec = statistics.median(times[name])
+        out[name] = {"step_ms": round(1000 * sec, 3), "images_per_s": round(b / sec, 1),
+                     "peak_mem_mb": step_peak_mb(step, device, *state),
+                     "rounds_ms": [round(1000 * t, 3) for t in times[name]]}
+    out["ratio"] = round(out["optimized"]["images_per_s"] / out["plain"]["images_per_s"], 3)
+    return out
+
+
+# --------------------------------------------------------------------------- data pipeline
+def _best_of(fn: Callable[[], int], repeats: int) -> tuple[float, int]:
+    """Fastest of ``repeats`` runs of ``fn`` (returns how many items it produced)."""
+    best, items = math.inf, 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        items = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, items
+
+
+def bench_data(s: Sizes, *, workers: int = 0, repeats: int = 3) -> dict:
+    """Batches/s of the translation batcher (§5.1 token batches) and the image loaders alone."""
+    from .data.images import ImageFolderDataset
+    from .data.text import synthetic_translation
+    from .translation import PAD, prepare_translation
+
+    splits = synthetic_translation(s.pairs, 20, 20, seed=0)
+    data = prepare_translation(splits, min(500, s.vocab), name="bench")
+    epoch = [0]
+    shapes: list[tuple[int, int]] = []
+
+    def batcher():
+        epoch[0] += 1
+        batches = data.batches("train", s.max_tokens, seed=epoch[0])
+        shapes[:] = [(src.numel(), tgt.numel()) for src, tgt, _ in batches]
+        return len(batches)
+
+    sec, n_batches = _best_of(batcher, repeats)
+    real_tokens = sum(len(a) + len(b) - 1 for a, b in data.encoded["train"])
+    translation = {"pairs": len(data.encoded["train"]), "max_tokens": s.max_tokens,
+                   "batches": n_batches, "seconds_per_epoch": round(sec, 4),
+                   "batches_per_s": round(n_batches / sec, 1),
+                   "tokens_per_s": round(real_tokens / sec, 1),
+                   "padding_fraction": round(data.padding_fraction("train", s.max_tokens), 4)}
+    assert PAD == 0
+
+    # in-memory tensors: the MNIST / Fashion-MNIST / CIFAR-10 path of helpers.data.images
+    b = s.gan_batch
+    images = torch.rand(max(4 * b, 256), s.gan_channels, s.gan_image, s.gan_image) * 2 - 1
+    tensor_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images),
+                                                batch_size=b, shuffle=True, drop_last=True)
+
+    def tensors():
+        return sum(batch[0].size(0) for batch in tensor_loader)
+
+    sec_t, n_t = _best_of(tensors, repeats)
+    # a folder of JPEG files, decoded and resized on the fly: the CelebA / own-images path
+    from PIL import Image
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rng = np.random.default_rng(0)
+        for i in range(s.folder_images):  # CelebA-aligned size, 178x218
+            pixels = rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(Path(tmp) / f"{i:05d}.jpg", quality=90)
+        folder = ImageFolderDataset(tmp, s.gan_image, s.gan_channels, check="none")
+        folder_loader = torch.utils.data.DataLoader(folder, batch_size=min(b, len(folder)),
+                                                    shuffle=True, num_workers=workers)
+
+        def files():
+            return sum(batch.size(0) for batch in folder_loader)
+
+        files()  # warm: imports and the first file opens are not the loader's speed
+        sec_f, n_f = _best_of(files, max(1, repeats - 1))
+    return {"translation": translation,
+            "images_in_memory": {"batch": b, "images_per_s": round(n_t / sec_t, 1),
+                                 "batches_per_s": round(n_t / b / sec_t, 1)},
+            "images_from_jpeg_folder": {"batch": min(b, s.folder_images), "workers": workers,
+                                        "source_size": "178x218 JPEG",
+                                        "images_per_s": round(n_f / sec_f, 1),
+                                        "batches_per_s": round(n_f / min(b, s.folder_images) / sec_f, 2)}}
+
+
+# --------------------------------------------------------------------------- report
+def _fmt(x, spec="{:,.0f}"):
+    return "n/a" if x is None else spec.format(x)
+
+
+def format_table(result: dict) -> str:
+    """The benchmark as a Markdown table (the README's "Speed" section)."""
+    t, g, d = result["transformer"], result["dcgan"], result["data"]
+    dev = result["device_name"]
+    mfu = lambda r: "n/a" if r["mfu"] is None else f"{100 * r['mfu']:.1f} %"  # noqa: E731
+    mem = lambda r: _fmt(r["peak_mem_mb"], "{:,.0f} MB")  # noqa: E731
+    ts = t["size"]
+    rows = [
+        "| benchmark | naive / plain | optimized | ratio | notes |",
+        "|---|---|---|---|---|",
+        f"| Transformer step, tokens/s (d_model {ts['d_model']}, {ts['layers']} layers, vocab "
+        f"{ts['vocab']:,}, {ts['batch']}x{ts['src_len']}+{ts['tgt_len']} tokens) | "
+        f"{_fmt(t['naive']['tokens_per_s'])} | {_fmt(t['optimized']['tokens_per_s'])} | "
+        f"{t['ratio']:.2f}x | optimized: SDPA, {t['recipe']['amp']}, fused Adam "
+        f"{t['recipe']['fused_adam']}, compile {t['recipe']['compile']} |",
+        f"| Transformer MFU | {mfu(t['naive'])} | {mfu(t['optimized'])} | | "
+        f"peak {result['peak_tflops'] or 'n/a'} TFLOPS ({result['peak_dtype'] or 'unknown GPU/CPU'}) |",
+        f"| Transformer peak memory | {mem(t['naive'])} | {mem(t['optimized'])} | | |",
+        f"| DCGAN step, images/s ({g['size']['image']}x{g['size']['image']}, ngf=ndf="
+        f"{g['size']['ngf_ndf']}, batch {g['size']['batch']}) | {_fmt(g['plain']['images_per_s'])} | "
+        f"{_fmt(g['optimized']['images_per_s'])} | {g['ratio']:.2f}x | optimized: channels_last, "
+        f"{g['recipe']['amp']}, fused Adam {g['recipe']['fused_adam']}, compile "
+        f"{g['recipe']['compile']} |",
+        f"| DCGAN peak memory | {mem(g['plain'])} | {mem(g['optimized'])} | | |",
+        f"| Translation batcher alone | {_fmt(d['translation']['batches_per_s'], '{:,.1f}')} "
+        f"batches/s | {_fmt(d['translation']['tokens_per_s'])} tokens/s | | padding "
+        f"{100 * d['translation']['padding_fraction']:.1f} % at {d['translation']['max_tokens']} "
+        f"tokens/batch |",
+        f"| Image loader alone, in memory | {_fmt(d['images_in_memory']['images_per_s'])} "
+        f"images/s | | | batch {d['images_in_memory']['batch']} |",
+        f"| Image loader alone, JPEG folder | "
+        f"{_fmt(d['images_from_jpeg_folder']['images_per_s'])} images/s | | | "
+        f"{d['images_from_jpeg_folder']['workers']} workers, 178x218 -> "
+        f"{g['size']['image']}x{g['size']['image']} |",
+    ]
+    head = (f"{dev}, torch {result['torch']}, {result['threads']} threads, "
+            f"bench wall time {result['wall_s']:.0f} s")
+    return head + "\n\n" + "\n".join(rows)
+
+
+def run(device: str | torch.device | None = None, *, quick: bool = False,
+        compile_model: bool | None = None, amp: bool | None = None, dcgan_amp: bool = False,
+        dcgan_compile_mode: str | None = None, workers: int = 0,
+        out: str | os.PathLike | None = None) -> dict:
+    """Run all three benchmarks and write the JSON (Transformer week 4b; the speed issue).
+
+    Defaults per device: on CUDA autocast and ``torch.compile`` are on; on CPU both are off
+    (see the module docstring). Returns the result dict; the JSON path is ``result["json"]``.
+    """
+    from . import env
+
+    start = time.perf_counter()
+    device = torch.device(device) if device is not None else (
+        torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
+    on_gpu = device.type == "cuda"
+    compile_model = on_gpu if compile_model is None else compile_model
+    amp = on_gpu if amp is None else amp
+    name = torch.cuda.get_device_name(device) if on_gpu else (platform.processor() or platform.machine())
+    peak = peak_tflops(name) if on_gpu else None
+    s = sizes_for(device, quick)
+    result: dict[str, Any] = {
+        "schema": 1, "device": device.type, "device_name": name,
+        "gpu_rows": "measured" if on_gpu else "not measured (no GPU in this run)",
+        "torch": torch.__version__, "python": platform.python_version(),
+        "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "quick": quick,
+        "peak_tflops": None if peak is None else peak[0],
+        "peak_dtype": None if peak is None else peak[1],
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    result["transformer"] = bench_transformer(device, s, compile_model=compile_model, amp=amp,
+                                              peak=peak)
+    gc.collect()
+    if on_gpu:
+        torch.cuda.empty_cache()
+    result["dcgan"] = bench_dcgan(device, s, compile_model=compile_model, amp=dcgan_amp,
+                                  compile_mode=dcgan_compile_mode)
+    result["data"] = bench_data(s, workers=workers, repeats=2 if quick else 3)
+    result["wall_s"] = round(time.perf_counter() - start, 1)
+    path = Path(out) if out is not None else env.runs_dir() / "bench" / f"bench-{device.type}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result["json"] = str(path)
+    result["table"] = format_table(result)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m helpers.bench", description=__doc__.split("\n")[0])
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: checks the bench runs (tests)")
+    p.add_argument("--compile", dest="compile_model", action="store_true", default=None,
+                   help="torch.compile the optimized paths (default: on for CUDA, off for CPU)")
+    p.add_argument("--no-compile", dest="compile_model", action="store_false")
+    p.add_argument("--amp", dest="amp", action="store_true", default=None,
+                   help="autocast the optimized Transformer (default: on for CUDA, off for CPU)")
+    p.add_argument("--no-amp", dest="amp", action="store_false")
+    p.add_argument("--dcgan-amp", action="store_true", help="autocast the optimized DCGAN step")
+    p.add_argument("--dcgan-compile-mode", default=None,
+                   help="torch.compile mode for DCGAN, e.g. reduce-overhead (CUDA graphs)")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers for the JPEG folder")
+    p.add_argument("--out", default=None, help="JSON path (default runs/bench/bench-<device>.json)")
+    args = p.parse_args(argv)
+    result = run(args.device, quick=args.quick, compile_model=args.compile_model, amp=args.amp,
+                 dcgan_amp=args.dcgan_amp, dcgan_compile_mode=args.dcgan_compile_mode,
+                 workers=args.workers, out=args.out)
+    print(result["table"])
+    if result["device"] != "cuda":
+        print("\nGPU rows: not measured (no GPU in this run).")
+    print(f"\nwrote {result['json']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
