@@ -53,8 +53,12 @@ class Context:
             return model
         from torch.nn.parallel import DistributedDataParallel
 
+        import inspect
+
         ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+        newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+        no_resync = {"forward_sync_buffers": False} if newer else {"broadcast_buffers": False}
+        return DistributedDataParallel(model, device_ids=ids, **no_resync)
 
     def shard(self, src: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor,
               pad_id: int = 0):
