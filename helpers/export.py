@@ -1,0 +1,513 @@
+"""Optimize and deploy (week 4f, both tracks): ONNX export, onnxruntime inference, parity.
+
+The trained translator becomes two ONNX graphs, because greedy decoding is a Python loop:
+
+- ``translator_encoder.onnx``: source ids ``src [batch, src_len]`` (int64) ->
+  ``memory [batch, src_len, d_model]``;
+- ``translator_decoder.onnx``: one decoder step. Prefix ids ``tgt [batch, tgt_len]``,
+  ``memory`` and the source padding mask ``src_mask [batch, 1, 1, src_len]`` (bool, True = may
+  attend) -> ``logits [batch, vocab]`` for the next token. ``argmax`` gives greedy decoding,
+  ``log_softmax`` the scores beam search adds up.
+
+All sizes are dynamic axes. The DCGAN generator is one graph: ``z [batch, nz]`` ->
+``images [batch, nc, size, size]`` in [-1, 1].
+
+A *deploy bundle* is one folder (default ``runs/deploy``) that :mod:`helpers.serve` loads::
+
+    deploy.json              what is inside, where it came from, the parity numbers
+    tokenizer.json           the shared BPE vocabulary (helpers.translation.SubwordTokenizer)
+    translator.pt            weights + architecture (helpers.training checkpoint)
+    translator_encoder.onnx, translator_decoder.onnx
+    generator.pt, generator.onnx
+
+Export uses PyTorch's TorchScript-based exporter (``dynamo=False``): it needs only the ``onnx``
+package, works offline, and handles these models' dynamic lengths. Exported graphs are
+checked with ``onnx.checker`` and compared with PyTorch (:func:`translator_parity`,
+:func:`generator_parity`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import env
+from .transformer import MultiHeadAttention, Transformer, causal_mask, greedy_decode, padding_mask
+
+OPSET = 17
+BUNDLE_MANIFEST = "deploy.json"
+TRANSLATOR_FILES = ("tokenizer.json", "translator.pt", "translator_encoder.onnx",
+                    "translator_decoder.onnx")
+GENERATOR_FILES = ("generator.pt", "generator.onnx")
+DEMO_COMMAND = "python -m helpers.serve --train-smoke"
+
+
+class ExportError(RuntimeError):
+    """A model cannot be exported or an exported file cannot be used; the message says why."""
+
+
+def default_bundle_dir() -> Path:
+    """``runs/deploy`` (or ``$CURRICULUM_RUNS_DIR/deploy``): where the week 4f notebook and
+    ``python -m helpers.serve --train-smoke`` write the models the demo serves (week 4f)."""
+    return env.runs_dir() / "deploy"
+
+
+# --------------------------------------------------------------------------- export wrappers
+class TranslatorEncoder(nn.Module):
+    """``src -> memory``: the encoder stack of a :class:`~helpers.transformer.Transformer`
+    (§3.1) as one exportable module (week 4f)."""
+
+    def __init__(self, model: Transformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, src):
+        return self.model.encode(src, padding_mask(src, self.model.pad_id))
+
+
+class TranslatorDecoderStep(nn.Module):
+    """``(tgt, memory, src_mask) -> logits`` of the next token after the prefix ``tgt``: one
+    step of greedy decoding (§6.1) as one exportable module (week 4f)."""
+
+    def __init__(self, model: Transformer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tgt, memory, src_mask):
+        tgt_mask = causal_mask(tgt.size(1), tgt.device)
+        hidden = self.model.decode(tgt, memory, src_mask, tgt_mask)[:, -1]
+        return self.model.generator(hidden)
+
+
+def _exportable(model: nn.Module) -> nn.Module:
+    """A CPU, eval-mode copy; attention uses the explicit Eq. 1 path (same numbers as the fused
+    kernel, and every op of it has a plain ONNX equivalent)."""
+    model = copy.deepcopy(model).cpu().eval()
+    for m in model.modules():
+        if isinstance(m, MultiHeadAttention):
+            m.fast = False
+    return model
+
+
+def _onnx_export(module: nn.Module, args: tuple, path: Path, input_names: Sequence[str],
+                 output_names: Sequence[str], dynamic_axes: Mapping[str, Mapping[int, str]]) -> Path:
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and "legacy exporter" notices
+        with torch.no_grad():
+            torch.onnx.export(module, args, str(tmp), dynamo=False, opset_version=OPSET,
+                              input_names=list(input_names), output_names=list(output_names),
+                              dynamic_axes={k: dict(v) for k, v in dynamic_axes.items()},
+                              do_constant_folding=True)
+    try:
+        onnx.checker.check_model(str(tmp))
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"the exported graph for {path.name} is not valid ONNX: {exc}") from exc
+    tmp.replace(path)
+    return path
+
+
+def export_translator(model: Transformer, out_dir: str | Path, *, example_len: int = 7) -> dict[str, Path]:
+    """Export the translator as ``translator_encoder.onnx`` and ``translator_decoder.onnx``
+    (one greedy step) into ``out_dir``; every length and the batch size are dynamic (week 4f).
+    Returns ``{"encoder": path, "decoder": path}``."""
+    out_dir = Path(out_dir)
+    m = _exportable(model)
+    vocab = m.src_embed.tokens.num_embeddings
+    gen = torch.Generator().manual_seed(0)
+    src = torch.randint(4, vocab, (2, example_len), generator=gen)
+    src[1, -2:] = m.pad_id  # a padded row, so the mask is really used while tracing
+    tgt = torch.randint(4, vocab, (2, 3), generator=gen)
+    enc = TranslatorEncoder(m)
+    with torch.no_grad():
+        memory = enc(src)
+    src_mask = padding_mask(src, m.pad_id)
+    paths = {
+        "encoder": _onnx_export(enc, (src,), out_dir / "translator_encoder.onnx", ["src"], ["memory"],
+                                {"src": {0: "batch", 1: "src_len"},
+                                 "memory": {0: "batch", 1: "src_len"}}),
+        "decoder": _onnx_export(TranslatorDecoderStep(m), (tgt, memory, src_mask),
+                                out_dir / "translator_decoder.onnx", ["tgt", "memory", "src_mask"],
+                                ["logits"], {"tgt": {0: "batch", 1: "tgt_len"},
+                                             "memory": {0: "batch", 1: "src_len"},
+                                             "src_mask": {0: "batch", 3: "src_len"},
+                                             "logits": {0: "batch"}}),
+    }
+    return paths
+
+
+def export_generator(G: nn.Module, out_dir: str | Path) -> Path:
+    """Export the DCGAN generator (eval mode: BatchNorm uses its running statistics) as
+    ``generator.onnx``: ``z [batch, nz] -> images [batch, nc, size, size]`` (week 4f)."""
+    g = _exportable(G)
+    z = torch.randn(2, g.nz, generator=torch.Generator().manual_seed(0))
+    return _onnx_export(g, (z,), Path(out_dir) / "generator.onnx", ["z"], ["images"],
+                        {"z": {0: "batch"}, "images": {0: "batch"}})
+
+
+# --------------------------------------------------------------------------- onnxruntime
+def ort_session(path: str | Path, threads: int | None = None):
+    """An ``onnxruntime.InferenceSession`` on the CPU (week 4f). ``threads`` defaults to
+    PyTorch's intra-op thread count, so latency comparisons are fair."""
+    import onnxruntime as ort
+
+    path = Path(path)
+    if not path.is_file():
+        raise ExportError(f"no ONNX file at {path}. Fix: export it first "
+                          f"(the week 4f notebook, or `{DEMO_COMMAND}`).")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxTranslator:
+    """Greedy decoding with the two exported graphs on onnxruntime: the same loop, stopping rule
+    and padding as :func:`helpers.transformer.greedy_decode` (§6.1; week 4f)."""
+
+    def __init__(self, encoder_path: str | Path, decoder_path: str | Path, *, pad_id: int,
+                 max_len: int, threads: int | None = None):
+        self.encoder = ort_session(encoder_path, threads)
+        self.decoder = ort_session(decoder_path, threads)
+        self.pad_id, self.max_len = pad_id, max_len
+
+    def encode(self, src: np.ndarray) -> np.ndarray:
+        return self.encoder.run(["memory"], {"src": np.asarray(src, dtype=np.int64)})[0]
+
+    def step(self, tgt: np.ndarray, memory: np.ndarray, src_mask: np.ndarray) -> np.ndarray:
+        return self.decoder.run(["logits"], {"tgt": np.asarray(tgt, dtype=np.int64),
+                                             "memory": memory, "src_mask": src_mask})[0]
+
+    def greedy_decode(self, src, bos_id: int, eos_id: int, max_extra: int = 50) -> np.ndarray:
+        """``[batch, length]`` token ids after BOS, like ``greedy_decode``."""
+        src = np.asarray(src, dtype=np.int64)
+        src_mask = (src != self.pad_id)[:, None, None, :]
+        memory = self.encode(src)
+        out = np.full((src.shape[0], 1), bos_id, dtype=np.int64)
+        done = np.zeros(src.shape[0], dtype=bool)
+        for _ in range(min(src.shape[1] + max_extra, self.max_len - 1)):
+            nxt = self.step(out, memory, src_mask).argmax(-1)
+            nxt = np.where(done, self.pad_id, nxt)
+            out = np.concatenate([out, nxt[:, None]], axis=1)
+            done |= nxt == eos_id
+            if done.all():
+                break
+        return out[:, 1:]
+
+
+class OnnxGenerator:
+    """The exported DCGAN generator on onnxruntime: ``z -> images`` in [-1, 1] (week 4f)."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        self.session = ort_session(path, threads)
+        self.nz = int(self.session.get_inputs()[0].shape[1])
+
+    def __call__(self, z) -> np.ndarray:
+        z = z.numpy() if isinstance(z, torch.Tensor) else z
+        return self.session.run(["images"], {"z": np.asarray(z, dtype=np.float32)})[0]
+
+
+# --------------------------------------------------------------------------- parity
+def _batch_source(tokenizer, sentences: Sequence[str], max_len: int) -> torch.Tensor:
+    from .translation import BOS, EOS, collate
+
+    return collate([(tokenizer.encode(s)[: max_len - 1] + [EOS], [BOS, EOS]) for s in sentences])[0]
+
+
+def translate_onnx(runner: OnnxTranslator, tokenizer, sentences: Sequence[str], *,
+                   batch_size: int = 64) -> list[str]:
+    """Greedy translations with onnxruntime, batched like ``helpers.translation.translate``
+    with ``beam_size=1`` (week 4f)."""
+    from .translation import BOS, EOS
+
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    out = [""] * len(sentences)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        src = _batch_source(tokenizer, [sentences[i] for i in idx], runner.max_len).numpy()
+        for i, seq in zip(idx, runner.greedy_decode(src, BOS, EOS).tolist()):
+            out[i] = tokenizer.decode(seq)
+    return out
+
+
+@dataclass
+class TranslatorParity:
+    """How closely the ONNX translator reproduces PyTorch (week 4f)."""
+
+    memory_max_abs: float       # encoder output, largest |torch - onnx|
+    logits_max_abs: float       # decoder-step logits, largest |torch - onnx|
+    sentences: int              # sentences decoded greedily by both
+    identical: int              # of which the token ids are identical
+    mismatches: list[tuple[str, str, str]]  # (source, torch, onnx) for the ones that differ
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"memory_max_abs": self.memory_max_abs, "logits_max_abs": self.logits_max_abs,
+                "sentences": self.sentences, "identical": self.identical,
+                "mismatches": [list(m) for m in self.mismatches[:5]]}
+
+
+@torch.no_grad()
+def translator_parity(model: Transformer, runner: OnnxTranslator, tokenizer,
+                      sentences: Sequence[str], *, batch_size: int = 32) -> TranslatorParity:
+    """Compare the PyTorch translator with its ONNX export on ``sentences``: the largest
+    absolute difference of the encoder output and of the decoder's next-token logits (with
+    teacher-forced prefixes), and whether greedy decoding gives identical ids (week 4f)."""
+    from .translation import BOS, EOS
+
+    model = model.cpu().eval()
+    mem_err = logit_err = 0.0
+    identical, mismatches = 0, []
+    for start in range(0, len(sentences), batch_size):
+        chunk = list(sentences[start:start + batch_size])
+        src = _batch_source(tokenizer, chunk, runner.max_len)
+        src_mask = padding_mask(src, model.pad_id)
+        memory = model.encode(src, src_mask)
+        ort_memory = runner.encode(src.numpy())
+        mem_err = max(mem_err, float(np.abs(memory.numpy() - ort_memory).max()))
+        ids = greedy_decode(model, src, BOS, EOS)
+        prefix = torch.cat([torch.full((src.size(0), 1), BOS), ids[:, :-1]], 1) if ids.size(1) > 1 \
+            else torch.full((src.size(0), 1), BOS)
+        logits = model.generator(model.decode(prefix, memory, src_mask,
+                                              causal_mask(prefix.size(1)))[:, -1])
+        ort_logits = runner.step(prefix.numpy(), ort_memory, src_mask.numpy())
+        logit_err = max(logit_err, float(np.abs(logits.numpy() - ort_logits).max()))
+        ort_ids = runner.greedy_decode(src.numpy(), BOS, EOS)
+        for s, a, b in zip(chunk, ids.tolist(), ort_ids.tolist()):
+            a, b = _strip(a, model.pad_id), _strip(b, model.pad_id)
+            if a == b:
+                identical += 1
+            else:
+                mismatches.append((s, tokenizer.decode(a), tokenizer.decode(b)))
+    return TranslatorParity(mem_err, logit_err, len(sentences), identical, mismatches)
+
+
+def _strip(ids: list[int], pad_id: int) -> list[int]:
+    while ids and ids[-1] == pad_id:
+        ids = ids[:-1]
+    return ids
+
+
+@torch.no_grad()
+def generator_parity(G: nn.Module, runner: OnnxGenerator, *, n: int = 16, seed: int = 0) -> float:
+    """Largest absolute pixel difference between PyTorch's and onnxruntime's images for ``n``
+    random latent vectors (images in [-1, 1]; week 4f)."""
+    z = torch.randn(n, runner.nz, generator=torch.Generator().manual_seed(seed))
+    return float(np.abs(G.cpu().eval()(z).numpy() - runner(z)).max())
+
+
+# --------------------------------------------------------------------------- latency
+def median_ms(fn: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` in milliseconds after ``warmup`` untimed calls (week 4f)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1000)
+    return float(np.median(times))
+
+
+# --------------------------------------------------------------------------- bundles
+def save_translator_bundle(model: Transformer, tokenizer, settings: Mapping[str, Any],
+                           out_dir: str | Path, *, source: str) -> dict[str, Any]:
+    """Write ``tokenizer.json``, ``translator.pt`` and both ONNX graphs into ``out_dir`` and
+    record them in ``deploy.json`` (week 4f). ``settings`` must hold the architecture
+    (``helpers.translation.ARCHITECTURE_KEYS``)."""
+    from .training import save_checkpoint
+    from .translation import ARCHITECTURE_KEYS
+
+    out_dir = Path(out_dir)
+    arch = {k: settings[k] for k in ARCHITECTURE_KEYS}
+    tokenizer.save(out_dir / "tokenizer.json")
+    save_checkpoint(out_dir / "translator.pt", model=model, step=0, config=arch)
+    export_translator(model, out_dir)
+    entry = {"source": source, "architecture": arch, "pad_id": model.pad_id}
+    _update_manifest(out_dir, translator=entry)
+    return entry
+
+
+def save_generator_bundle(G: nn.Module, settings: Mapping[str, Any], out_dir: str | Path, *,
+                          source: str) -> dict[str, Any]:
+    """Write ``generator.pt`` and ``generator.onnx`` into ``out_dir`` and record them in
+    ``deploy.json`` (week 4f). ``settings``: ``nz``, ``ngf``, ``channels``, ``image_size``."""
+    from .training import save_checkpoint
+
+    out_dir = Path(out_dir)
+    arch = {k: settings[k] for k in ("nz", "ngf", "channels", "image_size")}
+    save_checkpoint(out_dir / "generator.pt", model=G, step=0, config=arch)
+    export_generator(G, out_dir)
+    entry = {"source": source, "architecture": arch}
+    _update_manifest(out_dir, generator=entry)
+    return entry
+
+
+def record_parity(out_dir: str | Path, **numbers: Any) -> None:
+    """Add parity numbers (max abs errors, identical translations) to ``deploy.json``."""
+    _update_manifest(out_dir, parity=numbers)
+
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any]:
+    path = Path(out_dir) / BUNDLE_MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _update_manifest(out_dir: Path, **entries: Any) -> None:
+    from .training import _plain, atomic_write_text
+
+    manifest = read_manifest(out_dir)
+    for key, value in entries.items():
+        manifest[key] = {**manifest.get(key, {}), **value} if key == "parity" else value
+    atomic_write_text(json.dumps(_plain(manifest), indent=2) + "\n", Path(out_dir) / BUNDLE_MANIFEST)
+
+
+def load_translator(out_dir: str | Path):
+    """``(model, tokenizer)`` from a bundle's ``translator.pt`` and ``tokenizer.json``."""
+    from .training import load_checkpoint
+    from .translation import SubwordTokenizer
+
+    out_dir = Path(out_dir)
+    missing = [f for f in ("tokenizer.json", "translator.pt") if not (out_dir / f).is_file()]
+    if missing:
+        raise ExportError(f"{out_dir} has no {', '.join(missing)}. Fix: run `{DEMO_COMMAND}` "
+                          f"(or the week 4f notebook) to create them.")
+    state = torch.load(out_dir / "translator.pt", map_location="cpu", weights_only=True)
+    a = state["config"]
+    model = Transformer(a["vocab_size"], d_model=a["d_model"], n_heads=a["n_heads"], d_ff=a["d_ff"],
+                        n_layers=a["n_layers"], dropout=0.0, max_len=a["max_len"],
+                        positional=a["positional"], pad_id=0)
+    load_checkpoint(out_dir / "translator.pt", model=model, restore_rng=False)
+    return model.eval(), SubwordTokenizer.load(out_dir / "tokenizer.json")
+
+
+def load_generator(out_dir: str | Path):
+    """The DCGAN generator from a bundle's ``generator.pt`` (eval mode)."""
+    from .dcgan import Generator
+    from .training import load_checkpoint
+
+    path = Path(out_dir) / "generator.pt"
+    if not path.is_file():
+        raise ExportError(f"{path} does not exist. Fix: run `{DEMO_COMMAND}` (or the week 4f "
+                          f"notebook) to create it.")
+    a = torch.load(path, map_location="cpu", weights_only=True)["config"]
+    G = Generator(a["nz"], a["ngf"], a["channels"], a["image_size"])
+    load_checkpoint(path, model=G, restore_rng=False)
+    return G.eval()
+
+
+# --------------------------------------------------------------------------- trained models
+def notebook_translator(profile: str | None = None, *, train_steps: int | None = None,
+                        log: Callable[[str], None] = print):
+    """The week 3 translator for ``profile``: loaded from
+    ``runs/transformer/week3_transformer/checkpoints/translator.pt`` when that checkpoint
+    matches the profile's architecture, otherwise trained here for ``train_steps`` steps
+    (week 4f). Returns ``(model, tokenizer, settings, source, test_pairs)``."""
+    from .config import profile_config
+    from .data import load_dataset
+    from .training import CheckpointError, load_checkpoint
+    from .translation import ARCHITECTURE_KEYS, build_model, prepare_translation, train_translation
+
+    cfg = profile_config("translation", profile)
+    dataset = load_dataset("multi30k", profile=cfg.profile, n_train=cfg.dataset_size)
+    data = prepare_translation(dataset.data, cfg.vocab_size, max_len=cfg.max_len,
+                               name=f"multi30k-{cfg.profile}")  # the week 3 tokenizer (cached)
+    settings = {**cfg, "vocab_size": data.tokenizer.vocab_size}
+    env.seed_everything(cfg.seed)
+    model = build_model(cfg, data.tokenizer.vocab_size)
+    ckpt = env.checkpoint_dir("transformer", "week3_transformer") / "translator.pt"
+    source = None
+    if ckpt.is_file():
+        try:
+            state = load_checkpoint(ckpt, model=model, config=settings, config_keys=ARCHITECTURE_KEYS,
+                                    restore_rng=False)
+            source = f"{ckpt} (week 3, step {state['step']})"
+        except CheckpointError as exc:
+            log(f"not using {ckpt}: {exc}")
+    if source is None:
+        steps = train_steps or cfg.train_steps
+        log(f"no usable week 3 checkpoint: training a {cfg.profile} translator for {steps} steps")
+        train_translation(model, data, cfg.replace(train_steps=steps, eval_every=steps),
+                          device=torch.device("cpu"), log_every=max(steps, 1))
+        source = f"trained by helpers.export ({cfg.profile} profile, {steps} steps)"
+    return model.cpu().eval(), data.tokenizer, settings, source, data.splits["test"]
+
+
+def notebook_generator(profile: str | None = None, *, train_steps: int | None = None,
+                       log: Callable[[str], None] = print):
+    """The week 4 DCGAN generator: loaded from ``runs/dcgan/week4_training/checkpoints/
+    dcgan.pt`` when present, otherwise trained here on the profile's dataset for
+    ``train_steps`` steps (week 4f). Returns ``(G, settings, source)``."""
+    from .config import profile_config
+    from .dcgan import Generator, build_dcgan, train_dcgan
+    from .data.images import gan_dataset
+    from .training import load_checkpoint
+
+    ckpt = env.checkpoint_dir("dcgan", "week4_training") / "dcgan.pt"
+    if ckpt.is_file():
+        try:
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            a = state["config"]
+            G = Generator(a["nz"], a["ngf"], a["channels"], a["image_size"])
+            load_checkpoint(ckpt, model=G, restore_rng=False)
+            return G.eval(), dict(a), f"{ckpt} (week 4, step {state['step']})"
+        except Exception as exc:  # foreign or truncated file: say so and train instead
+            log(f"not using {ckpt}: {type(exc).__name__}: {exc}")
+    cfg = profile_config("dcgan", profile)
+    steps = train_steps or cfg.train_steps
+    log(f"no usable week 4 DCGAN checkpoint: training a {cfg.profile} DCGAN for {steps} steps")
+    dataset, _ = gan_dataset(cfg.dataset, image_size=cfg.image_size, channels=cfg.channels,
+                             profile=cfg.profile)
+    env.seed_everything(cfg.seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
+                                         drop_last=True,
+                                         generator=torch.Generator().manual_seed(cfg.seed))
+    G, D = build_dcgan(cfg, nc=cfg.channels)
+    train_dcgan(G, D, loader, cfg.replace(train_steps=steps, log_every=max(steps, 1)),
+                device=torch.device("cpu"))
+    return (G.cpu().eval(), {k: cfg[k] for k in ("nz", "ngf", "channels", "image_size")},
+            f"trained by helpers.export ({cfg.profile} profile, {steps} steps)")
+
+
+def build_bundle(out_dir: str | Path | None = None, *, profile: str | None = "smoke",
+                 translator_steps: int | None = None, generator_steps: int | None = None,
+                 parity_sentences: int = 20, log: Callable[[str], None] = print) -> Path:
+    """Write a complete deploy bundle (both models, PyTorch + ONNX, parity numbers) into
+    ``out_dir`` (default ``runs/deploy``): the notebooks' checkpoints when they exist, else
+    models trained here (week 4f; this is what ``python -m helpers.serve --train-smoke``
+    runs). Raises :class:`ExportError` when the ONNX graphs disagree with PyTorch."""
+    out_dir = Path(out_dir) if out_dir is not None else default_bundle_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    model, tok, settings, source, test_pairs = notebook_translator(
+        profile, train_steps=translator_steps, log=log)
+    save_translator_bundle(model, tok, settings, out_dir, source=source)
+    G, g_settings, g_source = notebook_generator(profile, train_steps=generator_steps, log=log)
+    save_generator_bundle(G, g_settings, out_dir, source=g_source)
+
+    runner = OnnxTranslator(out_dir / "translator_encoder.onnx", out_dir / "translator_decoder.onnx",
+                            pad_id=model.pad_id, max_len=settings["max_len"])
+    parity = translator_parity(model, runner, tok, [s for s, _ in test_pairs[:parity_sentences]])
+    g_err = generator_parity(G, OnnxGenerator(out_dir / "generator.onnx"))
+    record_parity(out_dir, translator=parity.to_dict(), generator_max_abs=g_err)
+    if parity.identical != parity.sentences or parity.logits_max_abs > 1e-3 or g_err > 1e-4:
+        raise ExportError(f"ONNX export disagrees with PyTorch: {parity.to_dict()}, generator "
+                          f"max abs error {g_err:.2e}")
+    log(f"deploy bundle in {out_dir} ({time.perf_counter() - start:.0f} s): greedy translations "
+        f"identical on {parity.identical}/{parity.sentences} sentences, logits max abs error "
+        f"{parity.logits_max_abs:.1e}, generator {g_err:.1e}")
+    return out_dir

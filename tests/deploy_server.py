@@ -1,0 +1,79 @@
+"""Shared by test_serve.py and test_browser.py: one smoke-size deploy bundle per test session,
+and the demo server (`python -m helpers.serve`) started for real in a subprocess on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+# Few steps: the tests check serving and parity, not translation quality.
+TRANSLATOR_STEPS, GENERATOR_STEPS = 60, 30
+
+
+def _env(runs_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(CURRICULUM_PROFILE="smoke", CURRICULUM_RUNS_DIR=str(runs_dir),  # no notebook checkpoints
+               OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"), PYTHONUNBUFFERED="1")
+    return env
+
+
+def demo_bundle(tmp_path_factory) -> Path:
+    """Build the bundle once per session with the documented command (without serving)."""
+    base = tmp_path_factory.getbasetemp()
+    bundle = base / "deploy-bundle"
+    if (bundle / "deploy.json").is_file() and (bundle / "generator.onnx").is_file():
+        return bundle
+    result = subprocess.run(
+        [sys.executable, "-m", "helpers.serve", "--train-smoke", "--no-serve", "--model-dir", str(bundle),
+         "--translator-steps", str(TRANSLATOR_STEPS), "--generator-steps", str(GENERATOR_STEPS)],
+        cwd=ROOT, env=_env(base / "no-runs"), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"building the bundle failed:\n{result.stdout}\n{result.stderr}"
+    return bundle
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(model_dir: Path, *extra: str, timeout_s: float = 120.0):
+    """Start the demo on 127.0.0.1:<free port>, wait for /health, yield its base URL."""
+    port = free_port()
+    log = model_dir.parent / f"server-{port}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "helpers.serve", "--model-dir", str(model_dir), "--host",
+             "127.0.0.1", "--port", str(port), *extra],
+            cwd=ROOT, env=_env(model_dir.parent / "no-runs"), stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"the server exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no /health answer within {timeout_s} s:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
