@@ -146,6 +146,18 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
                  "fid": "inception", "probe_dataset": "cifar10", "probe_train_steps": 8000,
                  "probe_limit": 50000, "probe_labels_per_class": [100, 1000, 5000]},
     },
+    # Week 4f (both tracks): ONNX export, parity and latency, the served demo. The models are
+    # week 3's translator and week 4's generator when their checkpoints exist; otherwise the
+    # notebook trains its own for *_steps (None: the translation/dcgan profile's train_steps).
+    "deploy": {
+        "common": {"seed": 0, "max_logit_error": 1e-3, "max_pixel_error": 1e-4, "grid_count": 16},
+        "smoke": {"translator_steps": 120, "generator_steps": 150, "parity_sentences": 50,
+                  "latency_sentences": 16, "latency_repeats": 3},
+        "local": {"translator_steps": None, "generator_steps": None, "parity_sentences": 300,
+                  "latency_sentences": 64, "latency_repeats": 5},
+        "full": {"translator_steps": None, "generator_steps": None, "parity_sentences": 1000,
+                 "latency_sentences": 128, "latency_repeats": 10},
+    },
 }
 
 
