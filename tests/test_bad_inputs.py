@@ -429,3 +429,51 @@ def test_the_catalogue_covers_the_issue_list():
     for item, cases in issue.items():
         assert set(cases) <= names, item
     # "a notebook run twice in one kernel" is the test below
+
+
+# --------------------------------------------------------------------------- run twice
+SETUP = ("import torch\nfrom helpers import env, training\nfrom helpers.training import History\n"
+         "from torch.utils.tensorboard import SummaryWriter\n"
+         "run_dir = env.runs_dir() / 'test' / 'twice'\n")
+CLEAN = [
+    SETUP + "env.seed_everything(0)",
+    "history = History()\nfor f in (run_dir / 'tb').glob('events.out.tfevents.*'):\n    f.unlink()\n"
+    "writer = SummaryWriter(str(run_dir / 'tb'))",
+    "w = torch.zeros(3, requires_grad=True)\nopt = torch.optim.SGD([w], lr=0.1)\n"
+    "for step in range(5):\n    loss = ((w - torch.randn(3)) ** 2).sum()\n"
+    "    opt.zero_grad(); loss.backward(); opt.step()\n"
+    "    history.log(step, loss=loss); writer.add_scalar('loss', loss.item(), step)\nwriter.close()",
+    "training.write_metrics('test', 'twice', {'loss': history.last('loss'), 'steps': len(history), "
+    "'seconds': 1.0})",
+]
+# The same notebook with three classic mistakes: state created once per kernel, a seed set
+# only once, and a TensorBoard folder that piles up event files.
+LEAKY = [
+    SETUP + "if 'seeded' not in globals():\n    env.seed_everything(0); seeded = True",
+    "if 'history' not in globals():\n    history = History()\nwriter = SummaryWriter(str(run_dir / 'tb'))",
+    *CLEAN[2:],
+]
+
+
+@pytest.mark.parametrize("cells, expected", [(CLEAN, []), (LEAKY, ["History 'history' has 10",
+                                                                      "the second run added test/twice/tb/events",
+                                                                      "metrics/loss", "metrics/steps"])],
+                         ids=["clean notebook", "leaky notebook"])
+def test_a_notebook_run_twice_in_one_kernel(cells, expected, tmp_path):
+    """tools/determinism.py runs every training notebook twice in one kernel (`make
+    determinism`); here its checker proves it tells a clean notebook from a leaky one."""
+    import importlib.util
+
+    import nbformat
+
+    spec = importlib.util.spec_from_file_location("determinism", Path(__file__).parent.parent / "tools" / "determinism.py")
+    determinism = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(determinism)
+    nb_path = tmp_path / "twice.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), nb_path)
+    runs = tmp_path / "runs"
+    problems, first = determinism.run_twice_in_one_kernel(nb_path, runs, metrics=runs / "test" / "twice" / "metrics.json")
+    assert first is not None and first["metrics"]["steps"] == 5
+    for fragment in expected:
+        assert any(fragment in p for p in problems), (fragment, problems)
+    assert len(problems) == len(expected), problems

@@ -113,6 +113,12 @@ print(f"G: {dcgan.count_parameters(G):,} parameters, D: {dcgan.count_parameters(
 # %%
 samples_dir = run_dir / "samples"
 samples_dir.mkdir(parents=True, exist_ok=True)
+ckpt_path = env.checkpoint_dir("dcgan", "week4_training") / "dcgan.pt"
+architecture = ["nz", "ngf", "ndf", "image_size", "channels"]
+load_trained = ckpt_path.exists() and cfg.profile != "smoke"
+if not load_trained:  # a new run replaces the last one's curves (run twice: no doubled curves)
+    for old_events in (run_dir / "tensorboard").glob("events.out.tfevents.*"):
+        old_events.unlink()
 writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 grids = []
 
@@ -124,9 +130,7 @@ def save_samples(step, images):
     grids.append((step, grid))
 
 
-ckpt_path = env.checkpoint_dir("dcgan", "week4_training") / "dcgan.pt"
-architecture = ["nz", "ngf", "ndf", "image_size", "channels"]
-if ckpt_path.exists() and cfg.profile != "smoke":
+if load_trained:
     state = training.load_checkpoint(ckpt_path, model=G, config=cfg, config_keys=architecture)
     D.load_state_dict(state["extra"]["D"])
     history = training.History()

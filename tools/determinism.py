@@ -1,0 +1,212 @@
+"""Are the training notebooks deterministic? Run each one twice, compare its metrics.json.
+
+    python tools/determinism.py                 # every notebook that calls write_metrics
+    python tools/determinism.py notebooks/dcgan/week4_training.ipynb --threads 2
+
+Each notebook that writes ``metrics.json`` (``helpers.training.write_metrics``) is executed
+three times with ``CURRICULUM_PROFILE=smoke`` (nbclient):
+
+1. in a fresh kernel with its own empty runs folder (``CURRICULUM_RUNS_DIR``);
+2. in another fresh kernel with another empty runs folder, so nothing of run 1 can leak in;
+3. in run 2's kernel again ("Run all" twice), see :func:`run_twice_in_one_kernel`.
+
+Runs 1 and 2 must give the same metrics.json values, exactly (no tolerance); run 3 must give
+run 2's values too, with no History grown and no extra output file. The notebooks run in path
+order, so the DCGAN final project finds week 4's checkpoint as it does in ``make test``.
+
+Held fixed, because they change floating-point results without being a bug:
+``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (``--threads``, default 2; torch's CPU reductions
+split work by thread count) and the device (the smoke profile runs on the CPU).
+
+Not compared (documented in README, "Determinism"): ``written_at`` and ``environment``
+(timestamps, versions), and every value whose key names a measurement of the machine rather
+than of the model: keys containing ``seconds``, ``ms/step``, ``peak memory``, ``throughput``,
+``per_second`` or ``time_s``. The report lists every excluded value it met.
+
+Exit status 0 when every notebook matched, 1 otherwise. Used by ``make determinism``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXCLUDED_TOP = ("written_at", "environment")
+EXCLUDED_KEY = re.compile(r"seconds|ms/step|peak memory|throughput|per_second|time_s", re.I)
+
+
+def training_notebooks() -> list[Path]:
+    """Notebooks whose .py side calls write_metrics, as .ipynb paths in path order."""
+    found = []
+    for py in sorted((ROOT / "notebooks").rglob("*.py")):
+        if "write_metrics(" in py.read_text(encoding="utf-8"):
+            found.append(py.with_suffix(".ipynb"))
+    return found
+
+
+def flatten(value, prefix: str = "") -> dict[str, object]:
+    if isinstance(value, dict):
+        out: dict[str, object] = {}
+        for k, v in value.items():
+            out.update(flatten(v, f"{prefix}/{k}" if prefix else str(k)))
+        return out
+    if isinstance(value, list):
+        out = {}
+        for i, v in enumerate(value):
+            out.update(flatten(v, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def split_excluded(record: dict) -> tuple[dict[str, object], list[str]]:
+    """(compared values, names of excluded values)."""
+    flat = flatten({k: v for k, v in record.items() if k not in EXCLUDED_TOP})
+    kept = {k: v for k, v in flat.items() if not EXCLUDED_KEY.search(k)}
+    excluded = [k for k in flat if k not in kept] + [k for k in EXCLUDED_TOP if k in record]
+    return kept, excluded
+
+
+def compare(first: dict, second: dict) -> tuple[list[str], list[str], int]:
+    """(differences, excluded names, number of values compared)."""
+    a, excluded = split_excluded(first)
+    b, _ = split_excluded(second)
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        if key not in a or key not in b:
+            diffs.append(f"{key}: only in run {'1' if key in a else '2'}")
+        elif a[key] != b[key]:
+            diffs.append(f"{key}: {a[key]!r} (run 1) != {b[key]!r} (run 2)")
+    return diffs, excluded, len(a)
+
+
+# Printed by a cell appended after each pass: the length of every History in the kernel.
+PROBE = ("import json as _json\nfrom helpers.training import History as _History\n"
+         "print('HISTORIES', _json.dumps({_k: len(_v) for _k, _v in list(globals().items()) "
+         "if isinstance(_v, _History)}, sort_keys=True))")
+
+
+def _client(notebook: Path, timeout: int):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(notebook, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(notebook.parent)}})
+    return nb, client
+
+
+def _env(runs: Path, threads: int) -> dict[str, str]:
+    return {**os.environ, "CURRICULUM_PROFILE": "smoke", "CURRICULUM_RUNS_DIR": str(runs),
+            "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+def execute(notebook: Path, runs: Path, threads: int, timeout: int) -> float:
+    """Run the notebook once in a fresh kernel; returns seconds."""
+    _, client = _client(notebook, timeout)
+    start = time.perf_counter()
+    client.execute(env=_env(runs, threads))
+    return time.perf_counter() - start
+
+
+def _files(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else set()
+
+
+def run_twice_in_one_kernel(notebook: Path, runs: Path, threads: int = 1,
+                            timeout: int = 600, metrics: Path | None = None) -> tuple[list[str], dict | None]:
+    """Execute every cell of ``notebook``, then every cell again, in ONE kernel (what a learner
+    does with "Run all" twice). Returns the problems found (empty list: none) and the first pass's metrics.json:
+
+    - a ``History`` in the kernel that is longer after the second pass (state carried over);
+    - more files in the runs folder after the second pass than after the first (e.g. a second
+      TensorBoard event file beside the first, so every curve shows up twice);
+    - metrics.json values that differ between the passes (``metrics``: where the notebook
+      writes it; timings excluded as in :func:`compare`).
+    """
+    import nbformat
+
+    nb, client = _client(notebook, timeout)
+    probe = nbformat.v4.new_code_cell(PROBE)
+    nb.cells.append(probe)
+    passes = []
+    with client.setup_kernel(env=_env(runs, threads)):
+        for _ in range(2):
+            client.reset_execution_trackers()
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+            text = "".join(o.get("text", "") for o in probe.outputs if o.get("output_type") == "stream")
+            line = next(ln for ln in text.splitlines() if ln.startswith("HISTORIES "))
+            record = json.loads(metrics.read_text()) if metrics is not None and metrics.is_file() else None
+            passes.append((json.loads(line[len("HISTORIES "):]), _files(runs), record))
+    (hist1, files1, rec1), (hist2, files2, rec2) = passes
+    problems = [f"History {name!r} has {hist2[name]} entries after the second run, {hist1.get(name)} "
+                f"after the first" for name in sorted(hist2) if hist2[name] != hist1.get(name)]
+    if len(files2) > len(files1):  # replaced files are fine, piled-up ones are not
+        problems += [f"the second run added {name}; the runs folder now holds {len(files2)} files, "
+                     f"{len(files1)} after the first run" for name in sorted(files2 - files1)]
+    if (rec1 is None) != (rec2 is None):
+        problems.append("metrics.json written by only one of the runs")
+    elif rec1 is not None:
+        problems += [f"metrics.json {d}" for d in compare(rec1, rec2)[0]]
+    return problems, rec1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="*", type=Path,
+                        help="notebooks to check (default: every one that writes metrics.json)")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("DETERMINISM_THREADS", 2)))
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    args = parser.parse_args(argv)
+    notebooks = [p.resolve() for p in args.notebooks] or training_notebooks()
+    start = time.perf_counter()
+    results: dict[Path, tuple[list[str], list[str], int]] = {}
+    same_kernel: dict[Path, list[str]] = {}
+    with tempfile.TemporaryDirectory(prefix="determinism-") as tmp:
+        first, second = Path(tmp) / "run1", Path(tmp) / "run2"
+        for nb in notebooks:  # run 1: a fresh kernel per notebook
+            seconds = execute(nb, first, args.threads, args.timeout)
+            print(f"run 1: {nb.relative_to(ROOT)} ({seconds:.0f} s)", flush=True)
+        for nb in notebooks:  # run 2 and 3: a fresh kernel that runs the notebook twice
+            rel = nb.relative_to(ROOT / "notebooks").with_suffix("")
+            t0 = time.perf_counter()
+            same_kernel[nb], record = run_twice_in_one_kernel(
+                nb, second, args.threads, args.timeout, metrics=second / rel / "metrics.json")
+            print(f"runs 2+3 (one kernel): {nb.relative_to(ROOT)} ({time.perf_counter() - t0:.0f} s)",
+                  flush=True)
+            path = first / rel / "metrics.json"
+            if record is None or not path.is_file():
+                results[nb] = ([f"no metrics.json at {rel} (did the notebook change its name?)"], [], 0)
+                continue
+            results[nb] = compare(json.loads(path.read_text()), record)
+    print(f"\nDeterminism report (smoke profile, CPU, {args.threads} thread(s)). Run 1 and run 2: "
+          f"each in a fresh kernel with an empty runs folder; run 3: run 2's kernel again.")
+    failed = 0
+    for nb, (diffs, excluded, n) in results.items():
+        problems = same_kernel[nb]
+        status = "identical" if not diffs else f"DIFFERENT ({len(diffs)} value(s))"
+        status += ", rerun clean" if not problems else f", RERUN: {len(problems)} problem(s)"
+        failed += bool(diffs or problems)
+        print(f"  {status:<40} {n:3d} values compared  {nb.relative_to(ROOT)}")
+        for line in diffs:
+            print(f"      run 1 vs 2: {line}")
+        for line in problems:
+            print(f"      run 2 vs 3 (same kernel): {line}")
+        shown = [e for e in excluded if e not in EXCLUDED_TOP]
+        if shown:
+            print(f"      not compared (timings): {', '.join(shown)}")
+    print(f"  not compared anywhere: {', '.join(EXCLUDED_TOP)} (timestamps, versions)")
+    print(f"{len(results) - failed} of {len(results)} notebooks identical and clean on a rerun; "
+          f"wall time {time.perf_counter() - start:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
