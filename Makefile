@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 PY      = $(BIN)/python
 NOTEBOOK_TIMEOUT ?= 300
 
-.PHONY: help setup test unit notebooks check-sync sync lab new clean bench
+.PHONY: help setup test unit notebooks check-sync sync lab new clean bench determinism
 
 help:
 	@echo "make setup   create $(VENV) and install requirements, test tools and helpers (editable)"
@@ -15,6 +15,7 @@ help:
 	@echo "make new NB=notebooks/<track>/<name> TITLE='...'   start a notebook from the template"
 	@echo "make clean   remove caches and runs/ (keeps $(VENV) and data/)"
 	@echo "make bench   time naive vs optimized training steps and the data pipeline (table + runs/bench/*.json)"
+	@echo "make determinism   run every training notebook 3x (smoke), compare metrics.json exactly (not in make test)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +54,11 @@ new: $(BIN)/pytest
 # Speed, side by side in one process (README "Speed"); BENCH_ARGS="--device cpu --compile" etc.
 bench: $(BIN)/pytest
 	$(PY) -m helpers.bench $(BENCH_ARGS)
+
+# Not part of `make test`: three smoke runs of every notebook that writes metrics.json (two fresh
+# kernels, then the second kernel again); README "Determinism". DETERMINISM_THREADS=2 by default.
+determinism: $(BIN)/pytest
+	$(PY) tools/determinism.py
 
 clean:
 	rm -rf runs .pytest_cache build *.egg-info
