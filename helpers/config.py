@@ -151,7 +151,7 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
     # notebook trains its own for *_steps (None: the translation/dcgan profile's train_steps).
     "deploy": {
         "common": {"seed": 0, "max_logit_error": 1e-3, "max_pixel_error": 1e-4, "grid_count": 16},
-        "smoke": {"translator_steps": 120, "generator_steps": 150, "parity_sentences": 50,
+        "smoke": {"translator_steps": 120, "generator_steps": 100, "parity_sentences": 50,
                   "latency_sentences": 16, "latency_repeats": 3},
         "local": {"translator_steps": None, "generator_steps": None, "parity_sentences": 300,
                   "latency_sentences": 64, "latency_repeats": 5},

@@ -223,7 +223,9 @@ class OnnxGenerator:
 
 
 # --------------------------------------------------------------------------- parity
-def _batch_source(tokenizer, sentences: Sequence[str], max_len: int) -> torch.Tensor:
+def source_batch(tokenizer, sentences: Sequence[str], max_len: int) -> torch.Tensor:
+    """``[batch, src_len]`` source ids (``... </s>``, padded), as the translator reads them
+    (week 4f; the same encoding as ``helpers.translation.translate``)."""
     from .translation import BOS, EOS, collate
 
     return collate([(tokenizer.encode(s)[: max_len - 1] + [EOS], [BOS, EOS]) for s in sentences])[0]
@@ -239,7 +241,7 @@ def translate_onnx(runner: OnnxTranslator, tokenizer, sentences: Sequence[str], 
     out = [""] * len(sentences)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
-        src = _batch_source(tokenizer, [sentences[i] for i in idx], runner.max_len).numpy()
+        src = source_batch(tokenizer, [sentences[i] for i in idx], runner.max_len).numpy()
         for i, seq in zip(idx, runner.greedy_decode(src, BOS, EOS).tolist()):
             out[i] = tokenizer.decode(seq)
     return out
@@ -274,7 +276,7 @@ def translator_parity(model: Transformer, runner: OnnxTranslator, tokenizer,
     identical, mismatches = 0, []
     for start in range(0, len(sentences), batch_size):
         chunk = list(sentences[start:start + batch_size])
-        src = _batch_source(tokenizer, chunk, runner.max_len)
+        src = source_batch(tokenizer, chunk, runner.max_len)
         src_mask = padding_mask(src, model.pad_id)
         memory = model.encode(src, src_mask)
         ort_memory = runner.encode(src.numpy())
