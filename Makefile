@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 PY      = $(BIN)/python
 NOTEBOOK_TIMEOUT ?= 300
 
-.PHONY: help setup test unit notebooks check-sync sync lab new clean bench determinism
+.PHONY: help setup test unit notebooks check-sync sync lab new clean bench determinism demo
 
 help:
 	@echo "make setup   create $(VENV) and install requirements, test tools and helpers (editable)"
@@ -16,6 +16,7 @@ help:
 	@echo "make clean   remove caches and runs/ (keeps $(VENV) and data/)"
 	@echo "make bench   time naive vs optimized training steps and the data pipeline (table + runs/bench/*.json)"
 	@echo "make determinism   run every training notebook 3x (smoke), compare metrics.json exactly (not in make test)"
+	@echo "make demo    serve the translator + DCGAN demo on http://127.0.0.1:8000 (builds smoke models in runs/deploy if missing)"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +60,12 @@ bench: $(BIN)/pytest
 # kernels, then the second kernel again); README "Determinism". DETERMINISM_THREADS=2 by default.
 determinism: $(BIN)/pytest
 	$(PY) tools/determinism.py
+
+# The week 4f demo: builds runs/deploy (the notebooks' checkpoints, else smoke models) if it is
+# incomplete, then serves it with FastAPI on loopback. PORT=8000 by default.
+PORT ?= 8000
+demo: $(BIN)/pytest
+	$(PY) -m helpers.serve --train-smoke --port $(PORT)
 
 clean:
 	rm -rf runs .pytest_cache build *.egg-info
