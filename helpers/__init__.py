@@ -14,6 +14,8 @@ version from here. Modules (and the week that introduces each):
 - `helpers.plots`    attention heatmaps and explorers (Transformer weeks 2-3)
 - `helpers.dcgan`    DCGAN in one file: G, D, init, training step and loop (DCGAN weeks 3-4)
 - `helpers.gan_metrics`  FID, diversity diagnostics, linear probe (DCGAN week 4, final project)
+- `helpers.export`   ONNX export, onnxruntime decoding, parity checks, deploy bundles (week 4f)
+- `helpers.serve`    the FastAPI demo, `python -m helpers.serve` (week 4f)
 
 Importing `helpers` is cheap: submodules are imported on first use.
 """
@@ -23,7 +25,7 @@ from importlib import import_module as _import_module
 __version__ = "0.1.0"
 
 _SUBMODULES = ("config", "env", "data", "training", "checks", "exercises", "transformer", "translation",
-               "plots", "dcgan", "gan_metrics")
+               "plots", "dcgan", "gan_metrics", "export", "serve")
 
 
 def __getattr__(name):  # PEP 562: lazy submodules keep `import helpers` fast
