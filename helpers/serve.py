@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-smoke", action="store_true",
                         help="if the bundle is incomplete, build it first: the notebooks' "
                              "checkpoints when present, else smoke-size models trained on the CPU "
-                             "(about a minute)")
+                             "(one to two minutes)")
     parser.add_argument("--translator-steps", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--generator-steps", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-serve", action="store_true", help="build the bundle and exit")

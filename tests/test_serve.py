@@ -2,6 +2,7 @@
 subprocess on a free loopback port, and httpx talks to it (issue #8)."""
 
 import io
+import shutil
 
 import httpx
 import numpy as np
@@ -32,7 +33,7 @@ def empty_server(tmp_path_factory):
     empty = tmp_path_factory.mktemp("empty") / "deploy"
     empty.mkdir()
     with running_server(empty) as url:
-        yield url
+        yield url, empty
 
 
 def test_bundle_parity_recorded(bundle):
@@ -125,7 +126,8 @@ def test_generate_rejects_bad_input(server, payload, words):
     assert words in str(response.json()["detail"])
 
 
-def test_missing_models_answer_503_with_the_fix(empty_server):
+def test_missing_models_answer_503_with_the_fix(empty_server, bundle):
+    empty_server, folder = empty_server
     health = httpx.get(f"{empty_server}/health")
     assert health.status_code == 200
     assert health.json()["status"] == "models missing"
@@ -136,3 +138,9 @@ def test_missing_models_answer_503_with_the_fix(empty_server):
         detail = response.json()["detail"]
         assert export.DEMO_COMMAND in detail
         assert ("translator.pt" if path == "translate" else "generator.onnx") in detail
+
+    # the models appear while the server runs: it picks them up without a restart
+    shutil.copytree(bundle, folder, dirs_exist_ok=True)
+    assert httpx.get(f"{empty_server}/health").json()["status"] == "ok"
+    response = httpx.post(f"{empty_server}/translate", json={"text": SENTENCE}, timeout=60)
+    assert response.status_code == 200 and response.json()["translation"].strip()
