@@ -57,7 +57,7 @@ bench: $(BIN)/pytest
 	$(PY) -m helpers.bench $(BENCH_ARGS)
 
 # Not part of `make test`: three smoke runs of every notebook that writes metrics.json (two fresh
-# kernels, then the second kernel again); README "Determinism". DETERMINISM_THREADS=2 by default.
+# kernels, then the second kernel again); README "Determinism". DETERMINISM_THREADS=1 by default.
 determinism: $(BIN)/pytest
 	$(PY) tools/determinism.py
 

@@ -68,8 +68,10 @@ def _images(folder: Path, modes=("RGB",), size=(20, 24), broken=()) -> Path:
         array = rng.integers(0, 255, shape, dtype=np.uint8)
         if mode == "I;16":
             array = array.astype(np.uint16) * 257
-        Image.fromarray(array).convert(mode if mode in ("P", "CMYK") else Image.fromarray(array).mode) \
-            .save(folder / f"img{i}.{'jpg' if mode == 'CMYK' else 'png'}")
+        image = Image.fromarray(array)  # RGB, RGBA, L or I;16 from the array's shape and dtype
+        if mode in ("P", "CMYK"):
+            image = image.convert(mode)
+        image.save(folder / f"img{i}.{'jpg' if mode == 'CMYK' else 'png'}")
     for name in broken:
         (folder / name).write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     return folder

@@ -15,8 +15,9 @@ run 2's values too, with no History grown and no extra output file. The notebook
 order, so the DCGAN final project finds week 4's checkpoint as it does in ``make test``.
 
 Held fixed, because they change floating-point results without being a bug:
-``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (``--threads``, default 2; torch's CPU reductions
-split work by thread count) and the device (the smoke profile runs on the CPU).
+``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (``--threads`` or ``DETERMINISM_THREADS``, default 1;
+torch's CPU reductions split work by thread count) and the device (the smoke profile runs on
+the CPU).
 
 Not compared (documented in README, "Determinism"): ``written_at`` and ``environment``
 (timestamps, versions), and every value whose key names a measurement of the machine rather
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks to check (default: every one that writes metrics.json)")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("DETERMINISM_THREADS", 2)))
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("DETERMINISM_THREADS", 1)))
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     args = parser.parse_args(argv)
     notebooks = [p.resolve() for p in args.notebooks] or training_notebooks()
@@ -172,13 +173,22 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="determinism-") as tmp:
         first, second = Path(tmp) / "run1", Path(tmp) / "run2"
         for nb in notebooks:  # run 1: a fresh kernel per notebook
-            seconds = execute(nb, first, args.threads, args.timeout)
+            try:
+                seconds = execute(nb, first, args.threads, args.timeout)
+            except Exception as exc:  # noqa: BLE001 - report it, check the others
+                print(f"run 1: {nb.relative_to(ROOT)} FAILED: {type(exc).__name__}: "
+                      f"{str(exc).strip().splitlines()[-1:]}", flush=True)
+                continue
             print(f"run 1: {nb.relative_to(ROOT)} ({seconds:.0f} s)", flush=True)
         for nb in notebooks:  # run 2 and 3: a fresh kernel that runs the notebook twice
             rel = nb.relative_to(ROOT / "notebooks").with_suffix("")
             t0 = time.perf_counter()
-            same_kernel[nb], record = run_twice_in_one_kernel(
-                nb, second, args.threads, args.timeout, metrics=second / rel / "metrics.json")
+            try:
+                same_kernel[nb], record = run_twice_in_one_kernel(
+                    nb, second, args.threads, args.timeout, metrics=second / rel / "metrics.json")
+            except Exception as exc:  # noqa: BLE001
+                same_kernel[nb], record = [f"the notebook failed: {type(exc).__name__}: "
+                                           f"{str(exc).strip().splitlines()[-1:]}"], None
             print(f"runs 2+3 (one kernel): {nb.relative_to(ROOT)} ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
             path = first / rel / "metrics.json"
