@@ -5,13 +5,14 @@ BIN     = $(VENV)/bin
 PY      = $(BIN)/python
 NOTEBOOK_TIMEOUT ?= 300
 
-.PHONY: help setup test unit notebooks check-sync sync lab new clean bench determinism demo
+.PHONY: help setup test unit notebooks check-sync sync student lab new clean bench determinism demo
 
 help:
 	@echo "make setup   create $(VENV) and install requirements, test tools and helpers (editable)"
 	@echo "make test    unit tests, then every notebook (smoke profile, nbval), then the pairing check"
 	@echo "make lab     open JupyterLab in $(VENV)"
-	@echo "make sync    rewrite every notebook pair (.py <-> .ipynb), badges and setup cells"
+	@echo "make sync    rewrite every notebook pair (.py <-> .ipynb), badges and setup cells, and exercises/"
+	@echo "make student regenerate the exercise notebooks in exercises/ from the solution notebooks"
 	@echo "make new NB=notebooks/<track>/<name> TITLE='...'   start a notebook from the template"
 	@echo "make clean   remove caches and runs/ (keeps $(VENV) and data/)"
 	@echo "make bench   time naive vs optimized training steps and the data pipeline (table + runs/bench/*.json)"
@@ -44,6 +45,9 @@ check-sync: $(BIN)/pytest
 
 sync: $(BIN)/pytest
 	$(PY) tools/nbtools.py sync
+
+student: $(BIN)/pytest
+	$(PY) tools/nbtools.py student
 
 lab: $(BIN)/pytest
 	$(PY) -m pip install -q "jupyterlab>=4" && $(BIN)/jupyter lab notebooks

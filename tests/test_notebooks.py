@@ -129,3 +129,6 @@ def test_syllabus_links_every_notebook_and_only_existing_ones():
     assert links <= notebooks, f"syllabus links to missing notebooks: {links - notebooks}"
     missing = {n for n in notebooks if n != "notebooks/00_start_here.ipynb"} - links
     assert not missing, f"notebooks missing from the syllabus: {missing}"
+    exercise_links = set(re.findall(r"\(\.\./(exercises/[^)]+\.ipynb)\)", text))
+    exercise_files = {str(p.relative_to(ROOT)) for p in (ROOT / "exercises").rglob("*.ipynb")}
+    assert exercise_links == exercise_files, (exercise_links, exercise_files)

@@ -103,3 +103,19 @@ def test_student_notebook_runs_and_every_blank_is_caught(path, tmp_path, monkeyp
     for name in expected:
         assert f"Hint: {exercises.hint(name)}" in printed
     assert "✓ Exercise" not in printed, "a blank passed its check"
+
+
+def test_every_colab_link_in_every_badge_row_points_at_an_existing_notebook():
+    settings = nbtools.repo_settings()
+    prefix = f"https://colab.research.google.com/github/{settings['repo']}/blob/{settings['branch']}/"
+    paths = [p for p in ROOT.glob("notebooks/**/*.ipynb")] + list((ROOT / nbtools.STUDENT_DIR).rglob("*.ipynb"))
+    seen = 0
+    for path in paths:
+        nb = nbformat.read(str(path), as_version=4)
+        badge = next(c.source for c in nb.cells if nbtools.BADGE_MARK in c.source)
+        targets = re.findall(re.escape(prefix) + r"([^)\s]+)", badge)
+        assert targets and targets[0] == str(path.relative_to(ROOT)), f"{path}: badge opens {targets[:1]}"
+        for target in targets:
+            assert (ROOT / target).exists(), f"{path}: badge row links missing {target}"
+            seen += 1
+    assert seen >= len(paths) + 2 * len(SOLUTIONS)  # own badge + solution <-> exercise links

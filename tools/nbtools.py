@@ -109,7 +109,7 @@ def apply_generated(nb, rel_ipynb: str, root: Path = ROOT):
     cells = [c for c in nb.cells
              if not (c.cell_type == "markdown" and BADGE_MARK in c.source)
              and not (c.cell_type == "code" and c.source.startswith(SETUP_MARK))]
-    badge = nbformat.v4.new_markdown_cell(badge_source(rel_ipynb, root, exercises=has_exercises(nb)))
+    badge = nbformat.v4.new_markdown_cell(badge_source(rel_ipynb, root, exercises=has_exercises(nb) or rel_ipynb.startswith(STUDENT_DIR + "/")))
     setup = nbformat.v4.new_code_cell(setup_source(root))
     first_code = next((i for i, c in enumerate(cells) if c.cell_type == "code"), len(cells))
     cells.insert(first_code, setup)
