@@ -16,6 +16,8 @@ version from here. Modules (and the week that introduces each):
 - `helpers.gan_metrics`  FID, diversity diagnostics, linear probe (DCGAN week 4, final project)
 - `helpers.export`   ONNX export, onnxruntime decoding, parity checks, deploy bundles (week 4f)
 - `helpers.serve`    the FastAPI demo, `python -m helpers.serve` (week 4f)
+- `helpers.bench`    `make bench`: naive vs optimized training steps and the data pipeline, side by side (week 4b)
+- `helpers.distributed`  multi-GPU training under torchrun (DDP); `python -m helpers.train_translation` (week 4b)
 
 Importing `helpers` is cheap: submodules are imported on first use.
 """
@@ -25,7 +27,7 @@ from importlib import import_module as _import_module
 __version__ = "0.1.0"
 
 _SUBMODULES = ("config", "env", "data", "training", "checks", "exercises", "transformer", "translation",
-               "plots", "dcgan", "gan_metrics", "export", "serve")
+               "plots", "dcgan", "gan_metrics", "export", "serve", "bench", "distributed")
 
 
 def __getattr__(name):  # PEP 562: lazy submodules keep `import helpers` fast

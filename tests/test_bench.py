@@ -52,7 +52,8 @@ def test_quick_bench_writes_a_sane_json(clean_env, tmp_path):
         assert _finite_positive(row["tokens_per_s"]) and _finite_positive(row["step_ms"])
         assert row["tokens_per_s"] == pytest.approx(t["tokens_per_step"] / (row["step_ms"] / 1000), rel=1e-2)
         assert row["mfu"] is None and row["peak_mem_mb"] is None  # CPU: "n/a"
-        assert len(row["rounds_ms"]) >= 2
+        assert len(row["rounds_ms"]) >= 2 and row["step_ms"] == min(row["rounds_ms"])
+        assert row["step_ms"] <= row["median_step_ms"]
     assert t["ratio"] == pytest.approx(t["optimized"]["tokens_per_s"] / t["naive"]["tokens_per_s"], rel=1e-2)
     assert t["recipe"]["attention"] == "sdpa" and t["recipe"]["host_syncs_in_step"] == 0
     g = r["dcgan"]
