@@ -365,6 +365,7 @@ def record_parity(out_dir: str | Path, **numbers: Any) -> None:
 
 
 def read_manifest(out_dir: str | Path) -> dict[str, Any]:
+    """A bundle's ``deploy.json`` (sources, architectures, parity numbers) or ``{}`` (week 4f)."""
     path = Path(out_dir) / BUNDLE_MANIFEST
     return json.loads(path.read_text()) if path.is_file() else {}
 
