@@ -360,7 +360,7 @@ def save_generator_bundle(G: nn.Module, settings: Mapping[str, Any], out_dir: st
 
 
 def record_parity(out_dir: str | Path, **numbers: Any) -> None:
-    """Add parity numbers (max abs errors, identical translations) to ``deploy.json``."""
+    """Add parity numbers (max abs errors, identical translations) to ``deploy.json`` (week 4f)."""
     _update_manifest(out_dir, parity=numbers)
 
 
@@ -380,7 +380,7 @@ def _update_manifest(out_dir: Path, **entries: Any) -> None:
 
 
 def load_translator(out_dir: str | Path):
-    """``(model, tokenizer)`` from a bundle's ``translator.pt`` and ``tokenizer.json``."""
+    """``(model, tokenizer)`` from a bundle's ``translator.pt`` and ``tokenizer.json`` (week 4f)."""
     from .training import load_checkpoint
     from .translation import SubwordTokenizer
 
@@ -399,7 +399,7 @@ def load_translator(out_dir: str | Path):
 
 
 def load_generator(out_dir: str | Path):
-    """The DCGAN generator from a bundle's ``generator.pt`` (eval mode)."""
+    """The DCGAN generator from a bundle's ``generator.pt``, in eval mode (week 4f)."""
     from .dcgan import Generator
     from .training import load_checkpoint
 

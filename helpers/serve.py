@@ -49,7 +49,7 @@ class ModelUnavailable(RuntimeError):
 
 
 class Models:
-    """Loads the translator and the generator from a bundle on first use (thread-safe)."""
+    """Loads the translator and the generator from a bundle on first use, thread-safe (week 4f)."""
 
     def __init__(self, model_dir: Path, backend: str = "onnx"):
         if backend not in BACKENDS:
@@ -133,7 +133,7 @@ def translate_text(models: Models, text: str) -> str:
 
 
 def generate_png(models: Models, seed: int, count: int) -> bytes:
-    """A PNG grid of ``count`` generated images for latent vectors drawn with ``seed``."""
+    """A PNG grid of ``count`` generated images for latent vectors drawn with ``seed`` (week 4f)."""
     import torch
     from PIL import Image
     from torchvision.utils import make_grid
@@ -294,7 +294,7 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx"):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m helpers.serve``: optionally create the models, then serve with uvicorn."""
+    """``python -m helpers.serve``: optionally create the models, then serve with uvicorn (week 4f)."""
     parser = argparse.ArgumentParser(prog="python -m helpers.serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="deploy bundle folder (default: runs/deploy)")
