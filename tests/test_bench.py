@@ -29,6 +29,9 @@ def test_flops_formula_counts_weights_and_attention():
     b, s, t = 3, 5, 7
     expected = 6 * (n_enc * b * s + (n_dec + 16 * 100) * b * t) + 12 * 16 * b * (s * s + t * t + t * s)
     assert bench.transformer_step_flops(m, b, s, t) == expected
+    attention = 12 * 16 * b * (s * s + t * t + t * s)
+    assert bench.transformer_step_flops_6nd(m, b, s, t) == 6 * m.num_parameters() * b * (s + t) + attention
+    assert bench.transformer_step_flops_6nd(m, b, s, t) > bench.transformer_step_flops(m, b, s, t)
 
 
 def _finite_positive(x):
@@ -51,7 +54,7 @@ def test_quick_bench_writes_a_sane_json(clean_env, tmp_path):
         row = t[side]
         assert _finite_positive(row["tokens_per_s"]) and _finite_positive(row["step_ms"])
         assert row["tokens_per_s"] == pytest.approx(t["tokens_per_step"] / (row["step_ms"] / 1000), rel=1e-2)
-        assert row["mfu"] is None and row["peak_mem_mb"] is None  # CPU: "n/a"
+        assert row["mfu"] is None and row["mfu_6nd"] is None and row["peak_mem_mb"] is None  # CPU: "n/a"
         assert len(row["rounds_ms"]) >= 2 and row["step_ms"] == min(row["rounds_ms"])
         assert row["step_ms"] <= row["median_step_ms"]
     assert t["ratio"] == pytest.approx(t["optimized"]["tokens_per_s"] / t["naive"]["tokens_per_s"], rel=1e-2)
