@@ -19,8 +19,9 @@ every round and the median too:
    a small model on CPU.
 2. **DCGAN step** (one D and one G update, DCGAN §4): *plain* = ``helpers.dcgan.train_step``
    in fp32 eager (it reads four losses back to the host every step); *optimized* =
-   channels_last, fused Adam, no host syncs, ``torch.compile`` on GPU, autocast only with
-   ``--dcgan-amp`` (it does not pay off at 64x64 on an H100). 64x64 RGB, ngf = ndf = 64,
+   channels_last, fused Adam, no host syncs, ``torch.compile`` and cuDNN autotuning
+   (``cudnn.benchmark``) on GPU, autocast only with ``--dcgan-amp`` (in the speed issue's
+   H100 reference, bf16 + channels_last was not faster than fp32 at 64x64). 64x64 RGB, ngf = ndf = 64,
    batch 128 on GPU; 32x32, ngf = ndf = 32, batch 32 on CPU.
 3. **Data pipeline** alone: the translation batcher (token-count batches with length
    bucketing, §5.1) in batches/s and tokens/s with its padding fraction, and the image loader
@@ -404,16 +405,24 @@ def bench_dcgan(device: torch.device, s: Sizes, *, compile_model: bool, amp: boo
     ones, zeros = torch.ones(b, device=device), torch.zeros(b, device=device)
     fast_gen = torch.Generator(device=device).manual_seed(1)
 
+    on_gpu = device.type == "cuda"
+
     def fast_step():
-        return optimized_dcgan_step(G1c, D1c, opt_g1, opt_d1, real_cl, nz=nz, generator=fast_gen,
-                                    amp=settings, scaler=scaler, ones=ones, zeros=zeros)
+        previous = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = on_gpu or previous  # cuDNN picks the fastest conv kernels
+        try:
+            return optimized_dcgan_step(G1c, D1c, opt_g1, opt_d1, real_cl, nz=nz,
+                                        generator=fast_gen, amp=settings, scaler=scaler,
+                                        ones=ones, zeros=zeros)
+        finally:
+            torch.backends.cudnn.benchmark = previous
 
     warmup = s.warmup + (2 if compile_model else 0)
     times = interleaved_times({"plain": plain_step, "optimized": fast_step}, device,
                               warmup=warmup, rounds=s.rounds, steps_per_round=s.steps_per_round)
     out = {"size": {"image": s.gan_image, "channels": s.gan_channels, "ngf_ndf": s.gan_width,
                     "nz": nz, "batch": b},
-           "recipe": {"channels_last": True, "fused_adam": fused,
+           "recipe": {"channels_last": True, "fused_adam": fused, "cudnn_benchmark": on_gpu,
                       "amp": str(settings.dtype).replace("torch.", ""),
                       "compile": compile_model and not any("compile" in n for n in notes),
                       "compile_mode": compile_mode or "default", "host_syncs_in_step": 0},
