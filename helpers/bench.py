@@ -128,10 +128,10 @@ def sizes_for(device: torch.device, quick: bool) -> Sizes:
                      src_len=64, tgt_len=64, gan_image=64, gan_width=64, gan_batch=128,
                      gan_channels=3, pairs=29000, max_tokens=8000, folder_images=512,
                      warmup=3, rounds=7, steps_per_round=5)
-    return Sizes(vocab=8000, d_model=128, n_heads=4, d_ff=512, n_layers=2, batch=32, src_len=24,
-                 tgt_len=24, gan_image=32, gan_width=32, gan_batch=32, gan_channels=3,
-                 pairs=4000, max_tokens=1200, folder_images=96, warmup=1, rounds=6,
-                 steps_per_round=2)
+    return Sizes(vocab=4000, d_model=128, n_heads=4, d_ff=512, n_layers=2, batch=16, src_len=48,
+                 tgt_len=48, gan_image=32, gan_width=32, gan_batch=32, gan_channels=3,
+                 pairs=4000, max_tokens=1200, folder_images=96, warmup=1, rounds=12,
+                 steps_per_round=1)
 
 
 # --------------------------------------------------------------------------- timing
