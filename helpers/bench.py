@@ -118,6 +118,8 @@ class Sizes:
 
 
 def sizes_for(device: torch.device, quick: bool) -> Sizes:
+    """Benchmark sizes: the paper's base model (§3, Table 3) and DCGAN at 64x64 with batch 128
+    (DCGAN §4) on a GPU, small models on the CPU, tiny ones for ``--quick`` (week 4b)."""
     if quick:
         return Sizes(vocab=300, d_model=32, n_heads=4, d_ff=64, n_layers=1, batch=4, src_len=8,
                      tgt_len=8, gan_image=16, gan_width=8, gan_batch=8, gan_channels=3,
@@ -143,7 +145,8 @@ def _sync(device: torch.device) -> None:
 def interleaved_times(steps: dict[str, Callable[[], Any]], device: torch.device, *, warmup: int,
                       rounds: int, steps_per_round: int) -> dict[str, list[float]]:
     """Seconds per step for each named step function, timed in alternating rounds (the order
-    flips every round) after ``warmup`` untimed calls each. Returns every round's figure."""
+    flips every round) after ``warmup`` untimed calls each. Returns every round's figure
+    (week 4b: warm up, synchronise, then time)."""
     for fn in steps.values():
         for _ in range(warmup):
             fn()
@@ -248,7 +251,8 @@ def transformer_step_flops(model, batch: int, src_len: int, tgt_len: int) -> flo
 
 def bench_transformer(device: torch.device, s: Sizes, *, compile_model: bool, amp: bool,
                       peak: tuple[float, str] | None) -> dict:
-    """Naive fp32 (week 2 attention, plain Adam) vs optimized training step, side by side."""
+    """Naive fp32 (week 2 attention, plain Adam) vs optimized training step, side by side
+    (Transformer week 4b; §3.2.1 Eq. 1 computed two ways)."""
     from . import env
     from .transformer import Transformer, label_smoothed_loss, paper_adam
 
@@ -361,7 +365,8 @@ def optimized_dcgan_step(G, D, opt_g, opt_d, real, *, nz: int, generator=None, a
 
 def bench_dcgan(device: torch.device, s: Sizes, *, compile_model: bool, amp: bool,
                 compile_mode: str | None = None) -> dict:
-    """Plain fp32 eager DCGAN update (``helpers.dcgan.train_step``) vs the optimized one."""
+    """Plain fp32 eager DCGAN update (``helpers.dcgan.train_step``) vs the optimized one
+    (DCGAN week 4, §4 training setup)."""
     from . import env
     from .dcgan import Discriminator, Generator, dcgan_optimizers, train_step, weights_init
 
@@ -453,17 +458,15 @@ def bench_data(s: Sizes, *, workers: int = 0, repeats: int = 3) -> dict:
     """Batches/s of the translation batcher (§5.1 token batches) and the image loaders alone."""
     from .data.images import ImageFolderDataset
     from .data.text import synthetic_translation
-    from .translation import PAD, prepare_translation
+    from .translation import prepare_translation
 
     splits = synthetic_translation(s.pairs, 20, 20, seed=0)
     data = prepare_translation(splits, min(500, s.vocab), name="bench")
     epoch = [0]
-    shapes: list[tuple[int, int]] = []
 
     def batcher():
         epoch[0] += 1
         batches = data.batches("train", s.max_tokens, seed=epoch[0])
-        shapes[:] = [(src.numel(), tgt.numel()) for src, tgt, _ in batches]
         return len(batches)
 
     sec, n_batches = _best_of(batcher, repeats)
@@ -473,7 +476,6 @@ def bench_data(s: Sizes, *, workers: int = 0, repeats: int = 3) -> dict:
                    "batches_per_s": round(n_batches / sec, 1),
                    "tokens_per_s": round(real_tokens / sec, 1),
                    "padding_fraction": round(data.padding_fraction("train", s.max_tokens), 4)}
-    assert PAD == 0
 
     # in-memory tensors: the MNIST / Fashion-MNIST / CIFAR-10 path of helpers.data.images
     b = s.gan_batch
@@ -617,6 +619,7 @@ def run(device: str | torch.device | None = None, *, quick: bool = False,
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m helpers.bench`` / ``make bench`` (week 4b)."""
     p = argparse.ArgumentParser(prog="python -m helpers.bench", description=__doc__.split("\n")[0])
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the bench runs (tests)")

@@ -3,6 +3,7 @@ No timing thresholds: speed is what the bench reports, not what a test asserts."
 
 import json
 import math
+import os
 import subprocess
 import sys
 
@@ -42,7 +43,7 @@ def test_quick_bench_writes_a_sane_json(clean_env, tmp_path):
     out = tmp_path / "bench" / "quick.json"
     proc = subprocess.run([sys.executable, "-m", "helpers.bench", "--device", "cpu", "--quick",
                            "--out", str(out)], capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| Transformer step, tokens/s" in proc.stdout and "not measured" in proc.stdout
     r = json.loads(out.read_text())
