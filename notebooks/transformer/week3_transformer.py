@@ -398,7 +398,7 @@ else:
     start = time.perf_counter()
     history = train_translation(model, data, cfg, device=device, time_limit_s=cfg.time_limit_s)
     train_seconds = time.perf_counter() - start
-    training.save_checkpoint(ckpt_path, model=model, step=len(history["train_loss"]),
+    training.save_checkpoint(ckpt_path, model=model, step=history.steps("seconds")[-1],
                              config={**cfg, "vocab_size": tok.vocab_size},
                              extra={"history": history.state_dict()})
 
