@@ -21,8 +21,9 @@ the CPU).
 
 Not compared (documented in README, "Determinism"): ``written_at`` and ``environment``
 (timestamps, versions), and every value whose key names a measurement of the machine rather
-than of the model: keys containing ``seconds``, ``ms/step``, ``peak memory``, ``throughput``,
-``per_second`` or ``time_s``. The report lists every excluded value it met.
+than of the model: keys containing ``seconds``, ``ms/step``, ``_ms``, ``latency``, ``peak
+memory``, ``throughput``, ``per_second`` or ``time_s``. The report lists every excluded value it
+met. Paths inside the runs folder are compared relative to it (each run has its own folder).
 
 Exit status 0 when every notebook matched, 1 otherwise. Used by ``make determinism``.
 """
@@ -40,7 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 EXCLUDED_TOP = ("written_at", "environment")
-EXCLUDED_KEY = re.compile(r"seconds|ms/step|peak memory|throughput|per_second|time_s", re.I)
+EXCLUDED_KEY = re.compile(r"seconds|ms/step|_ms\b|latency|peak memory|throughput|per_second|time_s",
+                          re.I)
 
 
 def training_notebooks() -> list[Path]:
@@ -74,8 +76,18 @@ def split_excluded(record: dict) -> tuple[dict[str, object], list[str]]:
     return kept, excluded
 
 
-def compare(first: dict, second: dict) -> tuple[list[str], list[str], int]:
+def _relative(record: dict, runs: Path | None) -> dict:
+    """The record with its runs folder written as ``<runs>`` (each run has its own folder)."""
+    if runs is None:
+        return record
+    return json.loads(json.dumps(record).replace(str(runs), "<runs>"))
+
+
+def compare(first: dict, second: dict, runs: tuple[Path, Path] | None = None
+            ) -> tuple[list[str], list[str], int]:
     """(differences, excluded names, number of values compared)."""
+    if runs is not None:
+        first, second = _relative(first, runs[0]), _relative(second, runs[1])
     a, excluded = split_excluded(first)
     b, _ = split_excluded(second)
     diffs = []
@@ -195,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             if record is None or not path.is_file():
                 results[nb] = ([f"no metrics.json at {rel} (did the notebook change its name?)"], [], 0)
                 continue
-            results[nb] = compare(json.loads(path.read_text()), record)
+            results[nb] = compare(json.loads(path.read_text()), record, runs=(first, second))
     print(f"\nDeterminism report (smoke profile, CPU, {args.threads} thread(s)). Run 1 and run 2: "
           f"each in a fresh kernel with an empty runs folder; run 3: run 2's kernel again.")
     failed = 0

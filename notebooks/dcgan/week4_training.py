@@ -117,7 +117,7 @@ ckpt_path = env.checkpoint_dir("dcgan", "week4_training") / "dcgan.pt"
 architecture = ["nz", "ngf", "ndf", "image_size", "channels"]
 load_trained = ckpt_path.exists() and cfg.profile != "smoke"
 if not load_trained:  # a new run replaces the last one's curves (run twice: no doubled curves)
-    for old_events in (run_dir / "tensorboard").glob("events.out.tfevents.*"):
+    for old_events in (run_dir / "tensorboard").rglob("events.out.tfevents.*"):  # and sub-folders
         old_events.unlink()
 writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
 grids = []
