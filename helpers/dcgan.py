@@ -278,10 +278,20 @@ def train_dcgan(G, D, loader, cfg, *, device, fixed_noise=None, history=None, wr
     order = _order_state(loader)
     resumed = None
     if checkpoint_path is not None and Path(checkpoint_path).exists():
-        resumed = training.load_checkpoint(checkpoint_path, model=G, optimizer=opt_g,
-                                           config=settings, config_keys=DCGAN_ARCHITECTURE_KEYS,
-                                           restore_rng=False)
+        resumed = training.load_checkpoint(checkpoint_path, config=settings,  # checks only
+                                           config_keys=DCGAN_ARCHITECTURE_KEYS, restore_rng=False)
         extra = resumed["extra"]
+        missing = [k for k in ("optimizer",) if k not in resumed] + [
+            k for k in ("D", "opt_d", "noise_rng", "epoch", "batch_in_epoch", "order", "history")
+            if k not in extra]
+        if missing:
+            raise training.CheckpointError(
+                f"{checkpoint_path} holds trained nets but not the state to resume training "
+                f"(no {', '.join(missing)}): it was not written by train_dcgan(checkpoint_path=...). "
+                f"Fix: pass another checkpoint_path for this run (that file stays as it is), or "
+                f"load it with helpers.training.load_checkpoint to use the nets.")
+        G.load_state_dict(resumed["model"])
+        opt_g.load_state_dict(resumed["optimizer"])
         D.load_state_dict(extra["D"])
         opt_d.load_state_dict(extra["opt_d"])
         gen.set_state(extra["noise_rng"])

@@ -365,7 +365,9 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module | None = 
     for key, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("scaler", scaler)):
         if obj is not None:
             if key not in state:
-                raise CheckpointError(f"{path} holds no {key} state; it cannot resume that {key}.")
+                raise CheckpointError(f"{path} holds no {key} state; it cannot resume that {key}. "
+                                      f"Fix: load only the weights (leave out {key}=), or resume "
+                                      f"from a checkpoint the training loop wrote.")
             obj.load_state_dict(state[key])
     if restore_rng and "rng" in state:
         set_rng_state(state["rng"])

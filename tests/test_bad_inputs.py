@@ -230,6 +230,15 @@ def checkpoint_loaded_into_another_model(root, mp):
     return lambda: load_checkpoint(ckpt, model=Generator(nz=16, ngf=4, nc=1, image_size=16))
 
 
+def checkpoint_without_resume_state(root, mp):
+    from helpers.dcgan import build_dcgan
+
+    G, D = build_dcgan(_dcgan_cfg(), nc=1)  # saved the way week 4 saves its final nets
+    ckpt = save_checkpoint(root / "runs" / "dcgan.pt", model=G, step=6, config=_dcgan_cfg(),
+                           extra={"D": D.state_dict()})
+    return _resume_dcgan(ckpt)
+
+
 def corrupt_checkpoint(root, mp):
     ckpt = root / "runs" / "half.pt"
     ckpt.parent.mkdir(parents=True)
@@ -351,6 +360,9 @@ CASES = [
          (r"d_model: checkpoint 32, config 64", r"d_ff: checkpoint 64, config 128", r"Fix:")),
     Case("checkpoint weights do not fit the model", checkpoint_loaded_into_another_model,
          CheckpointError, (r"another architecture", r"size mismatch", r"nz=8", r"Fix: build the model")),
+    Case("resume from a checkpoint without resume state", checkpoint_without_resume_state,
+         CheckpointError, (r"not the state to resume training \(no optimizer, opt_d, noise_rng", r"Fix: pass another "
+                           r"checkpoint_path")),
     Case("corrupt checkpoint", corrupt_checkpoint, CheckpointError,
          (r"not a readable checkpoint", r"Fix: delete it and resume from an earlier one")),
     Case("full profile without a GPU", full_profile_without_gpu, UserWarning,

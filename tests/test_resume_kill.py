@@ -91,7 +91,7 @@ def test_sigkill_at_a_random_step_then_resume_is_bit_identical(loop, tmp_path):
     reference = tmp_path / "reference.pt"
     _run(loop, reference, tmp_path)  # uninterrupted (also builds the cached tokenizer)
 
-    kill_at = random.Random(f"kill-{loop}").randint(EVERY + 1, STEPS - EVERY - 1)
+    kill_at = random.Random(f"SIGKILL {loop}").randint(EVERY + 1, STEPS - EVERY - 1)
     ckpt = tmp_path / "run.pt"
     proc = subprocess.Popen([sys.executable, "-c", CHILD, loop, str(ckpt), "1"], env=_env(tmp_path),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
