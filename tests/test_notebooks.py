@@ -22,6 +22,7 @@ def repo_copy(tmp_path):
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     shutil.copytree(ROOT / "notebooks", tmp_path / "notebooks",
                     ignore=shutil.ignore_patterns(".ipynb_checkpoints", "runs"))
+    shutil.copytree(ROOT / nbtools.STUDENT_DIR, tmp_path / nbtools.STUDENT_DIR)
     return tmp_path
 
 
