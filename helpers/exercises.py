@@ -35,6 +35,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from . import dcgan as _dcgan
+from . import transformer as _T
+
 
 class ExerciseError(AssertionError):
     """Your exercise gives a wrong result; the message names the likely mistake and the fix."""
@@ -168,14 +171,6 @@ def _call(name: str, fn, *args, on_error: Sequence[tuple[str, str, str]] = (), *
 
 # =========================================================================== Transformer
 # ---------------------------------------------------------------- attention (§3.2.1, week 2)
-def _ref_attention(q, k, v, mask=None):
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    weights = scores.softmax(-1)
-    return weights @ v, weights
-
-
 def _attention_variant(q, k, v, mask, *, scale="sqrt", axis=-1, mask_mode="ok", transpose=True):
     kt = k.transpose(-2, -1) if transpose else k
     scores = q @ kt
@@ -227,7 +222,7 @@ def _run_attention(fn) -> int:
             _fail(name, f"it returned {type(result).__name__}, not a pair.",
                   "return (output, weights): the weights are needed for the heatmaps.")
         out, weights = result
-        exp_out, exp_w = _ref_attention(q, k, v, m)
+        exp_out, exp_w = _T.scaled_dot_product_attention(q, k, v, m)
         if tuple(weights.shape) != tuple(exp_w.shape):
             if tuple(weights.shape) == (2, 3, 4) or weights.shape[-1] == q.size(-1):
                 _fail(name, f"weights have shape {tuple(weights.shape)}, expected {tuple(exp_w.shape)}.",
@@ -263,7 +258,7 @@ def _run_attention(fn) -> int:
 _register(name="attention", title="scaled dot-product attention (Eq. 1)", where="Transformer week 2",
           hint="scores = Q K^T / sqrt(d_k) (use k.transpose(-2, -1)); masked_fill(~mask, -inf); "
                "softmax over the last axis (the keys); return (weights @ v, weights).",
-          run=_run_attention, fallback=lambda c: _ref_attention,
+          run=_run_attention, fallback=lambda c: _T.scaled_dot_product_attention,
           fallback_name="helpers.transformer.scaled_dot_product_attention",
           mistakes=("no 1/sqrt(d_k) scaling", "scaling by d_k", "softmax over the queries",
                     "mask ignored", "mask inverted", "blocked scores set to 0", "K not transposed",
@@ -424,7 +419,7 @@ def _run_pe(fn) -> int:
     if tuple(got.shape) != (50, 16):
         _fail(name, f"shape {tuple(got.shape)}, expected [max_len, d_model] = (50, 16).",
               "pe = torch.zeros(max_len, d_model)")
-    return _diagnose(name, got.float(), _pe(50, 16), [
+    return _diagnose(name, got.float(), _T.sinusoidal_encoding(50, 16), [
         (_pe(50, 16, swap=True), "sin and cos are swapped", "even dimensions (0, 2, ...) get sin, odd get cos"),
         (_pe(50, 16, per_dim=True), "the exponent uses i/d_model where the paper has 2i/d_model",
          "the exponent of 10000 is 2i/d_model, where 2i = 0, 2, 4, ...: torch.arange(0, d_model, 2) / d_model"),
@@ -439,15 +434,10 @@ def _run_pe(fn) -> int:
 _register(name="positional_encoding", title="sinusoidal positional encoding (§3.5)", where="Transformer week 3",
           hint="angle = pos / 10000^(2i/d_model) for 2i = 0, 2, 4, ...; pe[:, 0::2] = sin(angle), "
                "pe[:, 1::2] = cos(angle); shape [max_len, d_model].",
-          run=_run_pe, fallback=lambda c: _ref_pe_fallback,
+          run=_run_pe, fallback=lambda c: _T.sinusoidal_encoding,
           fallback_name="helpers.transformer.sinusoidal_encoding",
           mistakes=("sin/cos swapped", "i instead of 2i", "halves not interleaved", "positions from 1",
                     "multiplied instead of divided", "transposed shape"))
-
-
-def _ref_pe_fallback(max_len, d_model):
-    from .transformer import sinusoidal_encoding
-    return sinusoidal_encoding(max_len, d_model)
 
 
 # ---------------------------------------------------------------- learning-rate schedule (Eq. 3)
@@ -466,7 +456,7 @@ def _run_lr(fn) -> int:
     on_error = [("division by zero", "step 0: step ** -0.5 divides by zero",
                  "steps count from 1 (LambdaLR's counter starts at 0: pass i + 1)")]
     got = [float(_call(name, fn, s, 512, 4000, on_error=on_error)) for s in _LR_STEPS]
-    return _diagnose(name, got, [_lr(s, 512, 4000) for s in _LR_STEPS], [
+    return _diagnose(name, got, [_T.transformer_lr(s, 512, 4000) for s in _LR_STEPS], [
         ([_lr(s, 512, 4000, "no_scale") for s in _LR_STEPS], "the d_model^-0.5 factor is missing",
          "multiply by d_model ** -0.5"),
         ([_lr(s, 512, 4000, "warm_exp") for s in _LR_STEPS], "the warmup term uses warmup^-0.5, not warmup^-1.5",
@@ -477,14 +467,9 @@ def _run_lr(fn) -> int:
         "lrate = d_model ** -0.5 * min(step ** -0.5, step * warmup ** -1.5)")
 
 
-def _lr_fallback(c):
-    from .transformer import transformer_lr
-    return lambda step, d_model, warmup: transformer_lr(step, d_model, warmup)
-
-
 _register(name="lr_schedule", title="the learning-rate schedule (Eq. 3)", where="Transformer week 3",
           hint="d_model ** -0.5 * min(step ** -0.5, step * warmup ** -1.5), step counting from 1.",
-          run=_run_lr, fallback=_lr_fallback, fallback_name="helpers.transformer.transformer_lr",
+          run=_run_lr, fallback=lambda c: _T.transformer_lr, fallback_name="helpers.transformer.transformer_lr",
           mistakes=("missing d_model^-0.5", "warmup^-0.5", "max instead of min", "step 0 division"))
 
 
@@ -519,7 +504,7 @@ def _run_smoothing(fn) -> int:
     if not torch.is_tensor(got) or got.dim() != 0:
         _fail(name, f"it returned {tuple(got.shape) if torch.is_tensor(got) else type(got).__name__}, "
                     f"not a scalar.", "average over the non-padding tokens: loss[target != pad_id].mean()")
-    return _diagnose(name, got, _smooth(*args), [
+    return _diagnose(name, got, _T.label_smoothed_loss(*args), [
         (_smooth(logits, target, 0.0, 1), "there is no smoothing: this is plain cross-entropy",
          "the target puts 1 - eps + eps/V on the right token and eps/V on every token"),
         (_smooth(*args, variant="no_pad"), "padding positions are counted in the loss",
@@ -539,16 +524,11 @@ def _run_smoothing(fn) -> int:
                    "label_smoothing=eps, ignore_index=pad_id)")
 
 
-def _smoothing_fallback(c):
-    from .transformer import label_smoothed_loss
-    return lambda logits, target, eps, pad_id: label_smoothed_loss(logits, target, eps, pad_id)
-
-
 _register(name="label_smoothing", title="label-smoothed cross-entropy (§5.4)", where="Transformer week 3",
           hint="log_probs = logits.log_softmax(-1); target distribution eps/V everywhere and "
                "1 - eps + eps/V at the right token; loss = -(dist * log_probs).sum(-1), mean over "
                "non-padding tokens.",
-          run=_run_smoothing, fallback=_smoothing_fallback,
+          run=_run_smoothing, fallback=lambda c: _T.label_smoothed_loss,
           fallback_name="helpers.transformer.label_smoothed_loss",
           mistakes=("no smoothing", "padding counted", "sum not mean", "probabilities not log-probabilities",
                     "mass not spread", "spread over V-1"))
@@ -561,7 +541,6 @@ def _modules(net):
 
 def _run_generator(cls) -> int:
     name = "generator"
-    from .dcgan import Generator
     torch.manual_seed(0)
     G = _call(name, cls, 16, 8, 3)
     mods = _modules(G)
@@ -594,7 +573,7 @@ def _run_generator(cls) -> int:
         _fail(name, f"G(z) has shape {tuple(out.shape)}, expected (4, 3, 64, 64).",
               "1x1 -> 4x4 with ConvTranspose2d(nz, ngf*8, 4, 1, 0), then four ConvTranspose2d(.., 4, 2, 1), "
               "each doubling the size: 8, 16, 32, 64")
-    ref = Generator(16, 8, 3, 64)
+    ref = _dcgan.Generator(16, 8, 3, 64)
     n_mine, n_ref = sum(p.numel() for p in G.parameters()), sum(p.numel() for p in ref.parameters())
     if n_mine != n_ref:
         _fail(name, f"{n_mine:,} parameters where Figure 1's layout has {n_ref:,}.",
@@ -635,18 +614,14 @@ def _run_discriminator(cls) -> int:
 
 
 def _generator_fallback(cls):
-    from .dcgan import Generator
-
-    class ReferenceGenerator(Generator):
+    class ReferenceGenerator(_dcgan.Generator):
         def __init__(self, nz=100, ngf=64, nc=3):
             super().__init__(nz, ngf, nc, 64)
     return ReferenceGenerator
 
 
 def _discriminator_fallback(cls):
-    from .dcgan import Discriminator
-
-    class ReferenceDiscriminator(Discriminator):
+    class ReferenceDiscriminator(_dcgan.Discriminator):
         def __init__(self, nc=3, ndf=64):
             super().__init__(nc, ndf, 64)
     return ReferenceDiscriminator
@@ -670,9 +645,8 @@ _register(name="discriminator", title="the DCGAN discriminator", where="DCGAN we
 # ---------------------------------------------------------------- weight init (§4)
 def _run_init(fn) -> int:
     name = "weights_init"
-    from .dcgan import Discriminator, Generator
     torch.manual_seed(0)
-    G, D = Generator(100, 32, 3, 64), Discriminator(3, 32, 64)
+    G, D = _dcgan.Generator(100, 32, 3, 64), _dcgan.Discriminator(3, 32, 64)
     default_g = [m.weight.detach().clone() for m in G.modules() if isinstance(m, nn.ConvTranspose2d)]
     _call(name, G.apply, fn)
     _call(name, D.apply, fn)
@@ -710,14 +684,9 @@ def _run_init(fn) -> int:
 _register(name="weights_init", title="DCGAN weight initialization (§4)", where="DCGAN week 3",
           hint="for nn.Conv2d and nn.ConvTranspose2d: normal_(m.weight, 0.0, 0.02); for nn.BatchNorm2d: "
                "normal_(m.weight, 1.0, 0.02) and zeros_(m.bias).",
-          run=_run_init, fallback=lambda c: _init_fallback, fallback_name="helpers.dcgan.weights_init",
+          run=_run_init, fallback=lambda c: _dcgan.weights_init, fallback_name="helpers.dcgan.weights_init",
           mistakes=("wrong std", "not zero-centred", "ConvTranspose2d skipped", "BatchNorm not initialized",
                     "BatchNorm scale around 0", "BatchNorm shift not zero"))
-
-
-def _init_fallback(m):
-    from .dcgan import weights_init
-    weights_init(m)
 
 
 # ---------------------------------------------------------------- one training step (§3-4, week 3)
@@ -745,21 +714,18 @@ def _step_variant(G, D, opt_g, opt_d, real, nz, generator, variant=""):
     return loss_d.item(), loss_g.item()
 
 
-def _step_outcome(step_fn, name=None):
-    from .dcgan import Discriminator, Generator, dcgan_optimizers
+def _step_outcome(step_fn):
+    """Two steps of ``step_fn`` from a fixed start: the four losses and every weight after."""
     torch.manual_seed(0)
-    G, D = Generator(8, 4, 1, 16), Discriminator(1, 4, 16)
-    opt_g, opt_d = dcgan_optimizers(G, D)
+    G, D = _dcgan.Generator(8, 4, 1, 16), _dcgan.Discriminator(1, 4, 16)
+    opt_g, opt_d = _dcgan.dcgan_optimizers(G, D)
     gen = torch.Generator().manual_seed(1)
     real = torch.rand(6, 1, 16, 16, generator=torch.Generator().manual_seed(2)) * 2 - 1
     losses = []
     on_error = [("backward through the graph a second time", "D's loss backpropagates into G, which frees G's "
                  "graph before G's own backward", "use D(fake.detach()) in the discriminator's loss")]
     for _ in range(2):
-        out = _call(name, step_fn, G, D, opt_g, opt_d, real, 8, gen, on_error=on_error) if name else \
-            step_fn(G, D, opt_g, opt_d, real, 8, gen)
-        if isinstance(out, dict):
-            out = (out["loss_d"], out["loss_g"])
+        out = _call("train_step", step_fn, G, D, opt_g, opt_d, real, 8, gen, on_error=on_error)
         losses += [float(v) for v in out]
     params = torch.cat([p.detach().flatten() for p in list(G.parameters()) + list(D.parameters())])
     return losses, params
@@ -767,7 +733,7 @@ def _step_outcome(step_fn, name=None):
 
 def _run_train_step(fn) -> int:
     name = "train_step"
-    got = _step_outcome(fn, name)
+    got = _step_outcome(fn)
     variants = []
     for v, message, fix in [
         ("saturating", "the generator minimizes log(1 - D(G(z))), the saturating loss",
@@ -780,17 +746,15 @@ def _run_train_step(fn) -> int:
          "opt_g.zero_grad() before loss_g.backward() (D's step may also have left gradients in G)"),
     ]:
         variants.append((_step_outcome(lambda *a, v=v: _step_variant(*a, variant=v)), message, fix))
-    expected = _step_outcome(lambda *a: _step_variant(*a))
+    expected = _step_outcome(_train_step_fallback(None))
     return _diagnose(name, got, expected, variants, "two steps (losses and the updated weights)",
                      "one D step on real (label 1) and fake.detach() (label 0), then one G step with label 1 "
                      "on D(fake); zero each optimizer's gradients before its backward")
 
 
 def _train_step_fallback(c):
-    from .dcgan import train_step
-
     def step(G, D, opt_g, opt_d, real, nz, generator):
-        stats = train_step(G, D, opt_g, opt_d, real, nz=nz, generator=generator)
+        stats = _dcgan.train_step(G, D, opt_g, opt_d, real, nz=nz, generator=generator)
         return stats["loss_d"], stats["loss_g"]
     return step
 
@@ -830,7 +794,7 @@ def _run_slerp(fn) -> int:
         _fail(name, f"expected a [steps, nz] = (7, 32) tensor, got "
                     f"{tuple(got.shape) if torch.is_tensor(got) else type(got).__name__}.",
               "t = torch.linspace(0, 1, steps)[:, None] broadcasts against z0 [nz]")
-    return _diagnose(name, got, _slerp(z0, z1, 7), [
+    return _diagnose(name, got, _dcgan.interpolate(z0, z1, 7), [
         (_slerp(z0, z1, 7, "linear"), "it interpolates on a straight line; midpoints have a smaller norm than "
                                       "typical Gaussian samples",
          "slerp: sin((1 - t)ω)/sin ω · z0 + sin(tω)/sin ω · z1, with ω the angle between z0 and z1"),
@@ -848,14 +812,9 @@ def _run_slerp(fn) -> int:
     ], "the path", "see helpers.dcgan.interpolate's formula")
 
 
-def _slerp_fallback(c):
-    from .dcgan import interpolate
-    return lambda z0, z1, steps: interpolate(z0, z1, steps)
-
-
 _register(name="slerp", title="spherical interpolation in latent space (§6.1)", where="DCGAN week 4",
           hint="omega = arccos(<z0/|z0|, z1/|z1|>); t = linspace(0, 1, steps)[:, None]; "
                "sin((1 - t)·omega)/sin(omega)·z0 + sin(t·omega)/sin(omega)·z1.",
-          run=_run_slerp, fallback=_slerp_fallback, fallback_name="helpers.dcgan.interpolate",
+          run=_run_slerp, fallback=lambda c: _dcgan.interpolate, fallback_name="helpers.dcgan.interpolate",
           mistakes=("linear interpolation", "reversed", "endpoints left out", "stops before z1",
                     "no division by sin(omega)", "unit-norm result"))

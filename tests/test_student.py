@@ -3,10 +3,10 @@ every blank left blank (up to the last exercise check), each blank is caught by 
 a friendly message and nothing else fails (the checks fall back to the tested versions)."""
 
 import re
+import shutil
 import sys
 from pathlib import Path
 
-import jupytext
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -17,9 +17,10 @@ import nbtools  # noqa: E402
 
 from helpers import exercises  # noqa: E402
 
-SOLUTIONS = {path: nbtools.jupytext.read(str(Path(str(path).replace(
-    str(ROOT / nbtools.STUDENT_DIR), str(ROOT / "notebooks"))).with_suffix(".py")))
-    for path in sorted((ROOT / nbtools.STUDENT_DIR).rglob("*.ipynb"))}
+STUDENT_ROOT = ROOT / nbtools.STUDENT_DIR
+# exercise notebook -> its solution notebook (the .py side)
+SOLUTIONS = {path: nbtools.jupytext.read(str((ROOT / "notebooks" / path.relative_to(STUDENT_ROOT)).with_suffix(".py")))
+             for path in sorted(STUDENT_ROOT.rglob("*.ipynb"))}
 
 
 def test_stubs_replace_every_solution_block_and_keep_the_code_valid():
@@ -65,15 +66,10 @@ def test_a_stale_student_notebook_is_caught(tmp_path):
     nb = nbformat.read(str(path), as_version=4)
     nb.cells[-1].source += "\n# edited by hand"
     root = tmp_path / "repo"
-    for rel in ("pyproject.toml", "notebooks", nbtools.STUDENT_DIR):
-        src = ROOT / rel
-        dst = root / rel
-        if src.is_dir():
-            import shutil
-            shutil.copytree(src, dst)
-        else:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.write_bytes(src.read_bytes())
+    root.mkdir()
+    shutil.copy(ROOT / "pyproject.toml", root / "pyproject.toml")
+    for folder in ("notebooks", nbtools.STUDENT_DIR):
+        shutil.copytree(ROOT / folder, root / folder)
     nbformat.write(nb, str(root / path.relative_to(ROOT)))
     problems = nbtools.check_students(root)
     assert any("stale" in p and "make student" in p for p in problems), problems
@@ -108,7 +104,7 @@ def test_student_notebook_runs_and_every_blank_is_caught(path, tmp_path, monkeyp
 def test_every_colab_link_in_every_badge_row_points_at_an_existing_notebook():
     settings = nbtools.repo_settings()
     prefix = f"https://colab.research.google.com/github/{settings['repo']}/blob/{settings['branch']}/"
-    paths = [p for p in ROOT.glob("notebooks/**/*.ipynb")] + list((ROOT / nbtools.STUDENT_DIR).rglob("*.ipynb"))
+    paths = list(ROOT.glob("notebooks/**/*.ipynb")) + list(STUDENT_ROOT.rglob("*.ipynb"))
     seen = 0
     for path in paths:
         nb = nbformat.read(str(path), as_version=4)

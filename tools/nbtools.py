@@ -185,11 +185,12 @@ def has_exercises(nb) -> bool:
     return any(c.cell_type == "code" and "# BEGIN SOLUTION" in c.source for c in nb.cells)
 
 
-def exercise_names(nb) -> list[str]:
+def exercise_names(nb, where: str = "notebook") -> list[str]:
+    """The exercises of a solution notebook, in order (markers are checked on the way)."""
     names = []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
-            for *_, name in _exercise_blocks(cell.source, f"cell {i}"):
+            for *_, name in _exercise_blocks(cell.source, f"{where}, cell {i}"):
                 if name not in names:
                     names.append(name)
     return names
@@ -216,7 +217,7 @@ def student_notebook(nb, rel_solution: str, root: Path = ROOT):
     """The exercise version of a solution notebook: blocks stubbed, a note on top, its own
     badge; everything else identical."""
     nb = copy.deepcopy(nb)
-    names = ", ".join(f"`{n}`" for n in exercise_names(nb))
+    names = ", ".join(f"`{n}`" for n in exercise_names(nb, rel_solution))
     for i, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             cell.source = stub_source(cell.source, f"{rel_solution}, cell {i}")
@@ -241,10 +242,8 @@ def student_pairs(root: Path = ROOT) -> dict[Path, object]:
         nb = jupytext.read(str(py))
         if has_exercises(nb):
             rel = _rel(stem, root)
-            for i, cell in enumerate(nb.cells):  # names must be known exercises
-                if cell.cell_type == "code":
-                    for *_, name in _exercise_blocks(cell.source, f"{rel}, cell {i}"):
-                        _known_exercise(name, rel)
+            for name in exercise_names(nb, rel):
+                _known_exercise(name, rel)
             out[root / student_rel(rel)] = student_notebook(nb, rel, root)
     return out
 
@@ -256,6 +255,13 @@ def _known_exercise(name: str, where: str) -> None:
                          f"(known: {', '.join(sorted(exercises.EXERCISES))})")
 
 
+def _orphans(root: Path, expected) -> list[Path]:
+    """Exercise notebooks whose solution notebook has no exercises (or no longer exists)."""
+    folder = root / STUDENT_DIR
+    return [p for p in sorted(folder.rglob("*.ipynb"))  # nothing when the folder is absent
+            if p not in expected and ".ipynb_checkpoints" not in p.parts]
+
+
 def write_students(root: Path = ROOT) -> list[str]:
     """Write every exercise notebook; remove ones whose solution notebook has no exercises."""
     expected = student_pairs(root)
@@ -264,10 +270,9 @@ def write_students(root: Path = ROOT) -> list[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, str(path))
         done.append(f"{path.relative_to(root)}: written")
-    for path in sorted((root / STUDENT_DIR).rglob("*.ipynb")) if (root / STUDENT_DIR).exists() else []:
-        if path not in expected and ".ipynb_checkpoints" not in path.parts:
-            path.unlink()
-            done.append(f"{path.relative_to(root)}: removed (its solution notebook has no exercises)")
+    for path in _orphans(root, expected):
+        path.unlink()
+        done.append(f"{path.relative_to(root)}: removed (its solution notebook has no exercises)")
     return done
 
 
@@ -283,11 +288,9 @@ def check_students(root: Path = ROOT) -> list[str]:
             problems.append(f"{rel}: missing; run `make student`")
         elif _cells(nbformat.read(str(path), as_version=4)) != _cells(nb):
             problems.append(f"{rel}: stale (its solution notebook changed); run `make student`")
-    if (root / STUDENT_DIR).exists():
-        for path in sorted((root / STUDENT_DIR).rglob("*.ipynb")):
-            if path not in expected and ".ipynb_checkpoints" not in path.parts:
-                problems.append(f"{path.relative_to(root)}: no solution notebook with exercises; "
-                                f"run `make student` (it removes it)")
+    for path in _orphans(root, expected):
+        problems.append(f"{path.relative_to(root)}: no solution notebook with exercises; "
+                        f"run `make student` (it removes it)")
     return problems
 
 
