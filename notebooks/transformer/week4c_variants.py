@@ -155,13 +155,15 @@ def bert_batch(g):
     return ids.masked_fill(chosen, MASK), targets
 
 
-def bert_loss(model, inputs, targets):
+def token_loss(model, inputs, targets):
+    """BERT and GPT (below) share the loss: cross-entropy over the vocabulary at every target
+    that is not PAD. Only what the targets are differs: masked tokens vs the next token."""
     return F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten(), ignore_index=PAD)
 
 
 env.seed_everything(cfg.seed)
 bert = TinyBERT()
-bert_hist = train(bert, bert_batch, bert_loss)
+bert_hist = train(bert, bert_batch, token_loss)
 bert.eval()
 inputs, targets = bert_batch(torch.Generator().manual_seed(99))
 with torch.no_grad():
@@ -220,13 +222,9 @@ def gpt_batch(g):
     return ids[:, :-1], ids[:, 1:]
 
 
-def gpt_loss(model, inputs, targets):
-    return F.cross_entropy(model(inputs).flatten(0, 1), targets.flatten(), ignore_index=PAD)
-
-
 env.seed_everything(cfg.seed)
 gpt = TinyGPT()
-gpt_hist = train(gpt, gpt_batch, gpt_loss)
+gpt_hist = train(gpt, gpt_batch, token_loss)  # same loss as BERT, next-token targets
 gpt.eval()
 ids = torch.tensor([[BOS] + tok.encode("Der")])
 samples = [tok.decode(gpt.generate(ids, 20, generator=torch.Generator().manual_seed(s))[0].tolist())
