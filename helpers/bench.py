@@ -225,16 +225,29 @@ def _compile(module, enabled: bool, notes: list[str], **kwargs):
         return module
 
 
+def _amp_for(device: torch.device, amp: bool):
+    """The optimized side's autocast: ``env.amp_settings`` (bf16 on CPU) when ``amp``, else fp32."""
+    from . import env
+
+    if not amp:
+        return env.AmpSettings(device.type, torch.float32, False)
+    return env.AmpSettings("cpu", torch.bfloat16, False) if device.type == "cpu" else env.amp_settings(device)
+
+
 # --------------------------------------------------------------------------- transformer
+def _attention_flops(model, batch: int, src_len: int, tgt_len: int) -> int:
+    """``Q K^T`` and ``A V``, forward and backward (the formula in the module docstring)."""
+    return 12 * model.d_model * batch * (len(model.encoder) * src_len ** 2
+                                         + len(model.decoder) * (tgt_len ** 2 + tgt_len * src_len))
+
+
 def transformer_step_flops_6nd(model, batch: int, src_len: int, tgt_len: int) -> float:
     """The common shortcut ``6 * all parameters * all tokens`` (+ the same attention term),
     as in decoder-only LM reports. It over-counts an encoder-decoder (a source token never
     passes the decoder), so it gives a higher MFU than :func:`transformer_step_flops`; both
     are reported so figures quoted either way can be compared."""
-    d = model.d_model
-    attention = 12 * d * batch * (len(model.encoder) * src_len ** 2
-                                  + len(model.decoder) * (tgt_len ** 2 + tgt_len * src_len))
-    return float(6 * model.num_parameters() * batch * (src_len + tgt_len) + attention)
+    return float(6 * model.num_parameters() * batch * (src_len + tgt_len)
+                 + _attention_flops(model, batch, src_len, tgt_len))
 
 
 def transformer_step_flops(model, batch: int, src_len: int, tgt_len: int) -> float:
@@ -244,9 +257,7 @@ def transformer_step_flops(model, batch: int, src_len: int, tgt_len: int) -> flo
     n_dec = sum(p.numel() for p in model.decoder.parameters())
     d, vocab = model.d_model, model.generator.out_features
     dense = 6 * (n_enc * batch * src_len + (n_dec + d * vocab) * batch * tgt_len)
-    attention = 12 * d * batch * (len(model.encoder) * src_len ** 2
-                                  + len(model.decoder) * (tgt_len ** 2 + tgt_len * src_len))
-    return float(dense + attention)
+    return float(dense + _attention_flops(model, batch, src_len, tgt_len))
 
 
 def bench_transformer(device: torch.device, s: Sizes, *, compile_model: bool, amp: bool,
@@ -278,9 +289,7 @@ def bench_transformer(device: torch.device, s: Sizes, *, compile_model: bool, am
 
     torch.manual_seed(0)
     fast = Transformer(s.vocab, fast=True, **kw).to(device)
-    settings = env.amp_settings(device) if amp else env.AmpSettings(device.type, torch.float32, False)
-    if amp and device.type == "cpu":
-        settings = env.AmpSettings("cpu", torch.bfloat16, False)
+    settings = _amp_for(device, amp)
     scaler = env.grad_scaler(settings)
     fused = device.type in ("cuda", "cpu")
     try:
@@ -403,9 +412,7 @@ def bench_dcgan(device: torch.device, s: Sizes, *, compile_model: bool, amp: boo
         opt_g1, opt_d1 = dcgan_optimizers(G1, D1)
     kwargs = {"mode": compile_mode} if compile_mode else {}
     G1c, D1c = _compile(G1, compile_model, notes, **kwargs), _compile(D1, compile_model, notes, **kwargs)
-    settings = env.amp_settings(device) if amp else env.AmpSettings(device.type, torch.float32, False)
-    if amp and device.type == "cpu":
-        settings = env.AmpSettings("cpu", torch.bfloat16, False)
+    settings = _amp_for(device, amp)
     scaler = env.grad_scaler(settings)
     ones, zeros = torch.ones(b, device=device), torch.zeros(b, device=device)
     fast_gen = torch.Generator(device=device).manual_seed(1)
@@ -497,7 +504,8 @@ def bench_data(s: Sizes, *, workers: int = 0, repeats: int = 3) -> dict:
             pixels = rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)
             Image.fromarray(pixels).save(Path(tmp) / f"{i:05d}.jpg", quality=90)
         folder = ImageFolderDataset(tmp, s.gan_image, s.gan_channels, check="none")
-        folder_loader = torch.utils.data.DataLoader(folder, batch_size=min(b, len(folder)),
+        folder_batch = min(b, len(folder))
+        folder_loader = torch.utils.data.DataLoader(folder, batch_size=folder_batch,
                                                     shuffle=True, num_workers=workers)
 
         def files():
@@ -508,10 +516,10 @@ def bench_data(s: Sizes, *, workers: int = 0, repeats: int = 3) -> dict:
     return {"translation": translation,
             "images_in_memory": {"batch": b, "images_per_s": round(n_t / sec_t, 1),
                                  "batches_per_s": round(n_t / b / sec_t, 1)},
-            "images_from_jpeg_folder": {"batch": min(b, s.folder_images), "workers": workers,
+            "images_from_jpeg_folder": {"batch": folder_batch, "workers": workers,
                                         "source_size": "178x218 JPEG",
                                         "images_per_s": round(n_f / sec_f, 1),
-                                        "batches_per_s": round(n_f / min(b, s.folder_images) / sec_f, 2)}}
+                                        "batches_per_s": round(n_f / folder_batch / sec_f, 2)}}
 
 
 # --------------------------------------------------------------------------- report

@@ -100,8 +100,7 @@ class Context:
     def all_finite(self, loss: torch.Tensor) -> bool:
         """``torch.isfinite(loss)`` agreed by all ranks (one rank stopping alone would hang the
         others)."""
-        finite = bool(torch.isfinite(loss))
-        return not self.any(not finite) if self.enabled else finite
+        return not self.any(not bool(torch.isfinite(loss)))
 
     def global_mean(self, loss: torch.Tensor) -> float:
         """The global batch's mean loss as a float, the same on every rank (for logs)."""

@@ -19,8 +19,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from . import distributed, env
-from . import training
+from . import distributed, env, training
 from .training import History, progress
 from .transformer import (Transformer, beam_search, greedy_decode, label_smoothed_loss,
                           make_scheduler, paper_adam)
@@ -234,8 +233,6 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
     the same weights as an uninterrupted one. ``stop_after`` ends early (to simulate a
     disconnect).
     """
-    from . import training
-
     history = history if history is not None else History()  # an empty History is falsy
     ctx = distributed.setup(device)  # under torchrun: join the process group; else a no-op
     device = ctx.device
