@@ -228,9 +228,7 @@ def _set_order_state(loader, state: dict) -> None:
     torch.set_rng_state(state["torch"])
     gens = _loader_generators(loader)
     if len(gens) != len(state["loader"]):
-        from .training import CheckpointError
-
-        raise CheckpointError("the checkpoint was written with a DataLoader built differently "
+        raise training.CheckpointError("the checkpoint was written with a DataLoader built differently "
                               "(another generator setup). Fix: build the loader as before "
                               "(same shuffle and generator), or start a fresh run.")
     for g, s in zip(gens, state["loader"]):

@@ -49,6 +49,7 @@ TRANSLATOR_FILES = ("tokenizer.json", "translator.pt", "translator_encoder.onnx"
                     "translator_decoder.onnx")
 GENERATOR_FILES = ("generator.pt", "generator.onnx")
 DEMO_COMMAND = "python -m helpers.serve --train-smoke"
+GENERATOR_KEYS = ("nz", "ngf", "channels", "image_size")  # what rebuilds a DCGAN generator
 
 
 class ExportError(RuntimeError):
@@ -100,25 +101,26 @@ def _exportable(model: nn.Module) -> nn.Module:
 
 def _onnx_export(module: nn.Module, args: tuple, path: Path, input_names: Sequence[str],
                  output_names: Sequence[str], dynamic_axes: Mapping[str, Mapping[int, str]]) -> Path:
+    """Export in memory, check the graph, then write it all-or-nothing (as ``atomic_save`` does)."""
+    import io
+
     import onnx
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    from .training import _atomic_write
+
+    buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and "legacy exporter" notices
         with torch.no_grad():
-            torch.onnx.export(module, args, str(tmp), dynamo=False, opset_version=OPSET,
+            torch.onnx.export(module, args, buf, dynamo=False, opset_version=OPSET,
                               input_names=list(input_names), output_names=list(output_names),
                               dynamic_axes={k: dict(v) for k, v in dynamic_axes.items()},
                               do_constant_folding=True)
     try:
-        onnx.checker.check_model(str(tmp))
+        onnx.checker.check_model(onnx.load_model_from_string(buf.getvalue()))
     except Exception as exc:
-        tmp.unlink(missing_ok=True)
-        raise ExportError(f"the exported graph for {path.name} is not valid ONNX: {exc}") from exc
-    tmp.replace(path)
-    return path
+        raise ExportError(f"the exported graph for {Path(path).name} is not valid ONNX: {exc}") from exc
+    return _atomic_write(Path(path), lambda f: f.write(buf.getvalue()))
 
 
 def export_translator(model: Transformer, out_dir: str | Path, *, example_len: int = 7) -> dict[str, Path]:
@@ -351,7 +353,7 @@ def save_generator_bundle(G: nn.Module, settings: Mapping[str, Any], out_dir: st
     from .training import save_checkpoint
 
     out_dir = Path(out_dir)
-    arch = {k: settings[k] for k in ("nz", "ngf", "channels", "image_size")}
+    arch = {k: settings[k] for k in GENERATOR_KEYS}
     save_checkpoint(out_dir / "generator.pt", model=G, step=0, config=arch)
     export_generator(G, out_dir)
     entry = {"source": source, "architecture": arch}
@@ -400,17 +402,22 @@ def load_translator(out_dir: str | Path):
 
 def load_generator(out_dir: str | Path):
     """The DCGAN generator from a bundle's ``generator.pt``, in eval mode (week 4f)."""
-    from .dcgan import Generator
-    from .training import load_checkpoint
-
     path = Path(out_dir) / "generator.pt"
     if not path.is_file():
         raise ExportError(f"{path} does not exist. Fix: run `{DEMO_COMMAND}` (or the week 4f "
                           f"notebook) to create it.")
+    return _generator_from_checkpoint(path)[0]
+
+
+def _generator_from_checkpoint(path: Path):
+    """``(G in eval mode, checkpoint)``: the generator rebuilt from a checkpoint's config."""
+    from .dcgan import Generator
+    from .training import load_checkpoint
+
     a = torch.load(path, map_location="cpu", weights_only=True)["config"]
     G = Generator(a["nz"], a["ngf"], a["channels"], a["image_size"])
-    load_checkpoint(path, model=G, restore_rng=False)
-    return G.eval()
+    state = load_checkpoint(path, model=G, restore_rng=False)
+    return G.eval(), state
 
 
 # --------------------------------------------------------------------------- trained models
@@ -456,18 +463,14 @@ def notebook_generator(profile: str | None = None, *, train_steps: int | None = 
     dcgan.pt`` when present, otherwise trained here on the profile's dataset for
     ``train_steps`` steps (week 4f). Returns ``(G, settings, source)``."""
     from .config import profile_config
-    from .dcgan import Generator, build_dcgan, train_dcgan
+    from .dcgan import build_dcgan, train_dcgan
     from .data.images import gan_dataset
-    from .training import load_checkpoint
 
     ckpt = env.checkpoint_dir("dcgan", "week4_training") / "dcgan.pt"
     if ckpt.is_file():
         try:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
-            a = state["config"]
-            G = Generator(a["nz"], a["ngf"], a["channels"], a["image_size"])
-            load_checkpoint(ckpt, model=G, restore_rng=False)
-            return G.eval(), dict(a), f"{ckpt} (week 4, step {state['step']})"
+            G, state = _generator_from_checkpoint(ckpt)
+            return G, dict(state["config"]), f"{ckpt} (week 4, step {state['step']})"
         except Exception as exc:  # foreign or truncated file: say so and train instead
             log(f"not using {ckpt}: {type(exc).__name__}: {exc}")
     cfg = profile_config("dcgan", profile)
@@ -482,7 +485,7 @@ def notebook_generator(profile: str | None = None, *, train_steps: int | None = 
     G, D = build_dcgan(cfg, nc=cfg.channels)
     train_dcgan(G, D, loader, cfg.replace(train_steps=steps, log_every=max(steps, 1)),
                 device=torch.device("cpu"))
-    return (G.cpu().eval(), {k: cfg[k] for k in ("nz", "ngf", "channels", "image_size")},
+    return (G.cpu().eval(), {k: cfg[k] for k in GENERATOR_KEYS},
             f"trained by helpers.export ({cfg.profile} profile, {steps} steps)")
 
 

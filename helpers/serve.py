@@ -68,44 +68,39 @@ class Models:
             f"Create the models with `{export.DEMO_COMMAND}` (or run the week 4f notebook), "
             f"then try again; no restart needed.")
 
-    def translator(self):
+    def _load(self, attr: str, what: str, name: str, files, build):
+        """``self.<attr>``, built by ``build()`` on first use; ModelUnavailable when ``files``
+        are missing (naming ``what``) or ``build`` fails (naming ``name``)."""
         with self._lock:
-            if self._translator is None:
-                missing = self._missing(export.TRANSLATOR_FILES)
+            if getattr(self, attr) is None:
+                missing = self._missing(files)
                 if missing:
-                    raise self._unavailable("translator", missing)
+                    raise self._unavailable(what, missing)
                 try:
-                    model, tok = export.load_translator(self.model_dir)
-                    if self.backend == "onnx":
-                        runner = export.OnnxTranslator(
-                            self.model_dir / "translator_encoder.onnx",
-                            self.model_dir / "translator_decoder.onnx",
-                            pad_id=model.pad_id, max_len=model.tgt_embed.max_len)
-                        self._translator = ("onnx", runner, tok, model.tgt_embed.max_len)
-                    else:
-                        self._translator = ("torch", model, tok, model.tgt_embed.max_len)
+                    setattr(self, attr, build())
                 except Exception as exc:
                     raise ModelUnavailable(
-                        f"the translator in {self.model_dir} cannot be loaded ({type(exc).__name__}: "
+                        f"the {name} in {self.model_dir} cannot be loaded ({type(exc).__name__}: "
                         f"{exc}). Recreate it: delete the folder and run `{export.DEMO_COMMAND}`.") from exc
-            return self._translator
+            return getattr(self, attr)
+
+    def translator(self):
+        def build():
+            model, tok = export.load_translator(self.model_dir)
+            max_len = model.tgt_embed.max_len
+            if self.backend == "onnx":
+                model = export.OnnxTranslator(
+                    self.model_dir / "translator_encoder.onnx", self.model_dir / "translator_decoder.onnx",
+                    pad_id=model.pad_id, max_len=max_len)
+            return (self.backend, model, tok, max_len)
+        return self._load("_translator", "translator", "translator", export.TRANSLATOR_FILES, build)
 
     def generator(self):
-        with self._lock:
-            if self._generator is None:
-                missing = self._missing(export.GENERATOR_FILES)
-                if missing:
-                    raise self._unavailable("image generator", missing)
-                try:
-                    if self.backend == "onnx":
-                        self._generator = ("onnx", export.OnnxGenerator(self.model_dir / "generator.onnx"))
-                    else:
-                        self._generator = ("torch", export.load_generator(self.model_dir))
-                except Exception as exc:
-                    raise ModelUnavailable(
-                        f"the generator in {self.model_dir} cannot be loaded ({type(exc).__name__}: "
-                        f"{exc}). Recreate it: delete the folder and run `{export.DEMO_COMMAND}`.") from exc
-            return self._generator
+        def build():
+            if self.backend == "onnx":
+                return ("onnx", export.OnnxGenerator(self.model_dir / "generator.onnx"))
+            return ("torch", export.load_generator(self.model_dir))
+        return self._load("_generator", "image generator", "generator", export.GENERATOR_FILES, build)
 
     def status(self) -> dict[str, Any]:
         return {"translator": not self._missing(export.TRANSLATOR_FILES),
