@@ -341,7 +341,7 @@ def bench_transformer(device: torch.device, s: Sizes, *, compile_model: bool, am
 
 
 # --------------------------------------------------------------------------- DCGAN
-def optimized_dcgan_step(G, D, opt_g, opt_d, real, *, nz: int, generator=None, amp=None,
+def optimized_dcgan_step(G, D, opt_g, opt_d, real, *, nz: int, rng=None, amp=None,
                          scaler=None, ones=None, zeros=None):
     """``helpers.dcgan.train_step`` without host synchronisation (DCGAN week 4, speed): the
     same D update then G update, under ``amp`` autocast if given, returning the two losses as
@@ -353,7 +353,7 @@ def optimized_dcgan_step(G, D, opt_g, opt_d, real, *, nz: int, generator=None, a
     scaler = scaler or env.grad_scaler(amp)
     ones = torch.ones(b, device=device) if ones is None else ones
     zeros = torch.zeros(b, device=device) if zeros is None else zeros
-    z = torch.randn(b, nz, device=device, generator=generator)
+    z = torch.randn(b, nz, device=device, generator=rng)
     with env.autocast(amp):
         fake = G(z)
         logits_real, logits_fake = D(real), D(fake.detach())
@@ -397,7 +397,7 @@ def bench_dcgan(device: torch.device, s: Sizes, *, compile_model: bool, amp: boo
     plain_gen = torch.Generator(device=device).manual_seed(1)
 
     def plain_step():
-        return train_step(G0, D0, opt_g0, opt_d0, real, nz=nz, generator=plain_gen)
+        return train_step(G0, D0, opt_g0, opt_d0, real, nz=nz, rng=plain_gen)
 
     G1, D1 = nets()
     G1, D1 = G1.to(memory_format=torch.channels_last), D1.to(memory_format=torch.channels_last)
@@ -424,7 +424,7 @@ def bench_dcgan(device: torch.device, s: Sizes, *, compile_model: bool, amp: boo
         torch.backends.cudnn.benchmark = on_gpu or previous  # cuDNN picks the fastest conv kernels
         try:
             return optimized_dcgan_step(G1c, D1c, opt_g1, opt_d1, real_cl, nz=nz,
-                                        generator=fast_gen, amp=settings, scaler=scaler,
+                                        rng=fast_gen, amp=settings, scaler=scaler,
                                         ones=ones, zeros=zeros)
         finally:
             torch.backends.cudnn.benchmark = previous

@@ -14,15 +14,13 @@ The architecture guidelines of §3:
 from __future__ import annotations
 
 import math
-import time
-from pathlib import Path
-from typing import Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from . import training
+from .run import ResumableRun
 
 
 def _check_size(image_size: int) -> int:
@@ -166,7 +164,7 @@ def guideline_violations(G: nn.Module, D: nn.Module) -> list[str]:
 
 
 # --------------------------------------------------------------------------- training
-def train_step(G, D, opt_g, opt_d, real, *, nz: int, generator: torch.Generator | None = None):
+def train_step(G, D, opt_g, opt_d, real, *, nz: int, rng: torch.Generator | None = None):
     """One DCGAN update (week 4): first D on a real and a fake batch, then G with the
     non-saturating loss ``-log D(G(z))`` (Goodfellow et al., 2014, as used in the paper).
 
@@ -176,7 +174,7 @@ def train_step(G, D, opt_g, opt_d, real, *, nz: int, generator: torch.Generator 
     b = real.size(0)
     ones = torch.ones(b, device=real.device)
     zeros = torch.zeros(b, device=real.device)
-    z = torch.randn(b, nz, device=real.device, generator=generator)
+    z = torch.randn(b, nz, device=real.device, generator=rng)
     fake = G(z)
 
     # Discriminator: maximize log D(x) + log(1 - D(G(z)))
@@ -198,143 +196,44 @@ def train_step(G, D, opt_g, opt_d, real, *, nz: int, generator: torch.Generator 
             "d_fake": torch.sigmoid(logits_fake).mean().item()}
 
 
-def infinite_batches(loader: Iterable):
-    while True:
-        yield from loader
-
-
-DCGAN_ARCHITECTURE_KEYS = ("nz", "ngf", "ndf", "image_size", "channels")
-
-
-def _loader_generators(loader) -> list[torch.Generator]:
-    """The torch.Generators that decide a DataLoader's order (its own, its sampler's)."""
-    found: list[torch.Generator] = []
-    for obj in (loader, getattr(loader, "sampler", None),
-                getattr(getattr(loader, "batch_sampler", None), "sampler", None)):
-        g = getattr(obj, "generator", None)
-        if isinstance(g, torch.Generator) and all(g is not f for f in found):
-            found.append(g)
-    return found
-
-
-def _order_state(loader) -> dict:
-    """What fixes the order of the next pass over ``loader``: torch's global RNG (a loader
-    without a generator draws its shuffle seed there) and the loader's generators."""
-    return {"torch": torch.get_rng_state(),
-            "loader": [g.get_state() for g in _loader_generators(loader)]}
-
-
-def _set_order_state(loader, state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    gens = _loader_generators(loader)
-    if len(gens) != len(state["loader"]):
-        raise training.CheckpointError("the checkpoint was written with a DataLoader built differently "
-                              "(another generator setup). Fix: build the loader as before "
-                              "(same shuffle and generator), or start a fresh run.")
-    for g, s in zip(gens, state["loader"]):
-        g.set_state(s)
+ARCHITECTURE_KEYS = ("nz", "ngf", "ndf", "image_size", "channels")
 
 
 @training.explain_out_of_memory("batch_size", "dcgan")
 def train_dcgan(G, D, loader, cfg, *, device, fixed_noise=None, history=None, writer=None,
-                on_sample=None, start_step: int = 0, opt_g=None, opt_d=None,
-                checkpoint_path=None, checkpoint_every: int = 0, stop_after: int | None = None):
-    """Train for ``cfg.train_steps`` alternating updates (week 4). Logs losses and D(x),
-    D(G(z)) to ``history`` (and TensorBoard if ``writer``); every ``cfg.sample_every`` steps
-    calls ``on_sample(step, images)`` with G's images for ``fixed_noise``.
+                on_sample=None, checkpoint_path=None, checkpoint_every: int = 0,
+                time_limit_s: float | None = None, stop_after: int | None = None):
+    """§4's training procedure (week 4): ``cfg.train_steps`` alternating D and G updates with
+    Adam(lr 0.0002, beta1 0.5) on mini-batches of ``cfg.batch_size`` images.
 
-    With ``checkpoint_path`` it saves every ``checkpoint_every`` steps and at the end
-    (atomically: G, D, both optimizers, the noise generator, the RNG states of Python, NumPy
-    and torch, the position in the data order, step, history, config and versions) and,
-    when the file exists, *resumes* from it exactly: an interrupted run ends bit-identical
-    to an uninterrupted one (for a loader whose order depends only on its seeded generator
-    or torch's RNG, as with ``shuffle=True``). ``stop_after`` ends early (a simulated
-    disconnect). A NaN/inf loss stops the run before anything is saved
-    (:class:`helpers.training.NonFiniteLossError`).
+    Logs the losses, D(x) and D(G(z)) every ``cfg.log_every`` steps to ``history`` (and
+    TensorBoard if ``writer``); every ``cfg.sample_every`` steps calls
+    ``on_sample(step, images)`` with G's images for ``fixed_noise``.
 
-    Returns ``(history, opt_g, opt_d)``.
+    With ``checkpoint_path`` the run is resumable (:class:`helpers.run.ResumableRun`): saved
+    every ``checkpoint_every`` steps and at the end, and continued exactly from the file when
+    it exists. ``time_limit_s`` and ``stop_after`` end the run early. Returns
+    ``(history, opt_g, opt_d)``.
     """
-    from .training import History, progress
-
-    history = history if history is not None else History()  # an empty History is falsy
     G.to(device)
     D.to(device)
-    if opt_g is None or opt_d is None:
-        opt_g, opt_d = dcgan_optimizers(G, D, cfg.lr, cfg.beta1)
-    try:
-        n_batches = len(loader)
-    except TypeError:  # an iterable-style loader: its length is unknown
-        n_batches = None
-    if n_batches == 0:
-        raise ValueError(
-            f"the data loader yields no batches ({len(loader.dataset)} images, batch_size="
-            f"{getattr(loader, 'batch_size', '?')}, drop_last={getattr(loader, 'drop_last', '?')}). "
-            f"Fix: add images, or lower batch_size below the number of images.")
-    gen = torch.Generator(device=device).manual_seed(cfg.seed + start_step)
-    step, epoch, skip = start_step, 0, 0
-    settings = dict(cfg)
-    order = _order_state(loader)
-    resumed = None
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
-        resumed = training.load_checkpoint(checkpoint_path, config=settings,  # checks only
-                                           config_keys=DCGAN_ARCHITECTURE_KEYS, restore_rng=False)
-        extra = resumed["extra"]
-        missing = [k for k in ("optimizer",) if k not in resumed] + [
-            k for k in ("D", "opt_d", "noise_rng", "epoch", "batch_in_epoch", "order", "history")
-            if k not in extra]
-        if missing:
-            raise training.CheckpointError(
-                f"{checkpoint_path} holds trained nets but not the state to resume training "
-                f"(no {', '.join(missing)}): it was not written by train_dcgan(checkpoint_path=...). "
-                f"Fix: pass another checkpoint_path for this run (that file stays as it is), or "
-                f"load it with helpers.training.load_checkpoint to use the nets.")
-        G.load_state_dict(resumed["model"])
-        opt_g.load_state_dict(resumed["optimizer"])
-        D.load_state_dict(extra["D"])
-        opt_d.load_state_dict(extra["opt_d"])
-        gen.set_state(extra["noise_rng"])
-        history.load_state_dict(extra["history"])
-        step, epoch, skip, order = resumed["step"], extra["epoch"], extra["batch_in_epoch"], extra["order"]
-        _set_order_state(loader, order)
-    batches = iter(loader)
-    for _ in range(skip):  # resuming: the batches this epoch used before the interruption
-        next(batches)
-    if resumed is not None:
-        training.set_rng_state(resumed["rng"])
-    batch_in_epoch = skip
-
-    def save():
-        bad = training.non_finite_tensors(D.state_dict())
-        if bad:
-            raise training.non_finite_loss_error(step, f"finite but D's weights are not "
-                                                 f"({', '.join(bad[:3])})", checkpoint_path,
-                                                 lr_hint="cfg.lr")
-        training.save_checkpoint(
-            checkpoint_path, model=G, optimizer=opt_g, step=step, config=settings,
-            extra={"D": D.state_dict(), "opt_d": opt_d.state_dict(), "noise_rng": gen.get_state(),
-                   "epoch": epoch, "batch_in_epoch": batch_in_epoch, "order": order,
-                   "history": history.state_dict()})
-
-    start = time.perf_counter()
-    for step in progress(range(step + 1, cfg.train_steps + 1), desc="DCGAN"):
-        try:
-            real = next(batches)
-        except StopIteration:  # next epoch: remember what fixes its order, then reshuffle
-            epoch += 1
-            order = _order_state(loader)
-            batches = iter(loader)
-            real = next(batches)
-            batch_in_epoch = 0
-        batch_in_epoch += 1
+    opt_g, opt_d = dcgan_optimizers(G, D, cfg.lr, cfg.beta1)
+    noise = torch.Generator(device=device).manual_seed(cfg.seed)
+    run = ResumableRun(checkpoint_path, steps=cfg.train_steps, config=dict(cfg),
+                       architecture=ARCHITECTURE_KEYS, model=G, optimizer=opt_g,
+                       others={"D": D, "opt_d": opt_d, "noise_rng": noise}, history=history,
+                       every=checkpoint_every, time_limit_s=time_limit_s, stop_after=stop_after,
+                       desc="DCGAN", lr_hint="cfg.lr")
+    batches = run.batches(loader, what="images")
+    for step in run:
+        real = next(batches)
         real = (real[0] if isinstance(real, (list, tuple)) else real).to(device, non_blocking=True)
         G.train()
         D.train()
-        stats = train_step(G, D, opt_g, opt_d, real, nz=cfg.nz, generator=gen)
-        if not all(math.isfinite(v) for v in stats.values()):
-            bad = ", ".join(f"{k}={v}" for k, v in stats.items() if not math.isfinite(v))
-            raise training.non_finite_loss_error(step, bad, checkpoint_path, lr_hint="cfg.lr")
-        if step % cfg.log_every == 0 or step == start_step + 1:
-            history.log(step, **stats)
+        stats = train_step(G, D, opt_g, opt_d, real, nz=cfg.nz, rng=noise)
+        run.check_finite(stats)
+        if step % cfg.log_every == 0 or step == 1:
+            run.log(step, **stats)
             if writer is not None:
                 writer.add_scalars("loss", {"D": stats["loss_d"], "G": stats["loss_g"]}, step)
                 writer.add_scalars("D_output", {"real": stats["d_real"], "fake": stats["d_fake"]}, step)
@@ -343,13 +242,8 @@ def train_dcgan(G, D, loader, cfg, *, device, fixed_noise=None, history=None, wr
             G.eval()
             with torch.no_grad():
                 on_sample(step, G(fixed_noise.to(device)).cpu())
-        stopping = step >= cfg.train_steps or step == stop_after
-        if checkpoint_path is not None and (stopping or (checkpoint_every and step % checkpoint_every == 0)):
-            save()
-        if stopping:
-            break
-    history.log(step, seconds=time.perf_counter() - start)
-    return history, opt_g, opt_d
+    run.history.log(run.step, seconds=run.seconds)
+    return run.history, opt_g, opt_d
 
 
 # --------------------------------------------------------------------------- latent space

@@ -690,10 +690,10 @@ _register(name="weights_init", title="DCGAN weight initialization (§4)", where=
 
 
 # ---------------------------------------------------------------- one training step (§3-4, week 3)
-def _step_variant(G, D, opt_g, opt_d, real, nz, generator, variant=""):
+def _step_variant(G, D, opt_g, opt_d, real, nz, rng, variant=""):
     b = real.size(0)
     ones, zeros = torch.ones(b), torch.zeros(b)
-    fake = G(torch.randn(b, nz, generator=generator))
+    fake = G(torch.randn(b, nz, generator=rng))
     if variant != "no_zero_d":
         opt_d.zero_grad(set_to_none=True)
     real_label, fake_label = (zeros, ones) if variant == "swapped" else (ones, zeros)
@@ -753,8 +753,8 @@ def _run_train_step(fn) -> int:
 
 
 def _train_step_fallback(c):
-    def step(G, D, opt_g, opt_d, real, nz, generator):
-        stats = _dcgan.train_step(G, D, opt_g, opt_d, real, nz=nz, generator=generator)
+    def step(G, D, opt_g, opt_d, real, nz, rng):
+        stats = _dcgan.train_step(G, D, opt_g, opt_d, real, nz=nz, rng=rng)
         return stats["loss_d"], stats["loss_g"]
     return step
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -20,7 +19,8 @@ from typing import Mapping, Sequence
 import torch
 
 from . import distributed, env, training
-from .training import History, progress
+from .run import ResumableRun
+from .training import History
 from .transformer import (Transformer, beam_search, greedy_decode, label_smoothed_loss,
                           make_scheduler, paper_adam)
 
@@ -218,94 +218,55 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
                       time_limit_s: float | None = None, amp: env.AmpSettings | None = None,
                       checkpoint_path=None, checkpoint_every: int = 0,
                       stop_after: int | None = None) -> History:
-    """The training loop of §5 (week 3): Adam(0.9, 0.98, 1e-9), the warmup schedule of Eq. 3
-    (or ``cfg.schedule``: "none", "cosine"; week 4b), label smoothing 0.1, token-count
-    batches, gradient clipping when ``cfg.clip_norm`` > 0, mixed precision where the GPU
-    supports it (or as ``amp`` says).
+    """The training procedure of §5 (week 3): token-count batches (§5.1), Adam(0.9, 0.98, 1e-9)
+    with the warmup schedule of Eq. 3 (or ``cfg.schedule``: "none", "cosine"; week 4b, §5.3),
+    label smoothing ``cfg.label_smoothing`` (§5.4), gradient clipping when ``cfg.clip_norm`` > 0,
+    and mixed precision where the GPU supports it (or as ``amp`` says).
 
-    Runs ``cfg.train_steps`` optimizer steps (or until ``time_limit_s``) and logs the training
-    loss, the gradient norm before clipping, the learning rate and, every ``cfg.eval_every``
-    steps, the validation loss.
-
-    With ``checkpoint_path`` it saves every ``checkpoint_every`` steps (atomically) and, when
-    the file exists, *resumes* from it exactly: weights, optimizer, schedule, GradScaler, RNG
-    states and the position in the data order are restored, so an interrupted run ends with
-    the same weights as an uninterrupted one. ``stop_after`` ends early (to simulate a
-    disconnect).
+    Runs ``cfg.train_steps`` optimizer steps and logs the training loss, the gradient norm
+    before clipping, the learning rate and, every ``cfg.eval_every`` steps, the validation
+    loss. With ``checkpoint_path`` the run is resumable (:class:`helpers.run.ResumableRun`);
+    ``time_limit_s`` and ``stop_after`` end it early. Under ``torchrun`` each process trains on
+    its share of every batch (:mod:`helpers.distributed`).
     """
-    history = history if history is not None else History()  # an empty History is falsy
-    ctx = distributed.setup(device)  # under torchrun: join the process group; else a no-op
+    ctx = distributed.setup(device)  # a no-op without torchrun
     device = ctx.device
     model.to(device)
-    train_model = ctx.wrap(model)  # DistributedDataParallel under torchrun, else the model
     amp = amp or env.amp_settings(device)
     scaler = env.grad_scaler(amp)
     optimizer = paper_adam(model.parameters(), fused=(device.type == "cuda") or None)
-    scheduler = make_scheduler(optimizer, getattr(cfg, "schedule", "noam"), cfg.d_model,
-                               cfg.warmup_steps, cfg.train_steps, cfg.lr_factor)
+    scheduler = make_scheduler(optimizer, cfg.schedule, cfg.d_model, cfg.warmup_steps,
+                               cfg.train_steps, cfg.lr_factor)
+    run = ResumableRun(checkpoint_path, steps=cfg.train_steps,
+                       config={**cfg, "vocab_size": data.tokenizer.vocab_size},
+                       architecture=ARCHITECTURE_KEYS, model=model, optimizer=optimizer,
+                       scheduler=scheduler, scaler=scaler, history=history, every=checkpoint_every,
+                       time_limit_s=time_limit_s, stop_after=stop_after, dist=ctx,
+                       lr_hint="cfg.lr_factor", amp=amp)
+    train_model = ctx.wrap(model)  # DistributedDataParallel under torchrun, else the model
     val_batches = data.batches("val", cfg.max_tokens, shuffle=False)
-    step, epoch, skip = 0, 0, 0
-    settings = {**cfg, "vocab_size": data.tokenizer.vocab_size}
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
-        state = training.load_checkpoint(checkpoint_path, model=model, optimizer=optimizer,
-                                         scheduler=scheduler, scaler=scaler, config=settings,
-                                         config_keys=ARCHITECTURE_KEYS)
-        step, epoch, skip = state["step"], state["extra"]["epoch"], state["extra"]["batch_in_epoch"]
-        history.load_state_dict(state["extra"]["history"])
-
-    def save(batch_in_epoch):
-        training.save_checkpoint(checkpoint_path, model=model, optimizer=optimizer, scheduler=scheduler,
-                                 scaler=scaler, step=step, config=settings,
-                                 extra={"epoch": epoch, "batch_in_epoch": batch_in_epoch,
-                                        "history": history.state_dict()})
-
-    start = time.perf_counter()
-    bar = progress(total=cfg.train_steps, initial=step, desc="training", disable=not ctx.is_main)
-    done = step >= cfg.train_steps
-    while not done:
-        batches = data.batches("train", cfg.max_tokens, seed=cfg.seed + epoch)
-        for index, (src, tgt_in, tgt_out) in enumerate(batches):
-            if index < skip:  # resuming: these batches were used before the interruption
-                continue
-            model.train()
-            src, tgt_in, tgt_out, share = ctx.shard(src, tgt_in, tgt_out, PAD)  # torchrun: this rank's rows
-            src, tgt_in, tgt_out = src.to(device), tgt_in.to(device), tgt_out.to(device)
-            with env.autocast(amp):
-                logits = train_model(src, tgt_in)
-            loss = ctx.scale_loss(label_smoothed_loss(logits.float(), tgt_out, cfg.label_smoothing, PAD), share)
-            if not ctx.all_finite(loss):  # stop before this step can reach a checkpoint
-                raise training.non_finite_loss_error(step + 1, loss.item(), checkpoint_path,
-                                                     lr_hint="cfg.lr_factor", amp=amp)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(),
-                                                       cfg.clip_norm if cfg.clip_norm else float("inf"))
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            step += 1
-            bar.update(1)
-            if step % log_every == 0 or step == 1:
-                value = ctx.global_mean(loss)
-                history.log(step, train_loss=value, grad_norm=float(grad_norm),
-                            lr=scheduler.get_last_lr()[0])
-                bar.set_postfix(loss=f"{value:.3f}")
-            if step % cfg.eval_every == 0 or step == cfg.train_steps:
-                history.log(step, val_loss=evaluate_loss(model, val_batches, device))
-            out_of_time = ctx.any(time_limit_s is not None and time.perf_counter() - start > time_limit_s)
-            stopping = step >= cfg.train_steps or out_of_time or step == stop_after
-            if checkpoint_path is not None and ctx.is_main and (stopping or (checkpoint_every and step % checkpoint_every == 0)):
-                save(index + 1)
-            if stopping:
-                done = True
-                break
-        else:
-            epoch += 1
-            skip = 0
-    bar.close()
-    history.log(step, epochs=epoch, seconds=time.perf_counter() - start)
-    return history
+    batches = run.batches(lambda epoch: data.batches("train", cfg.max_tokens, seed=cfg.seed + epoch))
+    for step in run:
+        src, tgt_in, tgt_out, share = ctx.shard(*next(batches), PAD)  # torchrun: this rank's rows
+        src, tgt_in, tgt_out = src.to(device), tgt_in.to(device), tgt_out.to(device)
+        model.train()
+        with env.autocast(amp):
+            logits = train_model(src, tgt_in)
+        loss = ctx.scale_loss(label_smoothed_loss(logits.float(), tgt_out, cfg.label_smoothing, PAD), share)
+        run.check_finite(loss)  # before this step can reach the weights or a checkpoint
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm or float("inf"))
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        if step % log_every == 0 or step == 1:
+            run.log(step, train_loss=loss, grad_norm=float(grad_norm), lr=scheduler.get_last_lr()[0])
+        if step % cfg.eval_every == 0 or step == cfg.train_steps:
+            run.log(step, val_loss=evaluate_loss(model, val_batches, device))
+    run.history.log(run.step, epochs=run.epoch, seconds=run.seconds)
+    return run.history
 
 
 # --------------------------------------------------------------------------- inference

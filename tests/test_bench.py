@@ -90,12 +90,12 @@ def test_optimized_dcgan_step_is_the_plain_update():
     real = torch.rand(6, 1, 16, 16) * 2 - 1
     G0, D0 = nets(False)
     stats = train_step(G0, D0, *dcgan_optimizers(G0, D0), real, nz=8,
-                       generator=torch.Generator().manual_seed(1))
+                       rng=torch.Generator().manual_seed(1))
     G1, D1 = nets(True)
     opts = [torch.optim.Adam(n.parameters(), lr=2e-4, betas=(0.5, 0.999), fused=True) for n in (G1, D1)]
     loss_d, loss_g = bench.optimized_dcgan_step(
         G1, D1, *opts, real.contiguous(memory_format=torch.channels_last), nz=8,
-        generator=torch.Generator().manual_seed(1))
+        rng=torch.Generator().manual_seed(1))
     assert float(loss_d) == pytest.approx(stats["loss_d"], rel=1e-5)
     assert float(loss_g) == pytest.approx(stats["loss_g"], rel=1e-5)
     for a, b in zip(list(G0.parameters()) + list(D0.parameters()),

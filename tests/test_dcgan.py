@@ -74,7 +74,7 @@ def test_train_step_updates_both_nets_deterministically():
         g0 = [p.clone() for p in G.parameters()]
         d0 = [p.clone() for p in D.parameters()]
         real = torch.rand(8, 1, 32, 32) * 2 - 1
-        stats = dcgan.train_step(G, D, og, od, real, nz=100, generator=torch.Generator().manual_seed(1))
+        stats = dcgan.train_step(G, D, og, od, real, nz=100, rng=torch.Generator().manual_seed(1))
         assert all(not torch.equal(a, b) for a, b in zip(g0, G.parameters()))
         assert all(not torch.equal(a, b) for a, b in zip(d0, D.parameters()))
         assert set(stats) == {"loss_d", "loss_g", "d_real", "d_fake"}

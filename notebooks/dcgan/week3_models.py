@@ -269,14 +269,14 @@ checks.check_true(float(naive[0]) < float(fused[0]), "sigmoid + BCE is wrong for
 # non-saturating loss of week 1). Note `fake.detach()` in D's step: D's loss must not push
 # gradients into G.
 #
-# **Exercise `train_step`.** Draw `z` with `torch.randn(b, nz, generator=generator)` (so the
+# **Exercise `train_step`.** Draw `z` with `torch.randn(b, nz, generator=rng)` (so the
 # check can replay your step) and return `(loss_d, loss_g)` as Python floats.
 
 # %%
-def my_train_step(G, D, opt_g, opt_d, real, nz, generator):
+def my_train_step(G, D, opt_g, opt_d, real, nz, rng):
     # BEGIN SOLUTION train_step
     b = real.size(0)
-    fake = G(torch.randn(b, nz, generator=generator))
+    fake = G(torch.randn(b, nz, generator=rng))
     opt_d.zero_grad(set_to_none=True)
     loss_d = (F.binary_cross_entropy_with_logits(D(real), torch.ones(b))
               + F.binary_cross_entropy_with_logits(D(fake.detach()), torch.zeros(b)))
@@ -305,7 +305,7 @@ G1, D1, og1, od1 = fresh_pair()
 before = [p.clone() for p in G1.parameters()]
 loss_d, loss_g = my_train_step(G1, D1, og1, od1, real, nz, torch.Generator().manual_seed(1))
 G2, D2, og2, od2 = fresh_pair()
-stats = dcgan.train_step(G2, D2, og2, od2, real, nz=nz, generator=torch.Generator().manual_seed(1))
+stats = dcgan.train_step(G2, D2, og2, od2, real, nz=nz, rng=torch.Generator().manual_seed(1))
 print(f"your step: loss_D {loss_d:.4f}, loss_G {loss_g:.4f};  helpers.dcgan.train_step: {stats}")
 checks.check_close(torch.tensor([loss_d, loss_g]), torch.tensor([stats["loss_d"], stats["loss_g"]]), atol=1e-5,
                    name="your update vs helpers.dcgan.train_step")
