@@ -58,7 +58,7 @@ new: $(BIN)/pytest
 
 # Speed, side by side in one process (README "Speed"); BENCH_ARGS="--device cpu --compile" etc.
 bench: $(BIN)/pytest
-	$(PY) -m helpers.bench $(BENCH_ARGS)
+	$(PY) -m helpers.ops.bench $(BENCH_ARGS)
 
 # Not part of `make test`: three smoke runs of every notebook that writes metrics.json (two fresh
 # kernels, then the second kernel again); README "Determinism". DETERMINISM_THREADS=1 by default.
@@ -69,7 +69,7 @@ determinism: $(BIN)/pytest
 # incomplete, then serves it with FastAPI on loopback. PORT=8000 by default.
 PORT ?= 8000
 demo: $(BIN)/pytest
-	$(PY) -m helpers.serve --train-smoke --port $(PORT)
+	$(PY) -m helpers.ops.serve --train-smoke --port $(PORT)
 
 clean:
 	rm -rf runs .pytest_cache build *.egg-info

@@ -1,33 +1,23 @@
-"""`helpers`: the tested code of the curriculum, one small module per topic.
+"""`helpers`: the tested code of the curriculum.
 
-The notebooks write each idea in the open first; the following week imports the tested
-version from here. Modules (and the week that introduces each):
+The paper layer, what the notebooks teach (each module cites the paper's sections):
 
-- `helpers.config`   run profiles (smoke / local / full) and every notebook family's settings (week 0)
-- `helpers.env`      device, seeding, mixed precision, Colab and Drive, environment report (week 0)
-- `helpers.data`     dataset registry: local official layout -> cache -> download (week 0; datasets per track)
-- `helpers.training` progress bars, loss history, atomic checkpoints, metrics.json (week 0)
-- `helpers.checks`   assertion helpers that say *what* is wrong (used in every notebook)
-- `helpers.exercises` exercise checks that name the likely mistake; blanks fall back to the tested code
-- `helpers.transformer`  the Transformer in one file (Transformer weeks 2-3)
-- `helpers.translation`  subwords, batching, training loop, decoding, BLEU (Transformer week 3)
-- `helpers.plots`    attention heatmaps and explorers (Transformer weeks 2-3)
-- `helpers.dcgan`    DCGAN in one file: G, D, init, training step and loop (DCGAN weeks 3-4)
-- `helpers.gan_metrics`  FID, diversity diagnostics, linear probe (DCGAN week 4, final project)
-- `helpers.export`   ONNX export, onnxruntime decoding, parity checks, deploy bundles (week 4f)
-- `helpers.serve`    the FastAPI demo, `python -m helpers.serve` (week 4f)
-- `helpers.bench`    `make bench`: naive vs optimized training steps and the data pipeline, side by side (week 4b)
-- `helpers.distributed`  multi-GPU training under torchrun (DDP); `python -m helpers.train_translation` (week 4b)
+- `helpers.transformer`  the Transformer in one file: attention, layers, schedule, decoding (Transformer weeks 2-3)
+- `helpers.translation`  subwords, token-count batches, the §5 training loop, BLEU (Transformer week 3)
+- `helpers.dcgan`        DCGAN in one file: G, D, init, the §3 guidelines, the §4 training loop (DCGAN weeks 3-4)
+- `helpers.gan_metrics`  FID, diversity diagnostics, the §5.1 linear probe (DCGAN week 4, final project)
 
-Importing `helpers` is cheap: submodules are imported on first use.
+Course support in `helpers.course` (config, env, data, checks, exercises, plots, training
+records, the resumable run) and operations in `helpers.ops` (export, serve, bench,
+distributed training) stay out of the way. Importing `helpers` is cheap: submodules load on
+first use.
 """
 
 from importlib import import_module as _import_module
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("config", "env", "data", "training", "checks", "exercises", "transformer", "translation",
-               "plots", "dcgan", "gan_metrics", "export", "serve", "bench", "distributed")
+_SUBMODULES = ("transformer", "translation", "dcgan", "gan_metrics", "course", "ops")
 
 
 def __getattr__(name):  # PEP 562: lazy submodules keep `import helpers` fast

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import training
-from .run import ResumableRun
+from helpers.course import training
+from helpers.course.run import ResumableRun
 
 
 def _check_size(image_size: int) -> int:
@@ -210,7 +210,7 @@ def train_dcgan(G, D, loader, cfg, *, device, fixed_noise=None, history=None, wr
     TensorBoard if ``writer``); every ``cfg.sample_every`` steps calls
     ``on_sample(step, images)`` with G's images for ``fixed_noise``.
 
-    With ``checkpoint_path`` the run is resumable (:class:`helpers.run.ResumableRun`): saved
+    With ``checkpoint_path`` the run is resumable (:class:`helpers.course.run.ResumableRun`): saved
     every ``checkpoint_every`` steps and at the end, and continued exactly from the file when
     it exists. ``time_limit_s`` and ``stop_after`` end the run early. Returns
     ``(history, opt_g, opt_d)``.

@@ -18,10 +18,12 @@ from typing import Mapping, Sequence
 
 import torch
 
-from . import distributed, env, training
-from .run import ResumableRun
-from .training import History
-from .transformer import (Transformer, beam_search, greedy_decode, label_smoothed_loss,
+from helpers.ops import distributed
+
+from helpers.course import env, training
+from helpers.course.run import ResumableRun
+from helpers.course.training import History
+from helpers.transformer import (Transformer, beam_search, greedy_decode, label_smoothed_loss,
                           make_scheduler, paper_adam)
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
@@ -64,7 +66,7 @@ class SubwordTokenizer:
         return cls(Tokenizer.from_file(str(path)))
 
     def save(self, path: str | Path) -> Path:
-        from .training import atomic_write_text
+        from helpers.course.training import atomic_write_text
 
         return atomic_write_text(self._tok.to_str(), path)
 
@@ -225,9 +227,9 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
 
     Runs ``cfg.train_steps`` optimizer steps and logs the training loss, the gradient norm
     before clipping, the learning rate and, every ``cfg.eval_every`` steps, the validation
-    loss. With ``checkpoint_path`` the run is resumable (:class:`helpers.run.ResumableRun`);
+    loss. With ``checkpoint_path`` the run is resumable (:class:`helpers.course.run.ResumableRun`);
     ``time_limit_s`` and ``stop_after`` end it early. Under ``torchrun`` each process trains on
-    its share of every batch (:mod:`helpers.distributed`).
+    its share of every batch (:mod:`helpers.ops.distributed`).
     """
     ctx = distributed.setup(device)  # a no-op without torchrun
     device = ctx.device

@@ -62,7 +62,7 @@
 #
 # **Colab (free GPU).** Click the badge at the top of any notebook, then *Runtime → Change
 # runtime type → T4 GPU*. The first code cell installs `helpers` and keeps Colab's torch.
-# Long runs save checkpoints; call `helpers.env.mount_drive()` so they land on Google Drive and
+# Long runs save checkpoints; call `helpers.course.env.mount_drive()` so they land on Google Drive and
 # survive a disconnect.
 #
 # **Your laptop.** In a clone of the repository: `make setup` (creates `.venv` and installs
@@ -103,8 +103,8 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from helpers import checks, env
-from helpers.config import PROFILES, profile_config
+from helpers.course import checks, env
+from helpers.course.config import PROFILES, profile_config
 
 cfg = profile_config("start_here")
 env.seed_everything(cfg.seed)
@@ -179,7 +179,7 @@ checks.check_true(not torch.equal(first, torch.randn(3)), "the next draw differs
 # %% [markdown]
 # ## 4. Data: your folder first, then a cached download
 #
-# Every dataset in the course is found the same way (`helpers.data.load_dataset`):
+# Every dataset in the course is found the same way (`helpers.course.data.load_dataset`):
 #
 # 1. your data folder, `$CURRICULUM_DATA_DIR` (default `data/` in the repository), in the
 #    dataset's **official layout** (e.g. `MNIST/raw/train-images-idx3-ubyte.gz`);
@@ -191,7 +191,7 @@ checks.check_true(not torch.equal(first, torch.randn(3)), "the next draw differs
 # package (here scikit-learn's handwritten digits).
 
 # %%
-from helpers.data import DataError, load_dataset
+from helpers.course.data import DataError, load_dataset
 
 try:
     mnist = load_dataset("mnist")

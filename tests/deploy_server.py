@@ -1,5 +1,5 @@
 """Shared by test_serve.py and test_browser.py: one smoke-size deploy bundle per test session,
-and the demo server (`python -m helpers.serve`) started for real in a subprocess on loopback."""
+and the demo server (`python -m helpers.ops.serve`) started for real in a subprocess on loopback."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def demo_bundle(tmp_path_factory) -> Path:
     if (bundle / "deploy.json").is_file() and (bundle / "generator.onnx").is_file():
         return bundle
     result = subprocess.run(
-        [sys.executable, "-m", "helpers.serve", "--train-smoke", "--no-serve", "--model-dir", str(bundle),
+        [sys.executable, "-m", "helpers.ops.serve", "--train-smoke", "--no-serve", "--model-dir", str(bundle),
          "--translator-steps", str(TRANSLATOR_STEPS), "--generator-steps", str(GENERATOR_STEPS)],
         cwd=ROOT, env=_env(base / "no-runs"), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"building the bundle failed:\n{result.stdout}\n{result.stderr}"
@@ -52,7 +52,7 @@ def running_server(model_dir: Path, *extra: str, timeout_s: float = 120.0):
     log = model_dir.parent / f"server-{port}.log"
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "helpers.serve", "--model-dir", str(model_dir), "--host",
+            [sys.executable, "-m", "helpers.ops.serve", "--model-dir", str(model_dir), "--host",
              "127.0.0.1", "--port", str(port), *extra],
             cwd=ROOT, env=_env(model_dir.parent / "no-runs"), stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

@@ -26,12 +26,12 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import env, training
-from helpers.config import ProfileError, get_profile, profile_config
-from helpers.data import DataLayoutError, DataUnavailableError, load_dataset
-from helpers.data.images import IDX_FILES, ImageFolderDataset, gan_dataset
-from helpers.data.text import load_parallel_folder, synthetic_translation
-from helpers.training import (CheckpointError, NonFiniteLossError, TrainingOutOfMemoryError,
+from helpers.course import env, training
+from helpers.course.config import ProfileError, get_profile, profile_config
+from helpers.course.data import DataLayoutError, DataUnavailableError, load_dataset
+from helpers.course.data.images import IDX_FILES, ImageFolderDataset, gan_dataset
+from helpers.course.data.text import load_parallel_folder, synthetic_translation
+from helpers.course.training import (CheckpointError, NonFiniteLossError, TrainingOutOfMemoryError,
                               load_checkpoint, save_checkpoint)
 
 CPU = torch.device("cpu")
@@ -446,7 +446,7 @@ def test_the_catalogue_covers_the_issue_list():
 
 
 # --------------------------------------------------------------------------- run twice
-SETUP = ("import torch\nfrom helpers import env, training\nfrom helpers.training import History\n"
+SETUP = ("import torch\nfrom helpers.course import env, training\nfrom helpers.course.training import History\n"
          "from torch.utils.tensorboard import SummaryWriter\n"
          "run_dir = env.runs_dir() / 'test' / 'twice'\n")
 CLEAN = [

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from helpers import bench
+from helpers.ops import bench
 from helpers.transformer import Transformer
 
 
@@ -41,7 +41,7 @@ def _finite_positive(x):
 
 def test_quick_bench_writes_a_sane_json(clean_env, tmp_path):
     out = tmp_path / "bench" / "quick.json"
-    proc = subprocess.run([sys.executable, "-m", "helpers.bench", "--device", "cpu", "--quick",
+    proc = subprocess.run([sys.executable, "-m", "helpers.ops.bench", "--device", "cpu", "--quick",
                            "--out", str(out)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from helpers.checks import (CheckFailed, check_at_least, check_at_most, check_close,
+from helpers.course.checks import (CheckFailed, check_at_least, check_at_most, check_close,
                             check_decreasing, check_finite, check_range, check_shape, check_true)
 
 

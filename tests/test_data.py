@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import env
-from helpers.data import (ChecksumError, DataLayoutError, DatasetSpec, DataUnavailableError,
+from helpers.course import env
+from helpers.course.data import (ChecksumError, DataLayoutError, DatasetSpec, DataUnavailableError,
                           load_dataset, register)
-from helpers.data import registry
-from helpers.data.images import IDX_FILES, load_idx_folder, read_idx
+from helpers.course.data import registry
+from helpers.course.data.images import IDX_FILES, load_idx_folder, read_idx
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 

@@ -1,4 +1,4 @@
-"""helpers.dcgan and the GAN parts of helpers.data.images / helpers.gan_metrics."""
+"""helpers.dcgan and the GAN parts of helpers.course.data.images / helpers.gan_metrics."""
 
 import pickle
 
@@ -9,9 +9,9 @@ from PIL import Image
 from torch import nn
 
 from helpers import dcgan
-from helpers.config import profile_config
-from helpers.data import DataLayoutError, load_dataset
-from helpers.data.images import ImageFolderDataset, gan_dataset, to_gan_tensors
+from helpers.course.config import profile_config
+from helpers.course.data import DataLayoutError, load_dataset
+from helpers.course.data.images import ImageFolderDataset, gan_dataset, to_gan_tensors
 from helpers.gan_metrics import diversity_report, frechet_distance, linear_probe
 
 

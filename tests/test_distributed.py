@@ -1,4 +1,4 @@
-"""Multi-GPU path (helpers.distributed): torchrun with 2 CPU processes (gloo) trains the same
+"""Multi-GPU path (helpers.ops.distributed): torchrun with 2 CPU processes (gloo) trains the same
 weights as one process on the same global batches."""
 
 import json
@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from helpers.distributed import Context, setup
+from helpers.ops.distributed import Context, setup
 from helpers.translation import PAD, collate
 
 # Small enough for ~10 s per run on 2 shared cores; dropout 0 (masks are drawn per rank).
@@ -65,7 +65,7 @@ def _train(tmp_path, name, nproc):
     cmd = [sys.executable]
     if nproc > 1:
         cmd += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    cmd += ["-m", "helpers.train_translation", "--profile", "smoke", "--out", str(out),
+    cmd += ["-m", "helpers.ops.launch", "--profile", "smoke", "--out", str(out),
             "--log-every", "2"]
     for item in OVERRIDES:
         cmd += ["--set", item]

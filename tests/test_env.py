@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import env
+from helpers.course import env
 
 
 def test_smoke_profile_uses_cpu(clean_env, monkeypatch):

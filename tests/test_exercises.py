@@ -9,8 +9,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from helpers import dcgan, exercises
-from helpers.exercises import ExerciseError
+from helpers import dcgan
+
+from helpers.course import exercises
+from helpers.course.exercises import ExerciseError
 
 
 def diagnosis(name, candidate):

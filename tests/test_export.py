@@ -1,11 +1,11 @@
-"""helpers.export (week 4f): ONNX graphs with dynamic axes reproduce PyTorch, the onnxruntime
+"""helpers.ops.export (week 4f): ONNX graphs with dynamic axes reproduce PyTorch, the onnxruntime
 greedy loop reproduces helpers.transformer.greedy_decode, and the parity checks notice a change."""
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import export
+from helpers.ops import export
 from helpers.dcgan import Generator, weights_init
 from helpers.transformer import Transformer, causal_mask, greedy_decode, padding_mask
 
@@ -94,7 +94,7 @@ def test_generator_export_and_parity(tmp_path):
 
 
 def test_missing_onnx_file_names_the_command(tmp_path):
-    with pytest.raises(export.ExportError, match="helpers.serve --train-smoke"):
+    with pytest.raises(export.ExportError, match="helpers.ops.serve --train-smoke"):
         export.OnnxGenerator(tmp_path / "generator.onnx")
-    with pytest.raises(export.ExportError, match="helpers.serve --train-smoke"):
+    with pytest.raises(export.ExportError, match="helpers.ops.serve --train-smoke"):
         export.load_translator(tmp_path)

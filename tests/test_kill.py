@@ -11,11 +11,11 @@ import time
 
 import torch
 
-from helpers.training import load_checkpoint
+from helpers.course.training import load_checkpoint
 
 WRITER = textwrap.dedent("""
     import sys, torch
-    from helpers.training import save_checkpoint
+    from helpers.course.training import save_checkpoint
     path = sys.argv[1]
     model = torch.nn.Linear(256, 256)   # ~260 kB per checkpoint: writes take a moment
     step = 0

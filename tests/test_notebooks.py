@@ -96,7 +96,7 @@ def test_new_notebook_from_template(repo_copy):
 
 NB_BODY = '''# %%
 import torch
-from helpers.checks import check_close
+from helpers.course.checks import check_close
 mine = torch.ones(3) * {factor}
 check_close(mine, torch.ones(3), atol=1e-6, name="my attention output")
 '''

@@ -17,8 +17,8 @@ STEPS, EVERY = 30, 3
 
 CHILD = textwrap.dedent(f"""
     import sys, time, torch
-    from helpers import env, training
-    from helpers.config import profile_config
+    from helpers.course import env, training
+    from helpers.course.config import profile_config
 
     loop, ckpt, report = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
     cpu = torch.device("cpu")
@@ -33,7 +33,7 @@ CHILD = textwrap.dedent(f"""
 
 
     if loop == "translation":
-        from helpers.data.text import synthetic_translation
+        from helpers.course.data.text import synthetic_translation
         from helpers.translation import build_model, prepare_translation, train_translation
 
         cfg = profile_config("translation", "smoke", train_steps={STEPS}, eval_every=10,

@@ -1,4 +1,4 @@
-"""The week 4f demo server, tested over real HTTP: `python -m helpers.serve` runs in a
+"""The week 4f demo server, tested over real HTTP: `python -m helpers.ops.serve` runs in a
 subprocess on a free loopback port, and httpx talks to it (issue #8)."""
 
 import io
@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from deploy_server import demo_bundle, running_server
-from helpers import export
+from helpers.ops import export
 from helpers.translation import translate
 
 SENTENCE = "The small dog sees the red car."

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import nbtools  # noqa: E402
 
-from helpers import exercises  # noqa: E402
+from helpers.course import exercises  # noqa: E402
 
 STUDENT_ROOT = ROOT / nbtools.STUDENT_DIR
 # exercise notebook -> its solution notebook (the .py side)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import training
-from helpers.config import profile_config
-from helpers.training import (CheckpointError, History, atomic_save, load_checkpoint,
+from helpers.course import training
+from helpers.course.config import profile_config
+from helpers.course.training import (CheckpointError, History, atomic_save, load_checkpoint,
                               save_checkpoint, write_metrics)
 
 

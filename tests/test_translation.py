@@ -9,8 +9,8 @@ import textwrap
 import pytest
 import torch
 
-from helpers.data import DataLayoutError, load_dataset
-from helpers.data.text import MULTI30K_SPLITS, load_parallel_folder, synthetic_translation
+from helpers.course.data import DataLayoutError, load_dataset
+from helpers.course.data.text import MULTI30K_SPLITS, load_parallel_folder, synthetic_translation
 from helpers.translation import (BOS, EOS, PAD, build_tokenizer, collate, corpus_bleu,
                                  prepare_translation, token_batches)
 
@@ -78,7 +78,7 @@ def test_multi30k_offline_download_gives_the_fix(tmp_path):
         def offline(*a, **k):
             raise socket.gaierror(-2, "offline")
         socket.getaddrinfo = offline
-        from helpers.data import load_dataset, DataUnavailableError
+        from helpers.course.data import load_dataset, DataUnavailableError
         try:
             load_dataset("multi30k", profile="local", data_root={str(tmp_path)!r})
         except DataUnavailableError as e:
@@ -149,7 +149,7 @@ def test_bleu():
 
 
 def test_sst2_glue_layout_and_bad_header(clean_env, monkeypatch, tmp_path):
-    from helpers.data.text import synthetic_reviews
+    from helpers.course.data.text import synthetic_reviews
 
     monkeypatch.setenv("CURRICULUM_PROFILE", "local")
     folder = tmp_path / "data" / "SST-2"
@@ -170,7 +170,7 @@ def test_sst2_glue_layout_and_bad_header(clean_env, monkeypatch, tmp_path):
 
 
 def _tiny_run(data, cfg, **kw):
-    from helpers import env
+    from helpers.course import env
     from helpers.translation import build_model, train_translation
 
     env.seed_everything(0)
@@ -181,7 +181,7 @@ def _tiny_run(data, cfg, **kw):
 
 
 def test_interrupted_training_resumes_bit_identically(clean_env, tmp_path):
-    from helpers.config import profile_config
+    from helpers.course.config import profile_config
 
     cfg = profile_config("translation", "smoke", train_steps=24, eval_every=12, dropout=0.1,
                          max_tokens=300, d_model=32, d_ff=64)
@@ -223,7 +223,7 @@ def test_schedules():
 def test_summarization_layout_and_standin(clean_env, monkeypatch, tmp_path):
     import json
 
-    from helpers.data.text import synthetic_summaries
+    from helpers.course.data.text import synthetic_summaries
 
     monkeypatch.setenv("CURRICULUM_PROFILE", "local")
     folder = tmp_path / "data" / "cnn_dailymail"

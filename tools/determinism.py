@@ -3,7 +3,7 @@
     python tools/determinism.py                 # every notebook that calls write_metrics
     python tools/determinism.py notebooks/dcgan/week4_training.ipynb --threads 2
 
-Each notebook that writes ``metrics.json`` (``helpers.training.write_metrics``) is executed
+Each notebook that writes ``metrics.json`` (``helpers.course.training.write_metrics``) is executed
 three times with ``CURRICULUM_PROFILE=smoke`` (nbclient):
 
 1. in a fresh kernel with its own empty runs folder (``CURRICULUM_RUNS_DIR``);
@@ -99,7 +99,7 @@ def compare(first: dict, second: dict, runs: tuple[Path, Path] | None = None
 
 
 # Printed by a cell appended after each pass: the length of every History in the kernel.
-PROBE = ("import json as _json\nfrom helpers.training import History as _History\n"
+PROBE = ("import json as _json\nfrom helpers.course.training import History as _History\n"
          "print('HISTORIES', _json.dumps({_k: len(_v) for _k, _v in list(globals().items()) "
          "if isinstance(_v, _History)}, sort_keys=True))")
 

@@ -198,8 +198,8 @@ def exercise_names(nb, where: str = "notebook") -> list[str]:
 
 def stub_source(source: str, where: str = "cell") -> str:
     """Replace every solution block with a stub that raises NotImplementedError and gives
-    the hint from ``helpers.exercises`` (the one place hints are written)."""
-    from helpers import exercises
+    the hint from ``helpers.course.exercises`` (the one place hints are written)."""
+    from helpers.course import exercises
 
     lines = source.splitlines()
     for begin, end, indent, name in reversed(_exercise_blocks(source, where)):
@@ -249,9 +249,9 @@ def student_pairs(root: Path = ROOT) -> dict[Path, object]:
 
 
 def _known_exercise(name: str, where: str) -> None:
-    from helpers import exercises
+    from helpers.course import exercises
     if name not in exercises.EXERCISES:
-        raise ValueError(f"{where}: '# BEGIN SOLUTION {name}' names no exercise in helpers.exercises "
+        raise ValueError(f"{where}: '# BEGIN SOLUTION {name}' names no exercise in helpers.course.exercises "
                          f"(known: {', '.join(sorted(exercises.EXERCISES))})")
 
 
@@ -344,8 +344,8 @@ TEMPLATE = '''# %% [markdown]
 # - ...
 
 # %%
-from helpers.config import profile_config
-from helpers import checks, env
+from helpers.course.config import profile_config
+from helpers.course import checks, env
 
 cfg = profile_config("start_here")
 env.seed_everything(cfg.seed)

@@ -65,9 +65,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import checks, env
-from helpers.config import profile_config
-from helpers.data.images import gan_dataset
+from helpers.course import checks, env
+from helpers.course.config import profile_config
+from helpers.course.data.images import gan_dataset
 
 cfg = profile_config("dcgan")
 env.seed_everything(cfg.seed)
@@ -224,7 +224,7 @@ purity = sum(torch.bincount(test_y[torch.from_numpy(clusters == c)], minlength=1
 print(f"k-means on raw pixels: cluster purity {purity:.2f} (chance: about 0.1)")
 checks.check_at_least(purity, 0.3, "k-means finds digit groups without labels")
 
-from helpers.training import write_metrics
+from helpers.course.training import write_metrics
 
 print(write_metrics("dcgan", "week0_prerequisites", {
     "gan_1d_mean": float(after.mean()), "gan_1d_std": float(after.std()),

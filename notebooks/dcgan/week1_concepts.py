@@ -56,8 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import checks, env
-from helpers.config import profile_config
+from helpers.course import checks, env
+from helpers.course.config import profile_config
 from helpers.dcgan import build_dcgan, guideline_violations
 
 cfg = profile_config("dcgan")
@@ -151,7 +151,7 @@ checks.check_true(guideline_violations(G, D) == [], "the DCGAN nets follow every
 #
 # **On Colab:** *Runtime → Change runtime type → T4 GPU*, then rerun this notebook. The first
 # code cell installed `helpers`, `torchvision` and `matplotlib` are already there. For long runs
-# call `helpers.env.mount_drive()` so checkpoints survive a disconnect.
+# call `helpers.course.env.mount_drive()` so checkpoints survive a disconnect.
 #
 # **Locally:** `make setup`, then `make lab`. Without a GPU, the `local` profile keeps runs
 # to minutes.

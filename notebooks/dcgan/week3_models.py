@@ -61,9 +61,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import checks, env, exercises
+from helpers.course import checks, env, exercises
 from helpers import dcgan
-from helpers.config import profile_config
+from helpers.course.config import profile_config
 
 cfg = profile_config("dcgan")
 env.seed_everything(cfg.seed)

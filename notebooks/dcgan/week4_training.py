@@ -68,9 +68,11 @@ from matplotlib import animation
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 
-from helpers import checks, dcgan, env, exercises, training
-from helpers.config import profile_config
-from helpers.data.images import gan_dataset
+from helpers.course import checks, env, exercises, training
+
+from helpers import dcgan
+from helpers.course.config import profile_config
+from helpers.course.data.images import gan_dataset
 from helpers.gan_metrics import (SmallClassifier, diversity_report, frechet_distance, predict,
                                  train_classifier)
 

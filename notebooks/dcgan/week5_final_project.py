@@ -63,9 +63,11 @@ import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
 
-from helpers import checks, dcgan, env, training
-from helpers.config import profile_config
-from helpers.data.images import gan_dataset
+from helpers.course import checks, env, training
+
+from helpers import dcgan
+from helpers.course.config import profile_config
+from helpers.course.data.images import gan_dataset
 from helpers.gan_metrics import (SmallClassifier, frechet_distance, inception_fid, linear_probe,
                                  predict, train_classifier)
 

@@ -70,8 +70,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import checks, env
-from helpers.config import profile_config
+from helpers.course import checks, env
+from helpers.course.config import profile_config
 
 cfg = profile_config("prerequisites")
 env.seed_everything(cfg.seed)
@@ -277,7 +277,7 @@ plt.show()
 checks.check_true(int(attention.weights.mean(0).argmax()) == 0, "attention looks at position 0",
                   "the attention layer should put its weight on the signal token")
 
-from helpers.training import write_metrics
+from helpers.course.training import write_metrics
 
 metrics = {f"{model}_accuracy_len{length}": acc for length, accs in results.items() for model, acc in accs.items()}
 print(write_metrics("transformer", "week0_prerequisites", metrics, config=cfg))

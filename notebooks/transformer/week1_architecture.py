@@ -60,7 +60,7 @@ import torch
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import nn
 
-from helpers import checks, env
+from helpers.course import checks, env
 
 env.seed_everything(0)
 

@@ -62,8 +62,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import checks, env, exercises
-from helpers.plots import attention_explorer, attention_heatmap
+from helpers.course import checks, env, exercises
+from helpers.course.plots import attention_explorer, attention_heatmap
 
 env.seed_everything(0)
 torch.set_default_dtype(torch.float32)

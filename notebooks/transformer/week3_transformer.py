@@ -66,10 +66,10 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from helpers import checks, env, exercises, training
+from helpers.course import checks, env, exercises, training
 from helpers import transformer as T
-from helpers.config import profile_config
-from helpers.plots import attention_explorer
+from helpers.course.config import profile_config
+from helpers.course.plots import attention_explorer
 
 cfg = profile_config("translation")
 toy_cfg = profile_config("toy_seq2seq")
@@ -350,7 +350,7 @@ checks.check_at_least(exact, toy_cfg.min_accuracy, "exact-match accuracy on new 
 # grammar that still needs gender agreement, case and word reordering.
 
 # %%
-from helpers.data import load_dataset
+from helpers.course.data import load_dataset
 from helpers.translation import (ARCHITECTURE_KEYS, PAD, build_model, corpus_bleu,
                                  prepare_translation, train_translation, translate)
 

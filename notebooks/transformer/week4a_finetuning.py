@@ -64,9 +64,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from helpers import checks, env, training
-from helpers.config import profile_config
-from helpers.data import load_dataset
+from helpers.course import checks, env, training
+from helpers.course.config import profile_config
+from helpers.course.data import load_dataset
 
 cfg = profile_config("finetune")
 env.seed_everything(cfg.seed)

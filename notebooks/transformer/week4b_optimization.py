@@ -63,9 +63,9 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from helpers import checks, env, training
-from helpers.config import profile_config
-from helpers.data import load_dataset
+from helpers.course import checks, env, training
+from helpers.course.config import profile_config
+from helpers.course.data import load_dataset
 from helpers.translation import build_model, prepare_translation, train_translation
 
 base = profile_config("translation")
@@ -226,7 +226,7 @@ print(f"checkpoint: {ckpt} ({ckpt.stat().st_size / 1e6:.1f} MB), loads with torc
 # faster in 16-bit floats. `torch.autocast` runs those in 16 bits and keeps sensitive operations
 # (softmax, layer norm, the loss) in fp32. **bf16** has fp32's range and needs nothing else;
 # **fp16** has a small range, so gradients can underflow to zero: a `GradScaler` multiplies the
-# loss before `backward()` and divides the gradients afterwards. `helpers.env.amp_settings`
+# loss before `backward()` and divides the gradients afterwards. `helpers.course.env.amp_settings`
 # picks bf16 on Ampere or newer GPUs, fp16 + GradScaler on older ones (T4), fp32 on the CPU.
 #
 # First: does the 16-bit forward pass agree with fp32? (The CPU supports bf16 autocast too.)

@@ -67,10 +67,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers import checks, env, training
+from helpers.course import checks, env, training
 from helpers import transformer as T
-from helpers.config import profile_config
-from helpers.data import load_dataset
+from helpers.course.config import profile_config
+from helpers.course.data import load_dataset
 from helpers.translation import build_tokenizer
 
 cfg = profile_config("variants")
@@ -251,7 +251,7 @@ results["gpt_final_loss"] = gpt_hist["loss"][-1]
 # stride both equal the patch size *is* that "flatten and project".
 
 # %%
-from helpers.data.images import gan_dataset
+from helpers.course.data.images import gan_dataset
 
 digits, description = gan_dataset("mnist", image_size=32, channels=1, profile="smoke")
 test_digits, _ = gan_dataset("mnist", image_size=32, channels=1, profile="smoke", split="test")

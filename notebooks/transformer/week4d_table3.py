@@ -61,9 +61,9 @@ import time
 
 import matplotlib.pyplot as plt
 
-from helpers import checks, env, training
-from helpers.config import profile_config
-from helpers.data import load_dataset
+from helpers.course import checks, env, training
+from helpers.course.config import profile_config
+from helpers.course.data import load_dataset
 from helpers.translation import (build_model, corpus_bleu, evaluate_loss, prepare_translation,
                                  train_translation, translate)
 

@@ -69,9 +69,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from helpers import checks, env, training
-from helpers.config import profile_config
-from helpers.data import load_dataset
+from helpers.course import checks, env, training
+from helpers.course.config import profile_config
+from helpers.course.data import load_dataset
 
 cfg = profile_config("summarization")
 env.seed_everything(cfg.seed)
@@ -210,7 +210,7 @@ checks.check_at_least(rouge["rougeL"], cfg.min_rouge_l, f"ROUGE-L F1 ({cfg.profi
 # does appear elsewhere), and a second test set made only of those unseen pairs.
 
 # %%
-from helpers.data.text import load_parallel_folder, synthetic_translation
+from helpers.course.data.text import load_parallel_folder, synthetic_translation
 from helpers.translation import build_model, corpus_bleu, prepare_translation, train_translation, translate
 
 held_out = ("red dog", "old car", "small woman", "happy horse")

@@ -29,7 +29,7 @@
 # - run an ONNX graph with `onnxruntime` and check parity with PyTorch: the largest absolute
 #   error of the outputs, and identical greedy translations on a test set;
 # - measure latency fairly (same thread count, warm-up, median) and read the result;
-# - start the course's FastAPI demo (`python -m helpers.serve`), call its endpoints, and know
+# - start the course's FastAPI demo (`python -m helpers.ops.serve`), call its endpoints, and know
 #   what it takes to put it on Hugging Face Spaces (`docs/DEPLOY.md`).
 #
 # **Time:** about 2 hours (smoke profile: under a minute).
@@ -76,8 +76,10 @@ import onnx
 import torch
 from IPython.display import Image, display
 
-from helpers import checks, env, export, training
-from helpers.config import profile_config
+from helpers.course import checks, env, training
+
+from helpers.ops import export
+from helpers.course.config import profile_config
 from helpers.translation import translate
 
 cfg = profile_config("deploy")
@@ -120,7 +122,7 @@ print("generator: ", g_source, f"| {sum(p.numel() for p in G.parameters()) / 1e6
 #   lengths, so one graph serves any sentence length and batch size.
 #
 # The generator is one graph, `z [batch, nz] -> images`, exported in eval mode: BatchNorm uses
-# its running statistics, as it must at inference. `helpers.export` uses PyTorch's
+# its running statistics, as it must at inference. `helpers.ops.export` uses PyTorch's
 # TorchScript-based exporter (`dynamo=False`), which needs only the `onnx` package, and
 # validates every file with `onnx.checker`. `save_*_bundle` also writes the PyTorch weights
 # and the tokenizer next to the graphs: this folder is what the demo server loads.
@@ -239,7 +241,7 @@ print(path)
 # them on <http://127.0.0.1:8000>:
 #
 # ```bash
-# python -m helpers.serve --train-smoke      # or: make demo
+# python -m helpers.ops.serve --train-smoke      # or: make demo
 # ```
 #
 # Here we start the same server in the background, call it like any client would, and stop it.
@@ -248,7 +250,7 @@ print(path)
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
-server = subprocess.Popen([sys.executable, "-m", "helpers.serve", "--model-dir", str(bundle),
+server = subprocess.Popen([sys.executable, "-m", "helpers.ops.serve", "--model-dir", str(bundle),
                            "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
 url = f"http://127.0.0.1:{port}"
@@ -297,7 +299,7 @@ checks.check_true(kind == "image/png" and rejected == 422, "the server returns a
 #
 # `docs/DEPLOY.md` walks through putting this demo on a Hugging Face Space with a Docker SDK
 # Space (a `Dockerfile` that installs the requirements, copies `runs/deploy`, and runs
-# `python -m helpers.serve --host 0.0.0.0 --port 7860`). The course does not deploy it for you;
+# `python -m helpers.ops.serve --host 0.0.0.0 --port 7860`). The course does not deploy it for you;
 # that is part of your final project.
 #
 # Then write the README the course plan asks for: what you built, the settings and profile,

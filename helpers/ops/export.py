@@ -12,11 +12,11 @@ The trained translator becomes two ONNX graphs, because greedy decoding is a Pyt
 All sizes are dynamic axes. The DCGAN generator is one graph: ``z [batch, nz]`` ->
 ``images [batch, nc, size, size]`` in [-1, 1].
 
-A *deploy bundle* is one folder (default ``runs/deploy``) that :mod:`helpers.serve` loads::
+A *deploy bundle* is one folder (default ``runs/deploy``) that :mod:`helpers.ops.serve` loads::
 
     deploy.json              what is inside, where it came from, the parity numbers
     tokenizer.json           the shared BPE vocabulary (helpers.translation.SubwordTokenizer)
-    translator.pt            weights + architecture (helpers.training checkpoint)
+    translator.pt            weights + architecture (helpers.course.training checkpoint)
     translator_encoder.onnx, translator_decoder.onnx
     generator.pt, generator.onnx
 
@@ -40,15 +40,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import env
-from .transformer import MultiHeadAttention, Transformer, causal_mask, greedy_decode, padding_mask
+from helpers.course import env
+from helpers.transformer import MultiHeadAttention, Transformer, causal_mask, greedy_decode, padding_mask
 
 OPSET = 17
 BUNDLE_MANIFEST = "deploy.json"
 TRANSLATOR_FILES = ("tokenizer.json", "translator.pt", "translator_encoder.onnx",
                     "translator_decoder.onnx")
 GENERATOR_FILES = ("generator.pt", "generator.onnx")
-DEMO_COMMAND = "python -m helpers.serve --train-smoke"
+DEMO_COMMAND = "python -m helpers.ops.serve --train-smoke"
 GENERATOR_KEYS = ("nz", "ngf", "channels", "image_size")  # what rebuilds a DCGAN generator
 
 
@@ -58,7 +58,7 @@ class ExportError(RuntimeError):
 
 def default_bundle_dir() -> Path:
     """``runs/deploy`` (or ``$CURRICULUM_RUNS_DIR/deploy``): where the week 4f notebook and
-    ``python -m helpers.serve --train-smoke`` write the models the demo serves (week 4f)."""
+    ``python -m helpers.ops.serve --train-smoke`` write the models the demo serves (week 4f)."""
     return env.runs_dir() / "deploy"
 
 
@@ -106,7 +106,7 @@ def _onnx_export(module: nn.Module, args: tuple, path: Path, input_names: Sequen
 
     import onnx
 
-    from .training import _atomic_write
+    from helpers.course.training import _atomic_write
 
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -228,7 +228,7 @@ class OnnxGenerator:
 def source_batch(tokenizer, sentences: Sequence[str], max_len: int) -> torch.Tensor:
     """``[batch, src_len]`` source ids (``... </s>``, padded), as the translator reads them
     (week 4f; the same encoding as ``helpers.translation.translate``)."""
-    from .translation import BOS, EOS, collate
+    from helpers.translation import BOS, EOS, collate
 
     return collate([(tokenizer.encode(s)[: max_len - 1] + [EOS], [BOS, EOS]) for s in sentences])[0]
 
@@ -237,7 +237,7 @@ def translate_onnx(runner: OnnxTranslator, tokenizer, sentences: Sequence[str], 
                    batch_size: int = 64) -> list[str]:
     """Greedy translations with onnxruntime, batched like ``helpers.translation.translate``
     with ``beam_size=1`` (week 4f)."""
-    from .translation import BOS, EOS
+    from helpers.translation import BOS, EOS
 
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
     out = [""] * len(sentences)
@@ -271,7 +271,7 @@ def translator_parity(model: Transformer, runner: OnnxTranslator, tokenizer,
     """Compare the PyTorch translator with its ONNX export on ``sentences``: the largest
     absolute difference of the encoder output and of the decoder's next-token logits (with
     teacher-forced prefixes), and whether greedy decoding gives identical ids (week 4f)."""
-    from .translation import BOS, EOS
+    from helpers.translation import BOS, EOS
 
     model = model.cpu().eval()
     mem_err = logit_err = 0.0
@@ -333,8 +333,8 @@ def save_translator_bundle(model: Transformer, tokenizer, settings: Mapping[str,
     """Write ``tokenizer.json``, ``translator.pt`` and both ONNX graphs into ``out_dir`` and
     record them in ``deploy.json`` (week 4f). ``settings`` must hold the architecture
     (``helpers.translation.ARCHITECTURE_KEYS``)."""
-    from .training import save_checkpoint
-    from .translation import ARCHITECTURE_KEYS
+    from helpers.course.training import save_checkpoint
+    from helpers.translation import ARCHITECTURE_KEYS
 
     out_dir = Path(out_dir)
     arch = {k: settings[k] for k in ARCHITECTURE_KEYS}
@@ -350,7 +350,7 @@ def save_generator_bundle(G: nn.Module, settings: Mapping[str, Any], out_dir: st
                           source: str) -> dict[str, Any]:
     """Write ``generator.pt`` and ``generator.onnx`` into ``out_dir`` and record them in
     ``deploy.json`` (week 4f). ``settings``: ``nz``, ``ngf``, ``channels``, ``image_size``."""
-    from .training import save_checkpoint
+    from helpers.course.training import save_checkpoint
 
     out_dir = Path(out_dir)
     arch = {k: settings[k] for k in GENERATOR_KEYS}
@@ -373,7 +373,7 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any]:
 
 
 def _update_manifest(out_dir: Path, **entries: Any) -> None:
-    from .training import _plain, atomic_write_text
+    from helpers.course.training import _plain, atomic_write_text
 
     manifest = read_manifest(out_dir)
     for key, value in entries.items():
@@ -383,8 +383,8 @@ def _update_manifest(out_dir: Path, **entries: Any) -> None:
 
 def load_translator(out_dir: str | Path):
     """``(model, tokenizer)`` from a bundle's ``translator.pt`` and ``tokenizer.json`` (week 4f)."""
-    from .training import load_checkpoint
-    from .translation import SubwordTokenizer
+    from helpers.course.training import load_checkpoint
+    from helpers.translation import SubwordTokenizer
 
     out_dir = Path(out_dir)
     missing = [f for f in ("tokenizer.json", "translator.pt") if not (out_dir / f).is_file()]
@@ -411,8 +411,8 @@ def load_generator(out_dir: str | Path):
 
 def _generator_from_checkpoint(path: Path):
     """``(G in eval mode, checkpoint)``: the generator rebuilt from a checkpoint's config."""
-    from .dcgan import Generator
-    from .training import load_checkpoint
+    from helpers.dcgan import Generator
+    from helpers.course.training import load_checkpoint
 
     a = torch.load(path, map_location="cpu", weights_only=True)["config"]
     G = Generator(a["nz"], a["ngf"], a["channels"], a["image_size"])
@@ -427,10 +427,10 @@ def notebook_translator(profile: str | None = None, *, train_steps: int | None =
     ``runs/transformer/week3_transformer/checkpoints/translator.pt`` when that checkpoint
     matches the profile's architecture, otherwise trained here for ``train_steps`` steps
     (week 4f). Returns ``(model, tokenizer, settings, source, test_pairs)``."""
-    from .config import profile_config
-    from .data import load_dataset
-    from .training import CheckpointError, load_checkpoint
-    from .translation import ARCHITECTURE_KEYS, build_model, prepare_translation, train_translation
+    from helpers.course.config import profile_config
+    from helpers.course.data import load_dataset
+    from helpers.course.training import CheckpointError, load_checkpoint
+    from helpers.translation import ARCHITECTURE_KEYS, build_model, prepare_translation, train_translation
 
     cfg = profile_config("translation", profile)
     dataset = load_dataset("multi30k", profile=cfg.profile, n_train=cfg.dataset_size)
@@ -453,7 +453,7 @@ def notebook_translator(profile: str | None = None, *, train_steps: int | None =
         log(f"no usable week 3 checkpoint: training a {cfg.profile} translator for {steps} steps")
         train_translation(model, data, cfg.replace(train_steps=steps, eval_every=steps),
                           device=torch.device("cpu"), log_every=max(steps, 1))
-        source = f"trained by helpers.export ({cfg.profile} profile, {steps} steps)"
+        source = f"trained by helpers.ops.export ({cfg.profile} profile, {steps} steps)"
     return model.cpu().eval(), data.tokenizer, settings, source, data.splits["test"]
 
 
@@ -462,9 +462,9 @@ def notebook_generator(profile: str | None = None, *, train_steps: int | None = 
     """The week 4 DCGAN generator: loaded from ``runs/dcgan/week4_training/checkpoints/
     dcgan.pt`` when present, otherwise trained here on the profile's dataset for
     ``train_steps`` steps (week 4f). Returns ``(G, settings, source)``."""
-    from .config import profile_config
-    from .dcgan import build_dcgan, train_dcgan
-    from .data.images import gan_dataset
+    from helpers.course.config import profile_config
+    from helpers.dcgan import build_dcgan, train_dcgan
+    from helpers.course.data.images import gan_dataset
 
     ckpt = env.checkpoint_dir("dcgan", "week4_training") / "dcgan.pt"
     if ckpt.is_file():
@@ -486,7 +486,7 @@ def notebook_generator(profile: str | None = None, *, train_steps: int | None = 
     train_dcgan(G, D, loader, cfg.replace(train_steps=steps, log_every=max(steps, 1)),
                 device=torch.device("cpu"))
     return (G.cpu().eval(), {k: cfg[k] for k in GENERATOR_KEYS},
-            f"trained by helpers.export ({cfg.profile} profile, {steps} steps)")
+            f"trained by helpers.ops.export ({cfg.profile} profile, {steps} steps)")
 
 
 def build_bundle(out_dir: str | Path | None = None, *, profile: str | None = "smoke",
@@ -494,7 +494,7 @@ def build_bundle(out_dir: str | Path | None = None, *, profile: str | None = "sm
                  parity_sentences: int = 20, log: Callable[[str], None] = print) -> Path:
     """Write a complete deploy bundle (both models, PyTorch + ONNX, parity numbers) into
     ``out_dir`` (default ``runs/deploy``): the notebooks' checkpoints when they exist, else
-    models trained here (week 4f; this is what ``python -m helpers.serve --train-smoke``
+    models trained here (week 4f; this is what ``python -m helpers.ops.serve --train-smoke``
     runs). Raises :class:`ExportError` when the ONNX graphs disagree with PyTorch."""
     out_dir = Path(out_dir) if out_dir is not None else default_bundle_dir()
     out_dir.mkdir(parents=True, exist_ok=True)

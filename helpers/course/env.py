@@ -2,7 +2,7 @@
 
 Every notebook starts with::
 
-    from helpers import env
+    from helpers.course import env
     device = env.get_device()
     env.seed_everything(cfg.seed)
 """
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import get_profile
+from helpers.course.config import get_profile
 
 DATA_DIR_ENV = "CURRICULUM_DATA_DIR"
 CACHE_DIR_ENV = "CURRICULUM_CACHE_DIR"
@@ -42,7 +42,7 @@ def project_root() -> Path:
     On Colab `helpers` is pip-installed, so data and runs go under the current folder
     (``/content``), like any other Colab file.
     """
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     if (here / "pyproject.toml").is_file() and (here / "notebooks").is_dir():
         return here
     return Path.cwd()
@@ -108,7 +108,7 @@ def checkpoint_dir(track: str, notebook: str) -> Path:
         if in_colab():
             warnings.warn(
                 "Checkpoints go to the Colab VM and are lost when it disconnects. "
-                "Run helpers.env.mount_drive() first to keep them on Google Drive.",
+                "Run helpers.course.env.mount_drive() first to keep them on Google Drive.",
                 stacklevel=2,
             )
         base = runs_dir() / track / notebook
@@ -228,7 +228,7 @@ def environment_report() -> dict[str, Any]:
         report["torchvision"] = torchvision.__version__
     except ImportError:
         report["torchvision"] = None
-    from . import __version__
+    from helpers import __version__
 
     report["helpers"] = __version__
     return report

@@ -1,7 +1,7 @@
 """Datasets: one registry, one lookup order (local layout -> cache -> download), one clear
-error when nothing works. See :mod:`helpers.data.registry` (week 0).
+error when nothing works. See :mod:`helpers.course.data.registry` (week 0).
 
-    from helpers.data import load_dataset
+    from helpers.course.data import load_dataset
     mnist = load_dataset("mnist")        # Loaded(name, origin, path, data)
     print(mnist.describe())
 """

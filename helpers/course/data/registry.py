@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import env
-from ..config import get_profile
+from helpers.course import env
+from helpers.course.config import get_profile
 
 MANIFEST = "curriculum-manifest.json"
 

@@ -1,8 +1,8 @@
 """`make bench`: how fast the training paths are, measured side by side in one process
 (Transformer week 4b "optimization", DCGAN week 4 "training"; the speed issue).
 
-    python -m helpers.bench                  # the best device present (CUDA, else CPU)
-    python -m helpers.bench --device cpu --quick --out runs/bench/quick.json
+    python -m helpers.ops.bench                  # the best device present (CUDA, else CPU)
+    python -m helpers.ops.bench --device cpu --quick --out runs/bench/quick.json
 
 Three rows, each "what a learner writes" next to "the optimized path", timed in the same
 process with interleaved rounds (naive k steps, optimized k steps, then the other order), so
@@ -227,7 +227,7 @@ def _compile(module, enabled: bool, notes: list[str], **kwargs):
 
 def _amp_for(device: torch.device, amp: bool):
     """The optimized side's autocast: ``env.amp_settings`` (bf16 on CPU) when ``amp``, else fp32."""
-    from . import env
+    from helpers.course import env
 
     if not amp:
         return env.AmpSettings(device.type, torch.float32, False)
@@ -264,8 +264,8 @@ def bench_transformer(device: torch.device, s: Sizes, *, compile_model: bool, am
                       peak: tuple[float, str] | None) -> dict:
     """Naive fp32 (week 2 attention, plain Adam) vs optimized training step, side by side
     (Transformer week 4b; §3.2.1 Eq. 1 computed two ways)."""
-    from . import env
-    from .transformer import Transformer, label_smoothed_loss, paper_adam
+    from helpers.course import env
+    from helpers.transformer import Transformer, label_smoothed_loss, paper_adam
 
     notes: list[str] = []
     gen = torch.Generator().manual_seed(0)
@@ -346,7 +346,7 @@ def optimized_dcgan_step(G, D, opt_g, opt_d, real, *, nz: int, rng=None, amp=Non
     """``helpers.dcgan.train_step`` without host synchronisation (DCGAN week 4, speed): the
     same D update then G update, under ``amp`` autocast if given, returning the two losses as
     device tensors instead of floats. ``G``/``D`` may be channels_last or compiled."""
-    from . import env
+    from helpers.course import env
 
     b, device = real.size(0), real.device
     amp = amp or env.AmpSettings(device.type, torch.float32, False)
@@ -376,8 +376,8 @@ def bench_dcgan(device: torch.device, s: Sizes, *, compile_model: bool, amp: boo
                 compile_mode: str | None = None) -> dict:
     """Plain fp32 eager DCGAN update (``helpers.dcgan.train_step``) vs the optimized one
     (DCGAN week 4, §4 training setup)."""
-    from . import env
-    from .dcgan import Discriminator, Generator, dcgan_optimizers, train_step, weights_init
+    from helpers.course import env
+    from helpers.dcgan import Discriminator, Generator, dcgan_optimizers, train_step, weights_init
 
     notes: list[str] = []
     nz, b = 100, s.gan_batch
@@ -463,9 +463,9 @@ def _best_of(fn: Callable[[], int], repeats: int) -> tuple[float, int]:
 
 def bench_data(s: Sizes, *, workers: int = 0, repeats: int = 3) -> dict:
     """Batches/s of the translation batcher (§5.1 token batches) and the image loaders alone."""
-    from .data.images import ImageFolderDataset
-    from .data.text import synthetic_translation
-    from .translation import prepare_translation
+    from helpers.course.data.images import ImageFolderDataset
+    from helpers.course.data.text import synthetic_translation
+    from helpers.translation import prepare_translation
 
     splits = synthetic_translation(s.pairs, 20, 20, seed=0)
     data = prepare_translation(splits, min(500, s.vocab), name="bench")
@@ -484,7 +484,7 @@ def bench_data(s: Sizes, *, workers: int = 0, repeats: int = 3) -> dict:
                    "tokens_per_s": round(real_tokens / sec, 1),
                    "padding_fraction": round(data.padding_fraction("train", s.max_tokens), 4)}
 
-    # in-memory tensors: the MNIST / Fashion-MNIST / CIFAR-10 path of helpers.data.images
+    # in-memory tensors: the MNIST / Fashion-MNIST / CIFAR-10 path of helpers.course.data.images
     b = s.gan_batch
     images = torch.rand(max(4 * b, 256), s.gan_channels, s.gan_image, s.gan_image) * 2 - 1
     tensor_loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images),
@@ -583,7 +583,7 @@ def run(device: str | torch.device | None = None, *, quick: bool = False,
     Defaults per device: on CUDA autocast and ``torch.compile`` are on; on CPU both are off
     (see the module docstring). Returns the result dict; the JSON path is ``result["json"]``.
     """
-    from . import env
+    from helpers.course import env
 
     start = time.perf_counter()
     device = torch.device(device) if device is not None else (
@@ -627,8 +627,8 @@ def run(device: str | torch.device | None = None, *, quick: bool = False,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m helpers.bench`` / ``make bench`` (week 4b)."""
-    p = argparse.ArgumentParser(prog="python -m helpers.bench", description=__doc__.split("\n")[0])
+    """``python -m helpers.ops.bench`` / ``make bench`` (week 4b)."""
+    p = argparse.ArgumentParser(prog="python -m helpers.ops.bench", description=__doc__.split("\n")[0])
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the bench runs (tests)")
     p.add_argument("--compile", dest="compile_model", action="store_true", default=None,

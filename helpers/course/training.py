@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import torch
 
-from . import env
+from helpers.course import env
 
 
 class CheckpointError(RuntimeError):

@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 
-from . import distributed
-from .training import (CheckpointError, History, load_checkpoint, non_finite_loss_error,
+from helpers.ops import distributed
+from helpers.course.training import (CheckpointError, History, load_checkpoint, non_finite_loss_error,
                        non_finite_tensors, progress, save_checkpoint, set_rng_state)
 
 
@@ -85,12 +85,12 @@ class ResumableRun:
       ``others`` (more modules, optimizers, torch.Generators), RNG states, history and the
       position in the data (see :meth:`batches`), so an interrupted run ends bit-identical to
       an uninterrupted one. A checkpoint of other settings (``architecture`` keys) is refused.
-    - :meth:`check_finite` stops with :class:`~helpers.training.NonFiniteLossError` before a
+    - :meth:`check_finite` stops with :class:`~helpers.course.training.NonFiniteLossError` before a
       NaN/inf can reach a checkpoint; :meth:`log` fills ``history`` and the progress bar.
     - After a few dozen steps it prints how long the rest should take on this machine;
       :meth:`summary` says whether the run finished or was stopped early (for metrics.json).
 
-    Under ``torchrun`` (``dist``, a :class:`helpers.distributed.Context`) only rank 0 saves and
+    Under ``torchrun`` (``dist``, a :class:`helpers.ops.distributed.Context`) only rank 0 saves and
     shows progress, and every rank stops at the same step.
     """
 
@@ -134,7 +134,7 @@ class ResumableRun:
                 f"{self.path} holds trained nets but not the state to resume training "
                 f"(no {', '.join(missing)}): it was not written by a training loop's "
                 f"checkpoint_path=. Fix: pass another checkpoint_path for this run (that file stays "
-                f"as it is), or load it with helpers.training.load_checkpoint to use the nets.")
+                f"as it is), or load it with helpers.course.training.load_checkpoint to use the nets.")
         load_checkpoint(self.path, model=self.model, optimizer=self.optimizer,
                         scheduler=self.scheduler, scaler=self.scaler, restore_rng=False)
         for name, obj in self.others.items():

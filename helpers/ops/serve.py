@@ -1,14 +1,14 @@
 """A small served demo of both trained models (week 4f, "deploy on a local server").
 
-    python -m helpers.serve --train-smoke        # create runs/deploy if missing, then serve
-    python -m helpers.serve                      # serve runs/deploy on http://127.0.0.1:8000
-    python -m helpers.serve --model-dir DIR --port 7860 --host 0.0.0.0 --backend torch
+    python -m helpers.ops.serve --train-smoke        # create runs/deploy if missing, then serve
+    python -m helpers.ops.serve                      # serve runs/deploy on http://127.0.0.1:8000
+    python -m helpers.ops.serve --model-dir DIR --port 7860 --host 0.0.0.0 --backend torch
 
 Endpoints (FastAPI): ``GET /`` one HTML page to try both models; ``GET /health``;
 ``POST /translate`` ``{"text": "..."}`` -> ``{"translation": "..."}``; ``POST /generate``
 ``{"seed": 0, "count": 16}`` -> a PNG grid of generated images.
 
-The models come from a deploy bundle (see :mod:`helpers.export`), loaded on first use, so a
+The models come from a deploy bundle (see :mod:`helpers.ops.export`), loaded on first use, so a
 server started before the bundle exists picks it up without a restart. By default they run
 on onnxruntime (``--backend onnx``); ``--backend torch`` runs the PyTorch checkpoints instead.
 Everything runs on the CPU.
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from . import export
+from helpers.ops import export
 
 MAX_TEXT_CHARS = 500
 MAX_COUNT = 64
@@ -111,8 +111,8 @@ def translate_text(models: Models, text: str) -> str:
     """Greedy translation of one sentence (week 4f)."""
     import torch
 
-    from .transformer import greedy_decode
-    from .translation import BOS, EOS
+    from helpers.transformer import greedy_decode
+    from helpers.translation import BOS, EOS
 
     kind, runner, tok, max_len = models.translator()
     ids = tok.encode(text)
@@ -289,8 +289,8 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx"):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m helpers.serve``: optionally create the models, then serve with uvicorn (week 4f)."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.serve", description=__doc__.split("\n\n")[0])
+    """``python -m helpers.ops.serve``: optionally create the models, then serve with uvicorn (week 4f)."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.ops.serve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model-dir", type=Path, default=None,
                         help="deploy bundle folder (default: runs/deploy)")
     parser.add_argument("--host", default="127.0.0.1",

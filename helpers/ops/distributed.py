@@ -15,7 +15,7 @@ distribution, not bit for bit). Only rank 0 prints, writes checkpoints and metri
 Without ``torchrun`` (``WORLD_SIZE`` unset or 1) nothing here does anything: the single-GPU
 path, the default on Colab, is unchanged.
 
-    torchrun --nproc_per_node=4 -m helpers.train_translation --profile full
+    torchrun --nproc_per_node=4 -m helpers.ops.launch --profile full
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Train the week-3 translator from the command line, on one device or several (Transformer
 week 3 loop; week 4b "multi-GPU"; §5 of the paper).
 
-    python -m helpers.train_translation --profile local
-    torchrun --nproc_per_node=4 -m helpers.train_translation --profile full
+    python -m helpers.ops.launch --profile local
+    torchrun --nproc_per_node=4 -m helpers.ops.launch --profile full
 
 The data, vocabulary and model are those of notebooks/transformer/week3_transformer (the
 ``translation`` settings of the chosen profile; ``--set key=value`` overrides any of them).
 Under torchrun every process trains on its share of each global token batch with
-DistributedDataParallel (see :mod:`helpers.distributed`); rank 0 alone prints and writes
+DistributedDataParallel (see :mod:`helpers.ops.distributed`); rank 0 alone prints and writes
 ``<out>/model.pt`` (the weights), ``<out>/checkpoint.pt`` (resumable) and
 ``<out>/history.json``.
 """
@@ -31,12 +31,14 @@ def _value(text: str):
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from . import distributed, env
-    from .config import profile_config
-    from .data import load_dataset
-    from .translation import build_model, prepare_translation, train_translation
+    from helpers.ops import distributed
 
-    p = argparse.ArgumentParser(prog="python -m helpers.train_translation",
+    from helpers.course import env
+    from helpers.course.config import profile_config
+    from helpers.course.data import load_dataset
+    from helpers.translation import build_model, prepare_translation, train_translation
+
+    p = argparse.ArgumentParser(prog="python -m helpers.ops.launch",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--profile", default=None, help="smoke, local or full (default: $CURRICULUM_PROFILE)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output folder (default runs/transformer/train_translation)")
     p.add_argument("--checkpoint-every", type=int, default=0)
     p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--device", default=None, help="default: helpers.env.get_device()")
+    p.add_argument("--device", default=None, help="default: helpers.course.env.get_device()")
     args = p.parse_args(argv)
 
     overrides = {}
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                                     checkpoint_every=args.checkpoint_every)
         torch.use_deterministic_algorithms(False)
         if ctx.is_main:
-            from .training import atomic_save, atomic_write_text
+            from helpers.course.training import atomic_save, atomic_write_text
 
             atomic_save(model.state_dict(), out / "model.pt")
             atomic_write_text(json.dumps(history.state_dict()) + "\n", out / "history.json")
