@@ -5,11 +5,12 @@ BIN     = $(VENV)/bin
 PY      = $(BIN)/python
 NOTEBOOK_TIMEOUT ?= 300
 
-.PHONY: help setup test unit notebooks check-sync sync student lab new clean bench determinism demo
+.PHONY: help setup test lint unit notebooks check-sync sync student lab new clean bench determinism demo
 
 help:
 	@echo "make setup   create $(VENV) and install requirements, test tools and helpers (editable)"
-	@echo "make test    unit tests, then every notebook (smoke profile, nbval), then the pairing check"
+	@echo "make test    lint, unit tests, then every notebook (smoke profile, nbval), then the pairing check"
+	@echo "make lint    ruff: lint and import order of helpers, tests, tools and the notebooks' .py sources"
 	@echo "make lab     open JupyterLab in $(VENV)"
 	@echo "make sync    rewrite every notebook pair (.py <-> .ipynb), badges and setup cells, and exercises/"
 	@echo "make student regenerate the exercise notebooks in exercises/ from the solution notebooks"
@@ -31,7 +32,10 @@ setup: $(PY)
 $(BIN)/pytest:
 	@echo "No test environment in $(VENV). Run 'make setup' first." >&2; exit 1
 
-test: unit notebooks check-sync
+test: lint unit notebooks check-sync
+
+lint: $(BIN)/pytest
+	$(BIN)/ruff check .
 
 unit: $(BIN)/pytest
 	CURRICULUM_PROFILE=smoke $(BIN)/pytest tests

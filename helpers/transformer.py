@@ -370,7 +370,7 @@ def beam_search(model: Transformer, src, bos_id: int, eos_id: int, beam_size: in
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
     active = torch.ones(batch, dtype=torch.bool)
     limit = min(src.size(1) + max_extra, model.tgt_embed.max_len - 1)
-    for step in range(1, limit + 1):
+    for _ in range(limit):
         tgt_mask = causal_mask(tokens.size(1), src.device)
         logits = model.generator(model.decode(tokens, memory, src_mask, tgt_mask)[:, -1])
         vocab = logits.size(-1)

@@ -12,19 +12,24 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import torch
-
-from helpers.ops import distributed
 
 from helpers.course import env, training
 from helpers.course.run import ResumableRun
 from helpers.course.training import History
-from helpers.transformer import (Transformer, beam_search, greedy_decode, label_smoothed_loss,
-                          make_scheduler, paper_adam)
+from helpers.ops import distributed
+from helpers.transformer import (
+    Transformer,
+    beam_search,
+    greedy_decode,
+    label_smoothed_loss,
+    make_scheduler,
+    paper_adam,
+)
 
 SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
@@ -47,7 +52,7 @@ class SubwordTokenizer:
                 raise ValueError(f"tokenizer must have {special} at id {i}")
 
     @classmethod
-    def train(cls, texts: Sequence[str], vocab_size: int) -> "SubwordTokenizer":
+    def train(cls, texts: Sequence[str], vocab_size: int) -> SubwordTokenizer:
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -60,7 +65,7 @@ class SubwordTokenizer:
         return cls(tok)
 
     @classmethod
-    def load(cls, path: str | Path) -> "SubwordTokenizer":
+    def load(cls, path: str | Path) -> SubwordTokenizer:
         from tokenizers import Tokenizer
 
         return cls(Tokenizer.from_file(str(path)))

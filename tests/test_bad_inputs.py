@@ -17,22 +17,27 @@ from __future__ import annotations
 import hashlib
 import re
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from helpers.course import env, training
+from helpers.course import env
 from helpers.course.config import ProfileError, get_profile, profile_config
 from helpers.course.data import DataLayoutError, DataUnavailableError, load_dataset
 from helpers.course.data.images import IDX_FILES, ImageFolderDataset, gan_dataset
 from helpers.course.data.text import load_parallel_folder, synthetic_translation
-from helpers.course.training import (CheckpointError, NonFiniteLossError, TrainingOutOfMemoryError,
-                              load_checkpoint, save_checkpoint)
+from helpers.course.training import (
+    CheckpointError,
+    NonFiniteLossError,
+    TrainingOutOfMemoryError,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 CPU = torch.device("cpu")
 

@@ -11,7 +11,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from deploy_server import demo_bundle, running_server
 
 SENTENCE = "The small dog sees the red car."

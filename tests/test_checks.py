@@ -3,8 +3,17 @@ import math
 import pytest
 import torch
 
-from helpers.course.checks import (CheckFailed, check_at_least, check_at_most, check_close,
-                            check_decreasing, check_finite, check_range, check_shape, check_true)
+from helpers.course.checks import (
+    CheckFailed,
+    check_at_least,
+    check_at_most,
+    check_close,
+    check_decreasing,
+    check_finite,
+    check_range,
+    check_shape,
+    check_true,
+)
 
 
 def test_check_shape_passes_and_reports_mismatch(capsys):

@@ -10,9 +10,15 @@ import pytest
 import torch
 
 from helpers.course import env
-from helpers.course.data import (ChecksumError, DataLayoutError, DatasetSpec, DataUnavailableError,
-                          load_dataset, register)
-from helpers.course.data import registry
+from helpers.course.data import (
+    ChecksumError,
+    DataLayoutError,
+    DatasetSpec,
+    DataUnavailableError,
+    load_dataset,
+    register,
+    registry,
+)
 from helpers.course.data.images import IDX_FILES, load_idx_folder, read_idx
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")

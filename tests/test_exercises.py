@@ -10,7 +10,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from helpers import dcgan
-
 from helpers.course import exercises
 from helpers.course.exercises import ExerciseError
 

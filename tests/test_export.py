@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.ops import export
 from helpers.dcgan import Generator, weights_init
+from helpers.ops import export
 from helpers.transformer import Transformer, causal_mask, greedy_decode, padding_mask
 
 BOS, EOS, PAD = 1, 2, 0

@@ -8,9 +8,9 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from deploy_server import demo_bundle, running_server
 from PIL import Image
 
-from deploy_server import demo_bundle, running_server
 from helpers.ops import export
 from helpers.translation import translate
 

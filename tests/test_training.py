@@ -7,8 +7,14 @@ import torch
 
 from helpers.course import training
 from helpers.course.config import profile_config
-from helpers.course.training import (CheckpointError, History, atomic_save, load_checkpoint,
-                              save_checkpoint, write_metrics)
+from helpers.course.training import (
+    CheckpointError,
+    History,
+    atomic_save,
+    load_checkpoint,
+    save_checkpoint,
+    write_metrics,
+)
 
 
 def _model():
@@ -74,7 +80,9 @@ def test_checkpoint_resume_restores_everything(tmp_path):
         opt.step()
         sched.step()
     cfg = profile_config("start_here", "smoke")
-    random.seed(3); np.random.seed(3); torch.manual_seed(3)
+    random.seed(3)
+    np.random.seed(3)
+    torch.manual_seed(3)
     path = save_checkpoint(tmp_path / "c.pt", model=model, optimizer=opt, scheduler=sched,
                            step=3, config=cfg)
     expected_draws = (random.random(), float(np.random.rand()), torch.rand(3))

@@ -115,7 +115,8 @@ def test_learning_rate_schedule_eq3():
     assert opt.defaults["betas"] == (0.9, 0.98) and opt.defaults["eps"] == 1e-9
     sched = T.noam_scheduler(opt, 512, 4000)
     assert opt.param_groups[0]["lr"] == pytest.approx(T.transformer_lr(1, 512, 4000))
-    opt.step(); sched.step()
+    opt.step()
+    sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(T.transformer_lr(2, 512, 4000))
 
 

@@ -11,8 +11,16 @@ import torch
 
 from helpers.course.data import DataLayoutError, load_dataset
 from helpers.course.data.text import MULTI30K_SPLITS, load_parallel_folder, synthetic_translation
-from helpers.translation import (BOS, EOS, PAD, build_tokenizer, collate, corpus_bleu,
-                                 prepare_translation, token_batches)
+from helpers.translation import (
+    BOS,
+    EOS,
+    PAD,
+    build_tokenizer,
+    collate,
+    corpus_bleu,
+    prepare_translation,
+    token_batches,
+)
 
 
 def write_split(folder, stem, en, de, gz=False):
@@ -166,7 +174,7 @@ def test_sst2_glue_layout_and_bad_header(clean_env, monkeypatch, tmp_path):
     with pytest.raises(DataLayoutError, match="line 2"):
         load_dataset("sst2")
     reviews = synthetic_reviews(200, seed=3)
-    assert reviews == synthetic_reviews(200, seed=3) and {l for _, l in reviews} == {0, 1}
+    assert reviews == synthetic_reviews(200, seed=3) and {label for _, label in reviews} == {0, 1}
 
 
 def _tiny_run(data, cfg, **kw):
@@ -208,7 +216,8 @@ def test_schedules():
         out = []
         for _ in range(100):
             out.append(opt.param_groups[0]["lr"])
-            opt.step(); sched.step()
+            opt.step()
+            sched.step()
         return out
 
     peak = transformer_lr(10, 64, 10)

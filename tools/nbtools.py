@@ -121,7 +121,7 @@ def apply_generated(nb, rel_ipynb: str, root: Path = ROOT):
 def clean(nb):
     """No outputs, no execution counts, no per-cell ids churn; standard metadata."""
     nb = copy.deepcopy(nb)
-    for i, cell in enumerate(nb.cells):
+    for cell in nb.cells:
         cell.pop("id", None)
         if cell.cell_type == "code":
             cell.outputs = []

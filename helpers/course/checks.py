@@ -14,7 +14,7 @@ printing a one-line confirmation when ``verbose=True`` (the default in notebooks
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 

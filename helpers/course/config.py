@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 PROFILE_ENV = "CURRICULUM_PROFILE"
 PROFILES = ("smoke", "local", "full")
@@ -245,7 +246,7 @@ class Config(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._values)
 
-    def replace(self, **overrides: Any) -> "Config":
+    def replace(self, **overrides: Any) -> Config:
         _check_keys(self._family, self._values, overrides)
         return Config(self._family, self._profile, {**self._values, **overrides})
 

@@ -183,7 +183,7 @@ def autocast(amp: AmpSettings):
     return torch.autocast(device_type=amp.device_type, dtype=amp.dtype)
 
 
-def grad_scaler(amp: AmpSettings) -> "torch.amp.GradScaler":
+def grad_scaler(amp: AmpSettings) -> torch.amp.GradScaler:
     """A GradScaler that is active only for fp16 (bf16 and fp32 need none)."""
     return torch.amp.GradScaler(amp.device_type if amp.device_type == "cuda" else "cpu",
                                 enabled=amp.use_grad_scaler)

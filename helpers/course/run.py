@@ -16,14 +16,23 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 
+from helpers.course.training import (
+    CheckpointError,
+    History,
+    load_checkpoint,
+    non_finite_loss_error,
+    non_finite_tensors,
+    progress,
+    save_checkpoint,
+    set_rng_state,
+)
 from helpers.ops import distributed
-from helpers.course.training import (CheckpointError, History, load_checkpoint, non_finite_loss_error,
-                       non_finite_tensors, progress, save_checkpoint, set_rng_state)
 
 
 def _generators(loader) -> list[torch.Generator]:

@@ -59,9 +59,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -495,8 +496,8 @@ def bench_data(s: Sizes, *, workers: int = 0, repeats: int = 3) -> dict:
 
     sec_t, n_t = _best_of(tensors, repeats)
     # a folder of JPEG files, decoded and resized on the fly: the CelebA / own-images path
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     with tempfile.TemporaryDirectory() as tmp:
         rng = np.random.default_rng(0)

@@ -51,9 +51,9 @@ class Context:
         module's own buffers are constants (positional encodings), so they are not re-sent."""
         if not self.enabled:
             return model
-        from torch.nn.parallel import DistributedDataParallel
-
         import inspect
+
+        from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters

@@ -32,9 +32,10 @@ import copy
 import json
 import time
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -411,8 +412,8 @@ def load_generator(out_dir: str | Path):
 
 def _generator_from_checkpoint(path: Path):
     """``(G in eval mode, checkpoint)``: the generator rebuilt from a checkpoint's config."""
-    from helpers.dcgan import Generator
     from helpers.course.training import load_checkpoint
+    from helpers.dcgan import Generator
 
     a = torch.load(path, map_location="cpu", weights_only=True)["config"]
     G = Generator(a["nz"], a["ngf"], a["channels"], a["image_size"])
@@ -463,8 +464,8 @@ def notebook_generator(profile: str | None = None, *, train_steps: int | None = 
     dcgan.pt`` when present, otherwise trained here on the profile's dataset for
     ``train_steps`` steps (week 4f). Returns ``(G, settings, source)``."""
     from helpers.course.config import profile_config
-    from helpers.dcgan import build_dcgan, train_dcgan
     from helpers.course.data.images import gan_dataset
+    from helpers.dcgan import build_dcgan, train_dcgan
 
     ckpt = env.checkpoint_dir("dcgan", "week4_training") / "dcgan.pt"
     if ckpt.is_file():

@@ -31,11 +31,10 @@ def _value(text: str):
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from helpers.ops import distributed
-
     from helpers.course import env
     from helpers.course.config import profile_config
     from helpers.course.data import load_dataset
+    from helpers.ops import distributed
     from helpers.translation import build_model, prepare_translation, train_translation
 
     p = argparse.ArgumentParser(prog="python -m helpers.ops.launch",

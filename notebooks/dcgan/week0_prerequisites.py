@@ -95,7 +95,7 @@ opt_g = torch.optim.Adam(G1.parameters(), lr=1e-3, betas=(0.5, 0.999))
 opt_d = torch.optim.Adam(D1.parameters(), lr=1e-3, betas=(0.5, 0.999))
 before = G1(torch.randn(2000, 1)).detach()
 
-for step in range(2000):
+for _ in range(2000):
     x = real_mean + real_std * torch.randn(128, 1)
     fake = G1(torch.randn(128, 1))
     # D: real -> 1, fake -> 0
@@ -181,7 +181,7 @@ loader = torch.utils.data.DataLoader(train_set, batch_size=64, shuffle=True,
                                      generator=torch.Generator().manual_seed(0))
 optimizer = torch.optim.Adam(classifier.parameters(), lr=1e-3)
 losses = []
-for epoch in range(cfg.classifier_epochs):
+for _ in range(cfg.classifier_epochs):
     for x, y in loader:
         loss = F.cross_entropy(classifier(x), y)   # forward + loss
         optimizer.zero_grad()                      # clear old gradients

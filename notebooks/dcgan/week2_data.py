@@ -138,7 +138,7 @@ plt.show()
 
 start = time.perf_counter()
 n_batches = 0
-for batch in loader:
+for _ in loader:
     n_batches += 1
     if n_batches == 20:
         break

@@ -61,8 +61,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.course import checks, env, exercises
 from helpers import dcgan
+from helpers.course import checks, env, exercises
 from helpers.course.config import profile_config
 
 cfg = profile_config("dcgan")

@@ -68,13 +68,11 @@ from matplotlib import animation
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 
-from helpers.course import checks, env, exercises, training
-
 from helpers import dcgan
+from helpers.course import checks, env, exercises, training
 from helpers.course.config import profile_config
 from helpers.course.data.images import gan_dataset
-from helpers.gan_metrics import (SmallClassifier, diversity_report, frechet_distance, predict,
-                                 train_classifier)
+from helpers.gan_metrics import SmallClassifier, diversity_report, frechet_distance, predict, train_classifier
 
 cfg = profile_config("dcgan")
 env.seed_everything(cfg.seed)
@@ -266,7 +264,7 @@ def show_point(t=0.5):
     plt.show()
 
 
-widgets.interact(show_point, t=widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05));
+widgets.interact(show_point, t=widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05))
 
 
 # %% [markdown]
@@ -294,7 +292,7 @@ def arithmetic(a=0, b=1, c=2):
 
 result = arithmetic()
 checks.check_shape(result, (4, cfg.channels, cfg.image_size, cfg.image_size), "vector arithmetic images")
-widgets.interact(arithmetic, a=(0, 63), b=(0, 63), c=(0, 63));
+widgets.interact(arithmetic, a=(0, 63), b=(0, 63), c=(0, 63))
 
 # %% [markdown]
 # ## 6. Diversity and mode collapse

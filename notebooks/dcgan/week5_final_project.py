@@ -63,13 +63,18 @@ import matplotlib.pyplot as plt
 import torch
 from torchvision.utils import make_grid
 
-from helpers.course import checks, env, training
-
 from helpers import dcgan
+from helpers.course import checks, env, training
 from helpers.course.config import profile_config
 from helpers.course.data.images import gan_dataset
-from helpers.gan_metrics import (SmallClassifier, frechet_distance, inception_fid, linear_probe,
-                                 predict, train_classifier)
+from helpers.gan_metrics import (
+    SmallClassifier,
+    frechet_distance,
+    inception_fid,
+    linear_probe,
+    predict,
+    train_classifier,
+)
 
 # Your choice: "mnist", "fashion_mnist", "cifar10", "celeba", or the path of a folder of images.
 # (With RGB data set channels=3; 64x64 is the paper's size.)

@@ -66,8 +66,8 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from helpers.course import checks, env, exercises, training
 from helpers import transformer as T
+from helpers.course import checks, env, exercises, training
 from helpers.course.config import profile_config
 from helpers.course.plots import attention_explorer
 
@@ -351,8 +351,15 @@ checks.check_at_least(exact, toy_cfg.min_accuracy, "exact-match accuracy on new 
 
 # %%
 from helpers.course.data import load_dataset
-from helpers.translation import (ARCHITECTURE_KEYS, PAD, build_model, corpus_bleu,
-                                 prepare_translation, train_translation, translate)
+from helpers.translation import (
+    ARCHITECTURE_KEYS,
+    PAD,
+    build_model,
+    corpus_bleu,
+    prepare_translation,
+    train_translation,
+    translate,
+)
 
 dataset = load_dataset("multi30k", n_train=cfg.dataset_size)
 print(dataset.describe())

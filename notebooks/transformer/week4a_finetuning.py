@@ -107,7 +107,8 @@ checks.check_true(0.3 < balance < 0.7, f"classes are roughly balanced ({balance:
 # (91.3 % dev accuracy on its model card).
 
 # %%
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, logging as hf_logging
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import logging as hf_logging
 
 hf_logging.set_verbosity_error()
 if cfg.model == "offline-minilm":
@@ -139,7 +140,7 @@ from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
 
 def to_dataset(rows):
-    ds = Dataset.from_dict({"text": [t for t, _ in rows], "label": [l for _, l in rows]})
+    ds = Dataset.from_dict({"text": [t for t, _ in rows], "label": [label for _, label in rows]})
     return ds.map(lambda b: tokenizer(b["text"], truncation=True, max_length=cfg.max_length),
                   batched=True, remove_columns=["text"])
 
@@ -192,7 +193,7 @@ ax.set_xlabel("step")
 ax.set_ylabel("training loss")
 ax.set_title("fine-tuning")
 plt.show()
-checks.check_decreasing([l for _, l in losses], "fine-tuning loss", min_drop=0.2)
+checks.check_decreasing([loss for _, loss in losses], "fine-tuning loss", min_drop=0.2)
 checks.check_at_least(after["eval_accuracy"], cfg.min_accuracy, f"accuracy after fine-tuning ({cfg.profile})")
 checks.check_true(after["eval_accuracy"] > before["eval_accuracy"] + 0.1, "fine-tuning beat the untrained head",
                   f"{before['eval_accuracy']:.3f} -> {after['eval_accuracy']:.3f}")
@@ -203,7 +204,7 @@ checks.check_true(after["eval_accuracy"] > before["eval_accuracy"] + 0.1, "fine-
 # %%
 pred = trainer.predict(eval_ds)
 preds = pred.predictions.argmax(-1)
-labels = np.array([l for _, l in eval_rows])
+labels = np.array([label for _, label in eval_rows])
 cm = confusion_matrix(labels, preds)
 fig, ax = plt.subplots(figsize=(3.4, 3))
 ax.imshow(cm, cmap="Blues")

@@ -140,7 +140,7 @@ runs = {"no clipping": sgd_run(None), "clip at 1.0": sgd_run(1.0)}
 fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
 for name, (norms, losses) in runs.items():
     axes[0].plot([min(n, 1e12) for n in norms], label=name)
-    axes[1].plot([min(l, 50) for l in losses], label=name)
+    axes[1].plot([min(loss, 50) for loss in losses], label=name)
 axes[0].set_yscale("log")
 axes[0].set_title("gradient norm before clipping (SGD, lr 0.5)")
 axes[1].set_title("training loss (capped at 50 for the plot)")
@@ -156,7 +156,7 @@ print(f"no clipping: largest norm {max(unclipped_norms):.3g}, final loss {unclip
 print(f"clip at 1.0: largest norm {max(clipped_norms):.3g}, final loss {clipped_losses[-1]:.3g}")
 checks.check_true(not math.isfinite(unclipped_losses[-1]) or max(unclipped_norms) > 100,
                   "without clipping the run explodes", "the unclipped run stayed stable: raise lr to see the effect")
-checks.check_true(all(math.isfinite(l) for l in clipped_losses), "with clipping the loss stays finite",
+checks.check_true(all(math.isfinite(loss) for loss in clipped_losses), "with clipping the loss stays finite",
                   "the clipped run diverged too: lower the learning rate")
 
 # What clipping guarantees: after clip_grad_norm_, the norm is at most max_norm.

@@ -67,8 +67,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.course import checks, env, training
 from helpers import transformer as T
+from helpers.course import checks, env, training
 from helpers.course.config import profile_config
 from helpers.course.data import load_dataset
 from helpers.translation import build_tokenizer

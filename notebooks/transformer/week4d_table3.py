@@ -64,8 +64,14 @@ import matplotlib.pyplot as plt
 from helpers.course import checks, env, training
 from helpers.course.config import profile_config
 from helpers.course.data import load_dataset
-from helpers.translation import (build_model, corpus_bleu, evaluate_loss, prepare_translation,
-                                 train_translation, translate)
+from helpers.translation import (
+    build_model,
+    corpus_bleu,
+    evaluate_loss,
+    prepare_translation,
+    train_translation,
+    translate,
+)
 
 cfg = profile_config("table3")
 base = profile_config("translation").replace(train_steps=cfg.train_steps, eval_every=cfg.train_steps)

@@ -106,9 +106,16 @@ print("summary :", train_rows[0][1][:200])
 # good pretrained summarizers are.
 
 # %%
-from transformers import (AutoModelForSeq2SeqLM, AutoTokenizer, DataCollatorForSeq2Seq,
-                          Seq2SeqTrainer, Seq2SeqTrainingArguments, T5Config,
-                          T5ForConditionalGeneration, logging as hf_logging)
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    T5Config,
+    T5ForConditionalGeneration,
+)
+from transformers import logging as hf_logging
 
 hf_logging.set_verbosity_error()
 if cfg.model == "tiny-t5":

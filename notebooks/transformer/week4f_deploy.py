@@ -77,9 +77,8 @@ import torch
 from IPython.display import Image, display
 
 from helpers.course import checks, env, training
-
-from helpers.ops import export
 from helpers.course.config import profile_config
+from helpers.ops import export
 from helpers.translation import translate
 
 cfg = profile_config("deploy")
@@ -189,16 +188,16 @@ model.eval()
 G.eval()
 rows = []
 with torch.no_grad():
-    rows.append(("translator encoder, batch of %d" % len(some),
+    rows.append((f"translator encoder, batch of {len(some)}",
                  export.median_ms(lambda: model.encode(batch_src, batch_src[:, None, None, :] != 0), cfg.latency_repeats),
                  export.median_ms(lambda: runner.encode(batch_src.numpy()), cfg.latency_repeats)))
-    rows.append(("greedy translation of %d sentences" % len(some),
+    rows.append((f"greedy translation of {len(some)} sentences",
                  export.median_ms(lambda: translate(model, tok, some, device=device, beam_size=1), cfg.latency_repeats),
                  export.median_ms(lambda: export.translate_onnx(runner, tok, some), cfg.latency_repeats)))
     rows.append(("greedy translation of 1 sentence",
                  export.median_ms(lambda: translate(model, tok, some[:1], device=device, beam_size=1), cfg.latency_repeats),
                  export.median_ms(lambda: export.translate_onnx(runner, tok, some[:1]), cfg.latency_repeats)))
-    rows.append(("generator, %d images" % cfg.grid_count,
+    rows.append((f"generator, {cfg.grid_count} images",
                  export.median_ms(lambda: G(z), cfg.latency_repeats),
                  export.median_ms(lambda: onnx_gen(z), cfg.latency_repeats)))
 print(f"{'task':38s} {'PyTorch ms':>11s} {'onnxruntime ms':>15s} {'speed-up':>9s}")
@@ -270,7 +269,7 @@ try:
             break
         except OSError:
             if server.poll() is not None:
-                raise RuntimeError(server.stdout.read().decode())
+                raise RuntimeError(server.stdout.read().decode()) from None
             time.sleep(0.2)
     print("GET /health ->", status, json.loads(body))
     sentence = test_pairs[0][0]

@@ -6,6 +6,7 @@ error when nothing works. See :mod:`helpers.course.data.registry` (week 0).
     print(mnist.describe())
 """
 
+from . import images, text  # noqa: F401,E402  (register mnist, fashion_mnist, multi30k)
 from .registry import (  # noqa: F401
     ChecksumError,
     DataError,
@@ -21,4 +22,3 @@ from .registry import (  # noqa: F401
     verify_manifest,
     write_manifest,
 )
-from . import images, text  # noqa: F401,E402  (register mnist, fashion_mnist, multi30k)

@@ -216,8 +216,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        from PIL import Image
         import torchvision.transforms.functional as TF
+        from PIL import Image
 
         path = self.files[index]
         try:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import gzip
 import random
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from .registry import DataLayoutError, DatasetSpec, register
 
@@ -237,7 +237,7 @@ def _download_sst2(root: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for split, name in (("train", "train.tsv"), ("validation", "dev.tsv")):
         rows = hf[split]
-        text = "sentence\tlabel\n" + "".join(f"{s.strip()}\t{l}\n" for s, l in zip(rows["sentence"], rows["label"]))
+        text = "sentence\tlabel\n" + "".join(f"{s.strip()}\t{label}\n" for s, label in zip(rows["sentence"], rows["label"]))
         (folder / name).write_text(text, encoding="utf-8")
 
 
