@@ -132,35 +132,78 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def guideline_violations(G: nn.Module, D: nn.Module) -> list[str]:
-    """Which of the §3 architecture guidelines a G/D pair breaks (empty list = none)."""
-    problems = []
-    for name, net in (("G", G), ("D", D)):
-        mods = list(net.modules())
-        if any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)) for m in mods):
-            problems.append(f"{name} uses pooling; use strided convolutions instead")
-        if any(isinstance(m, nn.Linear) for m in mods):
-            problems.append(f"{name} has fully connected layers; the paper uses none in hidden layers")
-        if not any(isinstance(m, nn.BatchNorm2d) for m in mods):
-            problems.append(f"{name} has no BatchNorm")
-    g_mods = [m for m in G.modules() if not isinstance(m, (nn.Sequential, Generator))]
-    if not g_mods or not isinstance(g_mods[-1], nn.Tanh):
-        problems.append("G does not end with Tanh (images must be in [-1, 1])")
-    if isinstance(g_mods[-1], nn.Tanh) and len(g_mods) > 1 and isinstance(g_mods[-2], nn.BatchNorm2d):
-        problems.append("G has BatchNorm on its output layer")
-    if any(isinstance(m, nn.LeakyReLU) for m in G.modules()):
-        problems.append("G uses LeakyReLU; the paper uses ReLU in G")
-    d_mods = [m for m in D.modules() if not isinstance(m, (nn.Sequential, Discriminator))]
-    if len(d_mods) > 1 and isinstance(d_mods[1], nn.BatchNorm2d):
-        problems.append("D has BatchNorm on its input layer")
-    slopes = [m.negative_slope for m in D.modules() if isinstance(m, nn.LeakyReLU)]
-    if not slopes:
-        problems.append("D has no LeakyReLU")
-    elif any(abs(s - 0.2) > 1e-9 for s in slopes):
-        problems.append(f"D's LeakyReLU slope is {slopes[0]}, the paper uses 0.2")
-    if any(isinstance(m, nn.Sigmoid) for m in D.modules()):
-        problems.append("D ends in a Sigmoid; output logits and use BCEWithLogitsLoss")
-    return problems
+def _layers(net: nn.Module) -> list[nn.Module]:
+    """The leaf modules of ``net`` in the order they were registered (= forward order for
+    ``nn.Sequential`` stacks)."""
+    return [m for m in net.modules() if not list(m.children())]
+
+
+_WEIGHTS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+
+
+def guideline_problems(net: nn.Module, role: str) -> list[tuple[str, str]]:
+    """The §3 guidelines that ``net`` breaks as ``role`` ("G" or "D"): ``(what, fix)`` pairs.
+
+    §3 allows one fully connected layer at each end: G's first layer "could be called fully
+    connected as it is just a matrix multiplication, but the result is reshaped into a
+    4-dimensional tensor", and D's last convolution "is flattened and then fed into a single
+    sigmoid output". Only fully connected *hidden* layers break the guideline.
+    """
+    layers = _layers(net)
+    weights = [m for m in layers if isinstance(m, _WEIGHTS)]
+    allowed = weights[:1] if role == "G" else weights[-1:]
+    out = []
+    if any(isinstance(m, nn.Linear) and all(m is not a for a in allowed) for m in weights):
+        where = "after the first layer" if role == "G" else "before the last layer"
+        out.append((f"{role} has a fully connected hidden layer (a Linear layer {where})",
+                    "§3: no fully connected hidden layers; only G's first layer (z projected and "
+                    "reshaped to a 4x4 map) and D's last (one output per image) may be Linear"))
+    if any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.Upsample)) for m in layers):
+        out.append((f"{role} uses pooling or upsampling layers",
+                    "§3: strided convolutions (D) and fractional-strided convolutions "
+                    "(ConvTranspose2d with stride 2, G) instead of pooling"))
+    tail = layers[layers.index(weights[-1]) + 1:] if weights else []
+    if role == "G":
+        if any(isinstance(m, nn.BatchNorm2d) for m in tail):
+            out.append(("G has BatchNorm on the output layer",
+                        "§3: no batchnorm on the generator output layer; the last ConvTranspose2d "
+                        "goes straight into Tanh"))
+        if any(isinstance(m, nn.Sigmoid) for m in tail):
+            out.append(("G's output goes through a Sigmoid (pixels in [0, 1])",
+                        "use nn.Tanh(): the data is scaled to [-1, 1] (§4)"))
+        elif not any(isinstance(m, nn.Tanh) for m in tail):
+            out.append(("G's output layer has no Tanh: pixels are not confined to [-1, 1] like the data",
+                        "end with nn.Tanh() after the last layer (§3)"))
+        if any(isinstance(m, nn.LeakyReLU) for m in layers):
+            out.append(("G uses LeakyReLU", "§3: ReLU in the generator, LeakyReLU in the discriminator"))
+    else:
+        normed = [m for m in layers if isinstance(m, (*_WEIGHTS, nn.BatchNorm2d))]
+        if len(normed) > 1 and isinstance(normed[1], nn.BatchNorm2d):
+            out.append(("D has BatchNorm on the input layer",
+                        "§3: no batchnorm on the discriminator input layer; the first Conv2d goes "
+                        "straight into LeakyReLU(0.2)"))
+        if any(type(m) is nn.ReLU for m in layers):
+            out.append(("D uses ReLU", "§3: LeakyReLU with slope 0.2 in the discriminator"))
+        slopes = sorted({m.negative_slope for m in layers if isinstance(m, nn.LeakyReLU)})
+        if not slopes:
+            out.append(("D has no LeakyReLU", "nn.LeakyReLU(0.2) after every layer but the last (§3)"))
+        elif any(abs(s - 0.2) > 1e-9 for s in slopes):
+            wrong = [s for s in slopes if abs(s - 0.2) > 1e-9]
+            out.append((f"D's LeakyReLU slope {wrong}, the paper uses 0.2", "nn.LeakyReLU(0.2)"))
+        if any(isinstance(m, nn.Sigmoid) for m in layers):
+            out.append(("D ends in a Sigmoid", "output the logit; the loss is BCEWithLogitsLoss, the "
+                                               "numerically safe form of sigmoid + BCE (week 3)"))
+    if not any(isinstance(m, nn.BatchNorm2d) for m in layers):
+        out.append((f"{role} has no BatchNorm", "§3: BatchNorm2d after every layer except G's "
+                                                "output and D's input"))
+    return out
+
+
+def guideline_violations(G: nn.Module | None = None, D: nn.Module | None = None) -> list[str]:
+    """Which §3 architecture guidelines a generator and/or discriminator breaks, one line
+    each with its fix (empty list = none). See :func:`guideline_problems`."""
+    return [f"{what}. Fix: {fix}" for role, net in (("G", G), ("D", D)) if net is not None
+            for what, fix in guideline_problems(net, role)]
 
 
 # --------------------------------------------------------------------------- training

@@ -52,16 +52,61 @@ def test_guidelines_pass_for_dcgan_and_catch_each_violation():
     assert dcgan.guideline_violations(G, D) == []
     bad_D = dcgan.Discriminator(3, 8, 32)
     bad_D.features.insert(1, nn.BatchNorm2d(8))
-    assert any("BatchNorm on its input layer" in p for p in dcgan.guideline_violations(G, bad_D))
+    assert any("BatchNorm on the input layer" in p for p in dcgan.guideline_violations(G, bad_D))
     bad_G = dcgan.Generator(100, 8, 3, 32)
     bad_G.net.insert(len(bad_G.net) - 1, nn.BatchNorm2d(3))
-    assert any("BatchNorm on its output" in p for p in dcgan.guideline_violations(bad_G, D))
+    assert any("BatchNorm on the output layer" in p for p in dcgan.guideline_violations(bad_G, D))
     slope_D = dcgan.Discriminator(3, 8, 32)
     slope_D.features[1] = nn.LeakyReLU(0.01)
-    assert any("slope is 0.01" in p for p in dcgan.guideline_violations(G, slope_D))
+    assert any("slope [0.01]" in p for p in dcgan.guideline_violations(G, slope_D))
     no_tanh = dcgan.Generator(100, 8, 3, 32)
     no_tanh.net[-1] = nn.Identity()
     assert any("Tanh" in p for p in dcgan.guideline_violations(no_tanh, D))
+
+
+class ProjectedGenerator(nn.Module):
+    """Figure 1 as drawn: z is projected by a matrix multiplication (a Linear layer) and
+    reshaped to a 4x4 map, then fractional-strided convolutions."""
+
+    def __init__(self, nz=100, ngf=8, nc=3, hidden_fc=False):
+        super().__init__()
+        self.c = ngf * 8
+        self.project = nn.Linear(nz, self.c * 16, bias=False)
+        self.hidden = nn.Linear(self.c * 16, self.c * 16) if hidden_fc else nn.Identity()
+        layers, c = [nn.BatchNorm2d(self.c), nn.ReLU()], self.c
+        for _ in range(3):
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU()]
+            c //= 2
+        self.net = nn.Sequential(*layers, nn.ConvTranspose2d(c, nc, 4, 2, 1, bias=False), nn.Tanh())
+
+    def forward(self, z):
+        x = self.hidden(self.project(z.flatten(1)))
+        return self.net(x.view(-1, self.c, 4, 4))
+
+
+class FlattenedDiscriminator(nn.Module):
+    """§3: "the last convolution layer is flattened and then fed into a single sigmoid output"
+    (here the logit: a Linear layer with one output)."""
+
+    def __init__(self, nc=3, ndf=8):
+        super().__init__()
+        layers, c = [nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2)], ndf
+        for _ in range(3):
+            layers += [nn.Conv2d(c, c * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c * 2), nn.LeakyReLU(0.2)]
+            c *= 2
+        self.features = nn.Sequential(*layers)
+        self.out = nn.Linear(c * 16, 1)
+
+    def forward(self, x):
+        return self.out(self.features(x).flatten(1)).flatten()
+
+
+def test_figure_1_projection_and_flattened_output_follow_the_guidelines():
+    G, D = ProjectedGenerator(), FlattenedDiscriminator()
+    assert G(torch.randn(2, 100)).shape == (2, 3, 64, 64) and D(torch.randn(2, 3, 64, 64)).shape == (2,)
+    assert dcgan.guideline_violations(G, D) == []
+    hidden = dcgan.guideline_violations(ProjectedGenerator(hidden_fc=True), D)
+    assert len(hidden) == 1 and "fully connected hidden layer" in hidden[0]
 
 
 def test_train_step_updates_both_nets_deterministically():

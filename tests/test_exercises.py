@@ -270,7 +270,7 @@ def gen_class(*, bn_out=False, act_out="tanh", leaky=False, layers=5, linear=Fal
         def __init__(self, nz=100, ngf=64, nc=3):
             super().__init__()
             chans = [nz, ngf * 8, ngf * 4, ngf * 2, ngf][: layers]
-            mods = [nn.Linear(nz, nz)] if linear else []
+            mods = [nn.Linear(nz, nz), nn.ReLU(), nn.Linear(nz, nz)] if linear else []  # a hidden FC layer
             for i, (a, b) in enumerate(zip(chans, chans[1:])):
                 mods += [nn.ConvTranspose2d(a, b, 4, 1 if i == 0 else 2, 0 if i == 0 else 1, bias=False),
                          nn.BatchNorm2d(b), nn.LeakyReLU(0.2) if leaky else nn.ReLU()]
@@ -282,8 +282,8 @@ def gen_class(*, bn_out=False, act_out="tanh", leaky=False, layers=5, linear=Fal
 
         def forward(self, z):
             if isinstance(self.main[0], nn.Linear):
-                z = self.main[0](z.flatten(1))
-                return self.main[1:](z[:, :, None, None])
+                z = self.main[:3](z.flatten(1))
+                return self.main[3:](z[:, :, None, None])
             return self.main(z.reshape(z.shape[0], -1, 1, 1))
     return G
 
@@ -338,6 +338,24 @@ def test_discriminator_mistakes(kwargs, needle):
 def test_nets_correct_pass():
     passes("generator", gen_class())
     passes("discriminator", disc_class())
+
+
+def test_figure_1_linear_projection_passes():
+    """§3: G's first layer may be a matrix multiplication reshaped to 4x4 (Figure 1)."""
+    class ProjectedG(nn.Module):
+        def __init__(self, nz=100, ngf=64, nc=3):
+            super().__init__()
+            self.c = ngf * 8
+            self.project = nn.Linear(nz, self.c * 16)
+            chans = [self.c, ngf * 4, ngf * 2, ngf]
+            mods = [nn.BatchNorm2d(self.c), nn.ReLU()]
+            for a, b in zip(chans, chans[1:]):
+                mods += [nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU()]
+            self.main = nn.Sequential(*mods, nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh())
+
+        def forward(self, z):
+            return self.main(self.project(z.flatten(1)).view(-1, self.c, 4, 4))
+    passes("generator", ProjectedG)
 
 
 # --------------------------------------------------------------------------- weight init
