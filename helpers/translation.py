@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from helpers.course import env, training
+from helpers.course.files import atomic_write_text
 from helpers.course.run import ResumableRun
 from helpers.course.training import History
 from helpers.ops import distributed
@@ -71,8 +72,6 @@ class SubwordTokenizer:
         return cls(Tokenizer.from_file(str(path)))
 
     def save(self, path: str | Path) -> Path:
-        from helpers.course.training import atomic_write_text
-
         return atomic_write_text(self._tok.to_str(), path)
 
     @property

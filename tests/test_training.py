@@ -1,5 +1,7 @@
 import json
+import os
 import random
+import stat
 
 import numpy as np
 import pytest
@@ -149,3 +151,18 @@ def test_write_metrics(clean_env, monkeypatch):
 
 def test_progress_bar_iterates():
     assert list(training.progress(range(3), desc="t", disable=True)) == [0, 1, 2]
+
+
+def test_atomic_writes_get_normal_permissions(tmp_path):
+    """mkstemp's private 0600 must not leak into checkpoints others (containers, a study
+    group's shared folder) need to read."""
+    from helpers.course.files import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text("x", tmp_path / "shared.json")
+        saved = atomic_save({"v": 1}, tmp_path / "shared.pt")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o644

@@ -13,12 +13,9 @@ The loops themselves are written in the open in each track's week-3/4 notebook.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import random
-import tempfile
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -29,6 +26,7 @@ import numpy as np
 import torch
 
 from helpers.course import env
+from helpers.course.files import DiskFullError, atomic_write, atomic_write_text, to_plain
 
 
 class CheckpointError(RuntimeError):
@@ -179,80 +177,14 @@ class History:
         return ax
 
 
-# --------------------------------------------------------------------------- atomic files
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse directory fsync
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write) -> Path:
-    """Write via ``write(fileobj)`` to a temp file beside ``path``, fsync, then rename over it.
-
-    A crash at any point leaves either the old file or the new one, never half of one, and
-    no temp file behind (except after a hard kill, which the next write cleans up).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        try:  # left over from a process killed mid-write
-            if time.time() - stale.stat().st_mtime > 60:
-                stale.unlink()
-        except OSError:
-            pass
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
-            raise CheckpointError(
-                f"the disk is full while writing {path}; the previous version is untouched. "
-                "Fix: free space (delete old runs/ or checkpoints) and save again."
-            ) from exc
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` that is all-or-nothing (week 4, "checkpointing")."""
-    return _atomic_write(Path(path), lambda f: torch.save(obj, f))
-
-
-def atomic_write_text(text: str, path: str | os.PathLike) -> Path:
-    return _atomic_write(Path(path), lambda f: f.write(text.encode("utf-8")))
-
-
 # --------------------------------------------------------------------------- checkpoints
-def _plain(value: Any) -> Any:
-    """Plain JSON-able values (no pickle needed): for checkpoint configs and metrics.json."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu()
-        value = value.item() if value.numel() == 1 else value.tolist()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)  # JSON has no NaN; keep it visible rather than crash
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value if isinstance(value, (bool, int, float, str)) or value is None else str(value)
+def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` that is all-or-nothing (week 4, "checkpointing"; see
+    :func:`helpers.course.files.atomic_write`)."""
+    try:
+        return atomic_write(path, lambda f: torch.save(obj, f))
+    except DiskFullError as exc:
+        raise CheckpointError(exc.strerror) from exc
 
 
 def rng_state() -> dict[str, Any]:
@@ -301,7 +233,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, step: in
         "format": 1,
         "step": int(step),
         "model": weights,
-        "config": _plain(dict(config or {})),
+        "config": to_plain(dict(config or {})),
         "rng": rng_state(),
         "versions": {"torch": str(torch.__version__), "python": platform.python_version()},
         "extra": dict(extra or {}),
@@ -315,7 +247,7 @@ def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, step: in
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
                        keys: Iterable[str] | None = None) -> list[str]:
     """Fields whose values differ, as ``"d_model: checkpoint 512, config 256"`` lines."""
-    current = _plain(dict(current))
+    current = to_plain(dict(current))
     names = list(keys) if keys is not None else sorted(set(saved) | set(current))
     out = []
     for k in names:
@@ -391,9 +323,9 @@ def write_metrics(track: str, notebook: str, metrics: Mapping[str, Any], *,
         "track": track,
         "notebook": notebook,
         "profile": cfg.get("profile", report["profile"]),
-        "metrics": _plain(dict(metrics)),
-        "settings": _plain(cfg),
-        "extra": _plain(dict(extra or {})),
+        "metrics": to_plain(dict(metrics)),
+        "settings": to_plain(cfg),
+        "extra": to_plain(dict(extra or {})),
         "environment": {k: report[k] for k in ("python", "torch", "torchvision", "numpy",
                                                "helpers", "device", "gpus", "colab")},
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from helpers.course import env
+from helpers.course.files import atomic_write, atomic_write_text, to_plain
 from helpers.transformer import MultiHeadAttention, Transformer, causal_mask, greedy_decode, padding_mask
 
 OPSET = 17
@@ -107,7 +108,6 @@ def _onnx_export(module: nn.Module, args: tuple, path: Path, input_names: Sequen
 
     import onnx
 
-    from helpers.course.training import _atomic_write
 
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -121,7 +121,7 @@ def _onnx_export(module: nn.Module, args: tuple, path: Path, input_names: Sequen
         onnx.checker.check_model(onnx.load_model_from_string(buf.getvalue()))
     except Exception as exc:
         raise ExportError(f"the exported graph for {Path(path).name} is not valid ONNX: {exc}") from exc
-    return _atomic_write(Path(path), lambda f: f.write(buf.getvalue()))
+    return atomic_write(Path(path), lambda f: f.write(buf.getvalue()))
 
 
 def export_translator(model: Transformer, out_dir: str | Path, *, example_len: int = 7) -> dict[str, Path]:
@@ -374,12 +374,11 @@ def read_manifest(out_dir: str | Path) -> dict[str, Any]:
 
 
 def _update_manifest(out_dir: Path, **entries: Any) -> None:
-    from helpers.course.training import _plain, atomic_write_text
 
     manifest = read_manifest(out_dir)
     for key, value in entries.items():
         manifest[key] = {**manifest.get(key, {}), **value} if key == "parity" else value
-    atomic_write_text(json.dumps(_plain(manifest), indent=2) + "\n", Path(out_dir) / BUNDLE_MANIFEST)
+    atomic_write_text(json.dumps(to_plain(manifest), indent=2) + "\n", Path(out_dir) / BUNDLE_MANIFEST)
 
 
 def load_translator(out_dir: str | Path):

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                                     checkpoint_every=args.checkpoint_every)
         torch.use_deterministic_algorithms(False)
         if ctx.is_main:
-            from helpers.course.training import atomic_save, atomic_write_text
+            from helpers.course.files import atomic_write_text
+            from helpers.course.training import atomic_save
 
             atomic_save(model.state_dict(), out / "model.pt")
             atomic_write_text(json.dumps(history.state_dict()) + "\n", out / "history.json")
