@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from helpers.dcgan import Generator, weights_init
-from helpers.ops import export
+from helpers.ops import demo, export
 from helpers.transformer import Transformer, causal_mask, greedy_decode, padding_mask
 
 BOS, EOS, PAD = 1, 2, 0
@@ -97,4 +97,4 @@ def test_missing_onnx_file_names_the_command(tmp_path):
     with pytest.raises(export.ExportError, match="helpers.ops.serve --train-smoke"):
         export.OnnxGenerator(tmp_path / "generator.onnx")
     with pytest.raises(export.ExportError, match="helpers.ops.serve --train-smoke"):
-        export.load_translator(tmp_path)
+        demo.load_translator(tmp_path)

@@ -11,7 +11,7 @@ import torch
 from deploy_server import demo_bundle, running_server
 from PIL import Image
 
-from helpers.ops import export
+from helpers.ops import demo
 from helpers.translation import translate
 
 SENTENCE = "The small dog sees the red car."
@@ -37,7 +37,7 @@ def empty_server(tmp_path_factory):
 
 
 def test_bundle_parity_recorded(bundle):
-    parity = export.read_manifest(bundle)["parity"]
+    parity = demo.read_manifest(bundle)["parity"]
     assert parity["translator"]["identical"] == parity["translator"]["sentences"] > 0
     assert parity["translator"]["logits_max_abs"] < 1e-3
     assert parity["generator_max_abs"] < 1e-4
@@ -58,7 +58,7 @@ def test_translate_matches_pytorch_greedy(server, bundle):
     response = httpx.post(f"{server}/translate", json={"text": SENTENCE}, timeout=60)
     assert response.status_code == 200, response.text
     body = response.json()
-    model, tok = export.load_translator(bundle)
+    model, tok = demo.load_translator(bundle)
     expected = translate(model, tok, [SENTENCE], device=torch.device("cpu"), beam_size=1)[0]
     assert body["translation"] == expected
     assert body["translation"].strip()
@@ -106,7 +106,7 @@ def test_translate_rejects_bad_input(server, payload, status, words):
 
 
 def test_translate_rejects_too_many_tokens(server, bundle):
-    model, tok = export.load_translator(bundle)
+    model, tok = demo.load_translator(bundle)
     text = "7" * 500  # within the character limit, but one unknown subword per character
     assert len(tok.encode(text)) + 1 > model.tgt_embed.max_len
     response = httpx.post(f"{server}/translate", json={"text": text}, timeout=60)
@@ -131,12 +131,12 @@ def test_missing_models_answer_503_with_the_fix(empty_server, bundle):
     health = httpx.get(f"{empty_server}/health")
     assert health.status_code == 200
     assert health.json()["status"] == "models missing"
-    assert export.DEMO_COMMAND in health.json()["fix"]
+    assert demo.DEMO_COMMAND in health.json()["fix"]
     for path, payload in (("translate", {"text": SENTENCE}), ("generate", {"seed": 0, "count": 2})):
         response = httpx.post(f"{empty_server}/{path}", json=payload)
         assert response.status_code == 503, response.text
         detail = response.json()["detail"]
-        assert export.DEMO_COMMAND in detail
+        assert demo.DEMO_COMMAND in detail
         assert ("translator.pt" if path == "translate" else "generator.onnx") in detail
 
     # the models appear while the server runs: it picks them up without a restart

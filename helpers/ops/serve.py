@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from helpers.ops import export
+from helpers.ops import demo, export
 
 MAX_TEXT_CHARS = 500
 MAX_COUNT = 64
@@ -65,7 +65,7 @@ class Models:
     def _unavailable(self, what: str, missing: list[str]) -> ModelUnavailable:
         return ModelUnavailable(
             f"the {what} is not available: {self.model_dir} has no {', '.join(missing)}. "
-            f"Create the models with `{export.DEMO_COMMAND}` (or run the week 4f notebook), "
+            f"Create the models with `{demo.DEMO_COMMAND}` (or run the week 4f notebook), "
             f"then try again; no restart needed.")
 
     def _load(self, attr: str, what: str, name: str, files, build):
@@ -81,30 +81,30 @@ class Models:
                 except Exception as exc:
                     raise ModelUnavailable(
                         f"the {name} in {self.model_dir} cannot be loaded ({type(exc).__name__}: "
-                        f"{exc}). Recreate it: delete the folder and run `{export.DEMO_COMMAND}`.") from exc
+                        f"{exc}). Recreate it: delete the folder and run `{demo.DEMO_COMMAND}`.") from exc
             return getattr(self, attr)
 
     def translator(self):
         def build():
-            model, tok = export.load_translator(self.model_dir)
+            model, tok = demo.load_translator(self.model_dir)
             max_len = model.tgt_embed.max_len
             if self.backend == "onnx":
                 model = export.OnnxTranslator(
                     self.model_dir / "translator_encoder.onnx", self.model_dir / "translator_decoder.onnx",
                     pad_id=model.pad_id, max_len=max_len)
             return (self.backend, model, tok, max_len)
-        return self._load("_translator", "translator", "translator", export.TRANSLATOR_FILES, build)
+        return self._load("_translator", "translator", "translator", demo.TRANSLATOR_FILES, build)
 
     def generator(self):
         def build():
             if self.backend == "onnx":
                 return ("onnx", export.OnnxGenerator(self.model_dir / "generator.onnx"))
-            return ("torch", export.load_generator(self.model_dir))
-        return self._load("_generator", "image generator", "generator", export.GENERATOR_FILES, build)
+            return ("torch", demo.load_generator(self.model_dir))
+        return self._load("_generator", "image generator", "generator", demo.GENERATOR_FILES, build)
 
     def status(self) -> dict[str, Any]:
-        return {"translator": not self._missing(export.TRANSLATOR_FILES),
-                "generator": not self._missing(export.GENERATOR_FILES)}
+        return {"translator": not self._missing(demo.TRANSLATOR_FILES),
+                "generator": not self._missing(demo.GENERATOR_FILES)}
 
 
 def translate_text(models: Models, text: str) -> str:
@@ -153,77 +153,7 @@ def generate_png(models: Models, seed: int, count: int) -> bytes:
     return buf.getvalue()
 
 
-PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Transformer + DCGAN demo</title>
-<style>
- body { font-family: system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; padding: 0 1rem; }
- section { border: 1px solid #ccc; border-radius: 8px; padding: 1rem; margin-bottom: 1.5rem; }
- textarea { width: 100%; box-sizing: border-box; font-size: 1rem; }
- output, .error { display: block; margin-top: .75rem; white-space: pre-wrap; }
- .error { color: #b00020; }
- img { display: block; margin-top: .75rem; max-width: 100%; image-rendering: pixelated; }
- small { color: #555; }
-</style>
-</head>
-<body>
-<h1>Transformer + DCGAN demo</h1>
-<p><small>Models from <code>__MODEL_DIR__</code>, running on <code>__BACKEND__</code> (CPU).
-The smoke-size translator only knows the course's small stand-in English grammar,
-e.g. "The small dog sees the red car."</small></p>
-<section>
- <h2>Translate English &rarr; German</h2>
- <form id="translate-form">
-  <textarea id="text" name="text" rows="3" maxlength="__MAX_CHARS__"
-   placeholder="Type an English sentence"></textarea>
-  <button id="translate-button" type="submit">Translate</button>
- </form>
- <output id="translation"></output>
- <div id="translate-error" class="error" role="alert"></div>
-</section>
-<section>
- <h2>Generate images (DCGAN)</h2>
- <form id="generate-form">
-  <label>seed <input id="seed" type="number" value="0" min="0" max="__MAX_SEED__"></label>
-  <label>count <input id="count" type="number" value="16" min="1" max="__MAX_COUNT__"></label>
-  <button id="generate-button" type="submit">Generate</button>
- </form>
- <img id="grid" alt="" hidden>
- <div id="generate-error" class="error" role="alert"></div>
-</section>
-<script>
-async function failure(response) {
-  try { const body = await response.json(); return response.status + ": " + body.detail; }
-  catch (e) { return "HTTP " + response.status; }
-}
-document.getElementById("translate-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const out = document.getElementById("translation"), err = document.getElementById("translate-error");
-  out.textContent = ""; err.textContent = "";
-  const response = await fetch("translate", {method: "POST", headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({text: document.getElementById("text").value})});
-  if (response.ok) { out.textContent = (await response.json()).translation; }
-  else { err.textContent = await failure(response); }
-});
-document.getElementById("generate-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const img = document.getElementById("grid"), err = document.getElementById("generate-error");
-  err.textContent = "";
-  const response = await fetch("generate", {method: "POST", headers: {"Content-Type": "application/json"},
-    body: JSON.stringify({seed: Number(document.getElementById("seed").value),
-                          count: Number(document.getElementById("count").value)})});
-  if (response.ok) {
-    if (img.src) URL.revokeObjectURL(img.src);
-    img.src = URL.createObjectURL(await response.blob());
-    img.alt = "generated image grid"; img.hidden = false;
-  } else { img.hidden = true; err.textContent = await failure(response); }
-});
-</script>
-</body>
-</html>
-"""
+PAGE_FILE = Path(__file__).with_name("static") / "index.html"  # the page behind GET /
 
 
 def create_app(model_dir: str | Path | None = None, backend: str = "onnx"):
@@ -231,7 +161,7 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx"):
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-    models = Models(Path(model_dir) if model_dir is not None else export.default_bundle_dir(), backend)
+    models = Models(Path(model_dir) if model_dir is not None else demo.default_bundle_dir(), backend)
 
     app = FastAPI(title="Transformer + DCGAN demo", version="1")
     app.state.models = models
@@ -240,9 +170,11 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx"):
     async def unavailable(_request, exc: ModelUnavailable):
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
+    template = PAGE_FILE.read_text(encoding="utf-8")
+
     @app.get("/", response_class=HTMLResponse)
     def page():
-        return (PAGE.replace("__MODEL_DIR__", str(models.model_dir))
+        return (template.replace("__MODEL_DIR__", str(models.model_dir))
                 .replace("__BACKEND__", "onnxruntime" if backend == "onnx" else "PyTorch")
                 .replace("__MAX_CHARS__", str(MAX_TEXT_CHARS))
                 .replace("__MAX_SEED__", str(MAX_SEED)).replace("__MAX_COUNT__", str(MAX_COUNT)))
@@ -254,7 +186,7 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx"):
         body = {"status": "ok" if ready else "models missing", "backend": backend,
                 "model_dir": str(models.model_dir), **status}
         if not ready:
-            body["fix"] = f"run `{export.DEMO_COMMAND}` (or the week 4f notebook)"
+            body["fix"] = f"run `{demo.DEMO_COMMAND}` (or the week 4f notebook)"
         return body
 
     @app.post("/translate")
@@ -305,17 +237,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generator-steps", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-serve", action="store_true", help="build the bundle and exit")
     args = parser.parse_args(argv)
-    model_dir = args.model_dir or export.default_bundle_dir()
+    model_dir = args.model_dir or demo.default_bundle_dir()
 
-    missing = [f for f in export.TRANSLATOR_FILES + export.GENERATOR_FILES
+    missing = [f for f in demo.TRANSLATOR_FILES + demo.GENERATOR_FILES
                if not (model_dir / f).is_file()]
     if missing and args.train_smoke:
         print(f"{model_dir} lacks {', '.join(missing)}: building the demo models", flush=True)
-        export.build_bundle(model_dir, profile="smoke", translator_steps=args.translator_steps,
+        demo.build_bundle(model_dir, profile="smoke", translator_steps=args.translator_steps,
                             generator_steps=args.generator_steps)
     elif missing:
         print(f"warning: {model_dir} lacks {', '.join(missing)}; those endpoints answer 503 "
-              f"until you run `{export.DEMO_COMMAND}`", file=sys.stderr, flush=True)
+              f"until you run `{demo.DEMO_COMMAND}`", file=sys.stderr, flush=True)
     if args.no_serve:
         return 0
 

@@ -78,29 +78,29 @@ from IPython.display import Image, display
 
 from helpers.course import checks, env, training
 from helpers.course.config import profile_config
-from helpers.ops import export
+from helpers.ops import demo, export
 from helpers.translation import translate
 
 cfg = profile_config("deploy")
 env.seed_everything(cfg.seed)
 device = torch.device("cpu")  # deployment target of this notebook: a CPU server
-bundle = export.default_bundle_dir()
+bundle = demo.default_bundle_dir()
 print(cfg)
 print("bundle folder:", bundle, "| torch threads:", torch.get_num_threads())
 
 # %% [markdown]
 # ## 1. The models to deploy
 #
-# `export.notebook_translator` loads the translator that week 3 saved in
+# `demo.notebook_translator` loads the translator that week 3 saved in
 # `runs/transformer/week3_transformer/checkpoints/translator.pt` (when its architecture matches
 # this profile) with the same subword vocabulary; otherwise it trains one here for
-# `cfg.translator_steps` steps. `export.notebook_generator` does the same with week 4's
+# `cfg.translator_steps` steps. `demo.notebook_generator` does the same with week 4's
 # `runs/dcgan/week4_training/checkpoints/dcgan.pt`. Each says where its model came from.
 
 # %%
-model, tok, tr_settings, tr_source, test_pairs = export.notebook_translator(
+model, tok, tr_settings, tr_source, test_pairs = demo.notebook_translator(
     train_steps=cfg.translator_steps)
-G, g_settings, g_source = export.notebook_generator(train_steps=cfg.generator_steps)
+G, g_settings, g_source = demo.notebook_generator(train_steps=cfg.generator_steps)
 print("translator:", tr_source, f"| {model.num_parameters() / 1e6:.2f} M parameters")
 print("generator: ", g_source, f"| {sum(p.numel() for p in G.parameters()) / 1e6:.2f} M parameters")
 
@@ -127,8 +127,8 @@ print("generator: ", g_source, f"| {sum(p.numel() for p in G.parameters()) / 1e6
 # and the tokenizer next to the graphs: this folder is what the demo server loads.
 
 # %%
-export.save_translator_bundle(model, tok, tr_settings, bundle, source=tr_source)
-export.save_generator_bundle(G, g_settings, bundle, source=g_source)
+demo.save_translator_bundle(model, tok, tr_settings, bundle, source=tr_source)
+demo.save_generator_bundle(G, g_settings, bundle, source=g_source)
 for path in sorted(bundle.iterdir()):
     print(f"{path.name:26s} {path.stat().st_size / 1e6:7.2f} MB")
 
@@ -171,7 +171,7 @@ checks.check_at_most(parity.logits_max_abs, cfg.max_logit_error, "ONNX vs PyTorc
 checks.check_at_most(pixel_err, cfg.max_pixel_error, "ONNX vs PyTorch: generator max abs pixel error")
 checks.check_true(parity.identical == parity.sentences, "identical greedy translations (ONNX vs PyTorch)",
                   f"{parity.sentences - parity.identical} differ, e.g. {parity.mismatches[:2]}")
-export.record_parity(bundle, translator=parity.to_dict(), generator_max_abs=pixel_err)
+demo.record_parity(bundle, translator=parity.to_dict(), generator_max_abs=pixel_err)
 
 # %% [markdown]
 # ## 4. Latency on the CPU: PyTorch vs onnxruntime

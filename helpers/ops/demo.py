@@ -1,0 +1,241 @@
+"""The week 4f demo's models: a *deploy bundle* is one folder (default ``runs/deploy``) that
+:mod:`helpers.ops.serve` loads::
+
+    deploy.json              what is inside, where it came from, the parity numbers
+    tokenizer.json           the shared BPE vocabulary (helpers.translation.SubwordTokenizer)
+    translator.pt            weights + architecture (a helpers.course.training checkpoint)
+    translator_encoder.onnx, translator_decoder.onnx
+    generator.pt, generator.onnx
+
+:func:`build_bundle` fills it from the notebooks' checkpoints (or trains small models) and
+checks ONNX-vs-PyTorch parity with :mod:`helpers.ops.export`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from helpers.course import env
+from helpers.course.files import atomic_write_text, to_plain
+from helpers.dcgan import ARCHITECTURE_KEYS as GENERATOR_KEYS
+from helpers.ops.export import (
+    ExportError,
+    OnnxGenerator,
+    OnnxTranslator,
+    export_generator,
+    export_translator,
+    generator_parity,
+    translator_parity,
+)
+from helpers.transformer import Transformer
+
+BUNDLE_MANIFEST = "deploy.json"
+TRANSLATOR_FILES = ("tokenizer.json", "translator.pt", "translator_encoder.onnx",
+                    "translator_decoder.onnx")
+GENERATOR_FILES = ("generator.pt", "generator.onnx")
+DEMO_COMMAND = "python -m helpers.ops.serve --train-smoke"
+
+
+def default_bundle_dir() -> Path:
+    """``runs/deploy`` (or ``$CURRICULUM_RUNS_DIR/deploy``): where the week 4f notebook and
+    ``python -m helpers.ops.serve --train-smoke`` write the models the demo serves (week 4f)."""
+    return env.runs_dir() / "deploy"
+
+
+
+# --------------------------------------------------------------------------- bundles
+def save_translator_bundle(model: Transformer, tokenizer, settings: Mapping[str, Any],
+                           out_dir: str | Path, *, source: str) -> dict[str, Any]:
+    """Write ``tokenizer.json``, ``translator.pt`` and both ONNX graphs into ``out_dir`` and
+    record them in ``deploy.json`` (week 4f). ``settings`` must hold the architecture
+    (``helpers.translation.ARCHITECTURE_KEYS``)."""
+    from helpers.course.training import save_checkpoint
+    from helpers.translation import ARCHITECTURE_KEYS
+
+    out_dir = Path(out_dir)
+    arch = {k: settings[k] for k in ARCHITECTURE_KEYS}
+    tokenizer.save(out_dir / "tokenizer.json")
+    save_checkpoint(out_dir / "translator.pt", model=model, step=0, config=arch)
+    export_translator(model, out_dir)
+    entry = {"source": source, "architecture": arch, "pad_id": model.pad_id}
+    _update_manifest(out_dir, translator=entry)
+    return entry
+
+
+def save_generator_bundle(G: nn.Module, settings: Mapping[str, Any], out_dir: str | Path, *,
+                          source: str) -> dict[str, Any]:
+    """Write ``generator.pt`` and ``generator.onnx`` into ``out_dir`` and record them in
+    ``deploy.json`` (week 4f). ``settings``: ``nz``, ``ngf``, ``channels``, ``image_size``."""
+    from helpers.course.training import save_checkpoint
+
+    out_dir = Path(out_dir)
+    arch = {k: settings[k] for k in GENERATOR_KEYS}
+    save_checkpoint(out_dir / "generator.pt", model=G, step=0, config=arch)
+    export_generator(G, out_dir)
+    entry = {"source": source, "architecture": arch}
+    _update_manifest(out_dir, generator=entry)
+    return entry
+
+
+def record_parity(out_dir: str | Path, **numbers: Any) -> None:
+    """Add parity numbers (max abs errors, identical translations) to ``deploy.json`` (week 4f)."""
+    _update_manifest(out_dir, parity=numbers)
+
+
+def read_manifest(out_dir: str | Path) -> dict[str, Any]:
+    """A bundle's ``deploy.json`` (sources, architectures, parity numbers) or ``{}`` (week 4f)."""
+    path = Path(out_dir) / BUNDLE_MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _update_manifest(out_dir: Path, **entries: Any) -> None:
+
+    manifest = read_manifest(out_dir)
+    for key, value in entries.items():
+        manifest[key] = {**manifest.get(key, {}), **value} if key == "parity" else value
+    atomic_write_text(json.dumps(to_plain(manifest), indent=2) + "\n", Path(out_dir) / BUNDLE_MANIFEST)
+
+
+def load_translator(out_dir: str | Path):
+    """``(model, tokenizer)`` from a bundle's ``translator.pt`` and ``tokenizer.json`` (week 4f)."""
+    from helpers.course.training import load_checkpoint
+    from helpers.translation import SubwordTokenizer
+
+    out_dir = Path(out_dir)
+    missing = [f for f in ("tokenizer.json", "translator.pt") if not (out_dir / f).is_file()]
+    if missing:
+        raise ExportError(f"{out_dir} has no {', '.join(missing)}. Fix: run `{DEMO_COMMAND}` "
+                          f"(or the week 4f notebook) to create them.")
+    state = torch.load(out_dir / "translator.pt", map_location="cpu", weights_only=True)
+    a = state["config"]
+    model = Transformer(a["vocab_size"], d_model=a["d_model"], n_heads=a["n_heads"], d_ff=a["d_ff"],
+                        n_layers=a["n_layers"], dropout=0.0, max_len=a["max_len"],
+                        positional=a["positional"], pad_id=0)
+    load_checkpoint(out_dir / "translator.pt", model=model, restore_rng=False)
+    return model.eval(), SubwordTokenizer.load(out_dir / "tokenizer.json")
+
+
+def load_generator(out_dir: str | Path):
+    """The DCGAN generator from a bundle's ``generator.pt``, in eval mode (week 4f)."""
+    path = Path(out_dir) / "generator.pt"
+    if not path.is_file():
+        raise ExportError(f"{path} does not exist. Fix: run `{DEMO_COMMAND}` (or the week 4f "
+                          f"notebook) to create it.")
+    return _generator_from_checkpoint(path)[0]
+
+
+def _generator_from_checkpoint(path: Path):
+    """``(G in eval mode, checkpoint)``: the generator rebuilt from a checkpoint's config."""
+    from helpers.course.training import load_checkpoint
+    from helpers.dcgan import Generator
+
+    a = torch.load(path, map_location="cpu", weights_only=True)["config"]
+    G = Generator(a["nz"], a["ngf"], a["channels"], a["image_size"])
+    state = load_checkpoint(path, model=G, restore_rng=False)
+    return G.eval(), state
+
+
+# --------------------------------------------------------------------------- trained models
+def notebook_translator(profile: str | None = None, *, train_steps: int | None = None,
+                        log: Callable[[str], None] = print):
+    """The week 3 translator for ``profile``: loaded from
+    ``runs/transformer/week3_transformer/checkpoints/translator.pt`` when that checkpoint
+    matches the profile's architecture, otherwise trained here for ``train_steps`` steps
+    (week 4f). Returns ``(model, tokenizer, settings, source, test_pairs)``."""
+    from helpers.course.config import profile_config
+    from helpers.course.data import load_dataset
+    from helpers.course.training import CheckpointError, load_checkpoint
+    from helpers.translation import ARCHITECTURE_KEYS, build_model, prepare_translation, train_translation
+
+    cfg = profile_config("translation", profile)
+    dataset = load_dataset("multi30k", profile=cfg.profile, n_train=cfg.dataset_size)
+    data = prepare_translation(dataset.data, cfg.vocab_size, max_len=cfg.max_len,
+                               name=f"multi30k-{cfg.profile}")  # the week 3 tokenizer (cached)
+    settings = {**cfg, "vocab_size": data.tokenizer.vocab_size}
+    env.seed_everything(cfg.seed)
+    model = build_model(cfg, data.tokenizer.vocab_size)
+    ckpt = env.checkpoint_dir("transformer", "week3_transformer") / "translator.pt"
+    source = None
+    if ckpt.is_file():
+        try:
+            state = load_checkpoint(ckpt, model=model, config=settings, config_keys=ARCHITECTURE_KEYS,
+                                    restore_rng=False)
+            source = f"{ckpt} (week 3, step {state['step']})"
+        except CheckpointError as exc:
+            log(f"not using {ckpt}: {exc}")
+    if source is None:
+        steps = train_steps or cfg.train_steps
+        log(f"no usable week 3 checkpoint: training a {cfg.profile} translator for {steps} steps")
+        train_translation(model, data, cfg.replace(train_steps=steps, eval_every=steps),
+                          device=torch.device("cpu"), log_every=max(steps, 1))
+        source = f"trained by helpers.ops.demo ({cfg.profile} profile, {steps} steps)"
+    return model.cpu().eval(), data.tokenizer, settings, source, data.splits["test"]
+
+
+def notebook_generator(profile: str | None = None, *, train_steps: int | None = None,
+                       log: Callable[[str], None] = print):
+    """The week 4 DCGAN generator: loaded from ``runs/dcgan/week4_training/checkpoints/
+    dcgan.pt`` when present, otherwise trained here on the profile's dataset for
+    ``train_steps`` steps (week 4f). Returns ``(G, settings, source)``."""
+    from helpers.course.config import profile_config
+    from helpers.course.data.images import gan_dataset
+    from helpers.dcgan import build_dcgan, train_dcgan
+
+    ckpt = env.checkpoint_dir("dcgan", "week4_training") / "dcgan.pt"
+    if ckpt.is_file():
+        try:
+            G, state = _generator_from_checkpoint(ckpt)
+            return G, dict(state["config"]), f"{ckpt} (week 4, step {state['step']})"
+        except Exception as exc:  # foreign or truncated file: say so and train instead
+            log(f"not using {ckpt}: {type(exc).__name__}: {exc}")
+    cfg = profile_config("dcgan", profile)
+    steps = train_steps or cfg.train_steps
+    log(f"no usable week 4 DCGAN checkpoint: training a {cfg.profile} DCGAN for {steps} steps")
+    dataset, _ = gan_dataset(cfg.dataset, image_size=cfg.image_size, channels=cfg.channels,
+                             profile=cfg.profile)
+    env.seed_everything(cfg.seed)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
+                                         drop_last=True,
+                                         generator=torch.Generator().manual_seed(cfg.seed))
+    G, D = build_dcgan(cfg, nc=cfg.channels)
+    train_dcgan(G, D, loader, cfg.replace(train_steps=steps, log_every=max(steps, 1)),
+                device=torch.device("cpu"))
+    return (G.cpu().eval(), {k: cfg[k] for k in GENERATOR_KEYS},
+            f"trained by helpers.ops.demo ({cfg.profile} profile, {steps} steps)")
+
+
+def build_bundle(out_dir: str | Path | None = None, *, profile: str | None = "smoke",
+                 translator_steps: int | None = None, generator_steps: int | None = None,
+                 parity_sentences: int = 20, log: Callable[[str], None] = print) -> Path:
+    """Write a complete deploy bundle (both models, PyTorch + ONNX, parity numbers) into
+    ``out_dir`` (default ``runs/deploy``): the notebooks' checkpoints when they exist, else
+    models trained here (week 4f; this is what ``python -m helpers.ops.serve --train-smoke``
+    runs). Raises :class:`ExportError` when the ONNX graphs disagree with PyTorch."""
+    out_dir = Path(out_dir) if out_dir is not None else default_bundle_dir()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    model, tok, settings, source, test_pairs = notebook_translator(
+        profile, train_steps=translator_steps, log=log)
+    save_translator_bundle(model, tok, settings, out_dir, source=source)
+    G, g_settings, g_source = notebook_generator(profile, train_steps=generator_steps, log=log)
+    save_generator_bundle(G, g_settings, out_dir, source=g_source)
+
+    runner = OnnxTranslator(out_dir / "translator_encoder.onnx", out_dir / "translator_decoder.onnx",
+                            pad_id=model.pad_id, max_len=settings["max_len"])
+    parity = translator_parity(model, runner, tok, [s for s, _ in test_pairs[:parity_sentences]])
+    g_err = generator_parity(G, OnnxGenerator(out_dir / "generator.onnx"))
+    record_parity(out_dir, translator=parity.to_dict(), generator_max_abs=g_err)
+    if parity.identical != parity.sentences or parity.logits_max_abs > 1e-3 or g_err > 1e-4:
+        raise ExportError(f"ONNX export disagrees with PyTorch: {parity.to_dict()}, generator "
+                          f"max abs error {g_err:.2e}")
+    log(f"deploy bundle in {out_dir} ({time.perf_counter() - start:.0f} s): greedy translations "
+        f"identical on {parity.identical}/{parity.sentences} sentences, logits max abs error "
+        f"{parity.logits_max_abs:.1e}, generator {g_err:.1e}")
+    return out_dir
