@@ -40,8 +40,12 @@ lint: $(BIN)/pytest
 unit: $(BIN)/pytest
 	CURRICULUM_PROFILE=smoke $(BIN)/pytest tests
 
+# A fresh runs folder each time, so a second `make test` trains again instead of loading the
+# finished checkpoints of the first (your own runs in runs/ are not touched).
+TEST_RUNS = runs/make-test
 notebooks: $(BIN)/pytest
-	CURRICULUM_PROFILE=smoke CURRICULUM_REQUIRE_SOLUTIONS=1 $(BIN)/pytest --nbval-lax --nbval-current-env \
+	rm -rf $(TEST_RUNS)
+	CURRICULUM_PROFILE=smoke CURRICULUM_REQUIRE_SOLUTIONS=1 CURRICULUM_RUNS_DIR=$(CURDIR)/$(TEST_RUNS) $(BIN)/pytest --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=$(NOTEBOOK_TIMEOUT) -p no:cacheprovider notebooks
 
 check-sync: $(BIN)/pytest

@@ -263,7 +263,7 @@ def train_dcgan(G, D, loader, cfg, *, device, fixed_noise=None, history=None, wr
     opt_g, opt_d = dcgan_optimizers(G, D, cfg.lr, cfg.beta1)
     noise = torch.Generator(device=device).manual_seed(cfg.seed)
     run = ResumableRun(checkpoint_path, steps=cfg.train_steps, config=dict(cfg),
-                       architecture=ARCHITECTURE_KEYS, model=G, optimizer=opt_g,
+                       architecture=(*ARCHITECTURE_KEYS, "dataset"), model=G, optimizer=opt_g,
                        others={"D": D, "opt_d": opt_d, "noise_rng": noise}, history=history,
                        every=checkpoint_every, time_limit_s=time_limit_s, stop_after=stop_after,
                        desc="DCGAN", lr_hint="cfg.lr")
@@ -285,7 +285,6 @@ def train_dcgan(G, D, loader, cfg, *, device, fixed_noise=None, history=None, wr
             G.eval()
             with torch.no_grad():
                 on_sample(step, G(fixed_noise.to(device)).cpu())
-    run.history.log(run.step, seconds=run.seconds)
     return run.history, opt_g, opt_d
 
 

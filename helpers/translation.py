@@ -222,18 +222,15 @@ ARCHITECTURE_KEYS = ("vocab_size", "d_model", "n_heads", "d_ff", "n_layers", "po
 def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
                       history: History | None = None, log_every: int = 25,
                       time_limit_s: float | None = None, amp: env.AmpSettings | None = None,
-                      checkpoint_path=None, checkpoint_every: int = 0,
+                      checkpoint_path=None, checkpoint_every: int = 0, keep_last: int = 0,
                       stop_after: int | None = None) -> History:
-    """The training procedure of §5 (week 3): token-count batches (§5.1), Adam(0.9, 0.98, 1e-9)
-    with the warmup schedule of Eq. 3 (or ``cfg.schedule``: "none", "cosine"; week 4b, §5.3),
-    label smoothing ``cfg.label_smoothing`` (§5.4), gradient clipping when ``cfg.clip_norm`` > 0,
-    and mixed precision where the GPU supports it (or as ``amp`` says).
-
-    Runs ``cfg.train_steps`` optimizer steps and logs the training loss, the gradient norm
-    before clipping, the learning rate and, every ``cfg.eval_every`` steps, the validation
-    loss. With ``checkpoint_path`` the run is resumable (:class:`helpers.course.run.ResumableRun`);
-    ``time_limit_s`` and ``stop_after`` end it early. Under ``torchrun`` each process trains on
-    its share of every batch (:mod:`helpers.ops.distributed`).
+    """The training procedure of §5 (week 3): ``cfg.train_steps`` steps on token-count batches
+    (§5.1), Adam(0.9, 0.98, 1e-9) with the warmup schedule of Eq. 3 (or ``cfg.schedule``, §5.3),
+    label smoothing (§5.4), clipping when ``cfg.clip_norm`` > 0, mixed precision per ``amp``.
+    Logs training loss, gradient norm, learning rate and every ``cfg.eval_every`` steps the
+    validation loss. ``checkpoint_path``: resumable (:class:`helpers.course.run.ResumableRun`),
+    ``keep_last`` weight snapshots for checkpoint averaging (§6.1). Under ``torchrun`` each
+    process trains on its share of every batch (:mod:`helpers.ops.distributed`).
     """
     ctx = distributed.setup(device)  # a no-op without torchrun
     device = ctx.device
@@ -247,7 +244,7 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
                        config={**cfg, "vocab_size": data.tokenizer.vocab_size},
                        architecture=ARCHITECTURE_KEYS, model=model, optimizer=optimizer,
                        scheduler=scheduler, scaler=scaler, history=history, every=checkpoint_every,
-                       time_limit_s=time_limit_s, stop_after=stop_after, dist=ctx,
+                       keep=keep_last, time_limit_s=time_limit_s, stop_after=stop_after, dist=ctx,
                        lr_hint="cfg.lr_factor", amp=amp)
     train_model = ctx.wrap(model)  # DistributedDataParallel under torchrun, else the model
     val_batches = data.batches("val", cfg.max_tokens, shuffle=False)
@@ -271,7 +268,6 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
             run.log(step, train_loss=loss, grad_norm=float(grad_norm), lr=scheduler.get_last_lr()[0])
         if step % cfg.eval_every == 0 or step == cfg.train_steps:
             run.log(step, val_loss=evaluate_loss(model, val_batches, device))
-    run.history.log(run.step, epochs=run.epoch, seconds=run.seconds)
     return run.history
 
 

@@ -61,15 +61,17 @@ def test_colab_detection_and_checkpoint_dir(clean_env, monkeypatch):
     monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
     assert env.in_colab() is False
     assert env.mount_drive() is None
+    monkeypatch.setenv("CURRICULUM_PROFILE", "local")
     path = env.checkpoint_dir("dcgan", "week4")
-    assert path == clean_env / "runs" / "dcgan" / "week4" / "checkpoints" and path.is_dir()
+    assert path == clean_env / "runs" / "dcgan" / "week4" / "checkpoints" / "local" and path.is_dir()
+    assert env.checkpoint_dir("dcgan", "week4", "smoke") == path.parent / "smoke"  # profiles apart
     monkeypatch.setenv("COLAB_RELEASE_TAG", "test")
     monkeypatch.setattr(env, "DRIVE_ROOT", clean_env / "MyDrive")
     with pytest.warns(UserWarning, match="mount_drive"):
         env.checkpoint_dir("dcgan", "week4")
     (clean_env / "MyDrive").mkdir()
     assert env.checkpoint_dir("dcgan", "week4") == (
-        clean_env / "MyDrive" / "curriculum-runs" / "dcgan" / "week4" / "checkpoints")
+        clean_env / "MyDrive" / "curriculum-runs" / "dcgan" / "week4" / "checkpoints" / "local")
 
 
 def test_environment_report(clean_env, monkeypatch):

@@ -166,3 +166,18 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert stat.S_IMODE(saved.stat().st_mode) == 0o644
+
+
+def test_resumable_run_keeps_the_newest_weight_snapshots(tmp_path):
+    from helpers.course.run import ResumableRun
+
+    model = torch.nn.Linear(2, 1)
+    run = ResumableRun(tmp_path / "m.pt", steps=10, model=model, every=2, keep=3)
+    for _ in run:
+        with torch.no_grad():
+            model.weight.add_(1.0)
+    names = [p.name for p in run.snapshots()]
+    assert names == ["m.step0000006.pt", "m.step0000008.pt", "m.step0000010.pt"]
+    saved = torch.load(run.snapshots()[-1], weights_only=True)
+    assert torch.equal(saved["weight"], model.weight.detach())
+    assert run.summary() == {"steps_done": 10, "steps_planned": 10, "stopped_early": None}

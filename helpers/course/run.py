@@ -25,6 +25,7 @@ import torch
 from helpers.course.training import (
     CheckpointError,
     History,
+    atomic_save,
     load_checkpoint,
     non_finite_loss_error,
     non_finite_tensors,
@@ -89,13 +90,16 @@ class ResumableRun:
 
     - ``for step in run`` counts from the saved step + 1 to ``steps``; it stops early at
       ``time_limit_s`` or after step ``stop_after`` (a simulated disconnect), saving then, every
-      ``every`` steps and at the end, when ``path`` is given.
+      ``every`` steps and at the end, when ``path`` is given. With ``keep`` > 0 each of those
+      saves also keeps the weights alone as ``<path stem>.step<N>.pt``, the newest ``keep`` of
+      them (for checkpoint averaging, Transformer §6.1): :meth:`snapshots` lists them.
     - When ``path`` exists the run *resumes* from it: weights, optimizer, scheduler, GradScaler,
       ``others`` (more modules, optimizers, torch.Generators), RNG states, history and the
       position in the data (see :meth:`batches`), so an interrupted run ends bit-identical to
       an uninterrupted one. A checkpoint of other settings (``architecture`` keys) is refused.
     - :meth:`check_finite` stops with :class:`~helpers.course.training.NonFiniteLossError` before a
-      NaN/inf can reach a checkpoint; :meth:`log` fills ``history`` and the progress bar.
+      NaN/inf can reach a checkpoint; :meth:`log` fills ``history``, which also gets the
+      epochs and seconds of the run at its end.
     - After a few dozen steps it prints how long the rest should take on this machine;
       :meth:`summary` says whether the run finished or was stopped early (for metrics.json).
 
@@ -110,9 +114,9 @@ class ResumableRun:
                  every: int = 0, time_limit_s: float | None = None,
                  stop_after: int | None = None, dist: distributed.Context | None = None,
                  desc: str = "training", lr_hint: str = "the learning rate", amp=None,
-                 eta_after: int | None = None):
+                 eta_after: int | None = None, keep: int = 0):
         self.path = Path(path) if path is not None else None
-        self.steps, self.every = int(steps), int(every or 0)
+        self.steps, self.every, self.keep = int(steps), int(every or 0), int(keep or 0)
         self.config = dict(config or {})
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         self.others = dict(others or {})
@@ -168,6 +172,17 @@ class ResumableRun:
         save_checkpoint(self.path, model=self.model, optimizer=self.optimizer,
                         scheduler=self.scheduler, scaler=self.scaler, step=self.step,
                         config=self.config, extra=extra)
+        if self.keep:
+            atomic_save(self.model.state_dict(),
+                        self.path.with_name(f"{self.path.stem}.step{self.step:07d}.pt"))
+            for old in self.snapshots()[:-self.keep]:
+                old.unlink()
+
+    def snapshots(self) -> list[Path]:
+        """The kept weight snapshots (``keep``), oldest first."""
+        if self.path is None:
+            return []
+        return sorted(self.path.parent.glob(f"{self.path.stem}.step*.pt"))
 
     def _restore_rng(self) -> None:
         if self._pending_rng is not None:
@@ -215,6 +230,8 @@ class ResumableRun:
                     break
         finally:
             bar.close()
+        if self.step > first:  # a finished run that was only loaded adds nothing to its history
+            self.history.log(self.step, epochs=self.epoch, seconds=self.seconds)
         if self.stopped_by == "time limit" and self.dist.is_main:
             print(f"Stopped by the time limit ({self.time_limit_s:.0f} s) after step {self.step} of "
                   f"{self.steps}." + (" Run again to continue from the checkpoint."

@@ -244,6 +244,14 @@ def save_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module, step: in
     return atomic_save(state, path)
 
 
+def checkpoint_step(path: str | os.PathLike) -> int:
+    """The step a checkpoint was saved at; 0 when there is no file yet (week 4)."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    return int(load_checkpoint(path, restore_rng=False)["step"])
+
+
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
                        keys: Iterable[str] | None = None) -> list[str]:
     """Fields whose values differ, as ``"d_model: checkpoint 512, config 256"`` lines."""

@@ -1,50 +1,14 @@
-"""`make bench`: how fast the training paths are, measured side by side in one process
-(Transformer week 4b "optimization", DCGAN week 4 "training"; the speed issue).
+"""`make bench`: the naive and the optimized training paths timed side by side in one process
+(Transformer week 4b "optimization", DCGAN week 4 "training").
 
     python -m helpers.ops.bench                  # the best device present (CUDA, else CPU)
     python -m helpers.ops.bench --device cpu --quick --out runs/bench/quick.json
 
-Three rows, each "what a learner writes" next to "the optimized path", timed in the same
-process with interleaved rounds (naive k steps, optimized k steps, then the other order), so
-a busy machine slows both sides alike. Each side's figure is its fastest round (``timeit``'s
-convention: slower rounds measure other load on the machine, not the code); the JSON keeps
-every round and the median too:
-
-1. **Transformer training step** (§3 model, §5.3 Adam, §5.4 label smoothing):
-   *naive* = week 2's hand-written attention ``softmax(Q K^T / sqrt(d_k)) V`` in fp32 with
-   plain ``torch.optim.Adam``; *optimized* = PyTorch's fused ``scaled_dot_product_attention``,
-   autocast (bf16, or fp16 + GradScaler on GPUs without bf16), fused Adam, ``torch.compile``
-   on GPU (``--compile`` on CPU), and no host synchronisation inside the step.
-   Base size on GPU (d_model 512, 8 heads, d_ff 2048, 6+6 layers, 37,000 shared vocabulary);
-   a small model on CPU.
-2. **DCGAN step** (one D and one G update, DCGAN §4): *plain* = ``helpers.dcgan.train_step``
-   in fp32 eager (it reads four losses back to the host every step); *optimized* =
-   channels_last, fused Adam, no host syncs, ``torch.compile`` and cuDNN autotuning
-   (``cudnn.benchmark``) on GPU, autocast only with ``--dcgan-amp`` (in the speed issue's
-   H100 reference, bf16 + channels_last was not faster than fp32 at 64x64). 64x64 RGB, ngf = ndf = 64,
-   batch 128 on GPU; 32x32, ngf = ndf = 32, batch 32 on CPU.
-3. **Data pipeline** alone: the translation batcher (token-count batches with length
-   bucketing, §5.1) in batches/s and tokens/s with its padding fraction, and the image loader
-   (in-memory tensors, and a folder of JPEG files decoded on the fly) in images/s, so a
-   reader can see whether the accelerator would wait on data.
-
-The CPU recipe differs from the GPU one on purpose: autocast to bf16 is usually *slower* on
-CPUs without bf16 matrix units, and compiling costs minutes on two cores, so the CPU
-optimized path is SDPA + fused Adam in fp32 (``--amp`` / ``--compile`` turn the rest on).
-
-Output: a table on stdout and ``runs/bench/bench-<device>.json`` (``--out`` to change).
-
-**Model FLOP utilisation (MFU)** = model FLOPs per second / the GPU's dense peak (bf16;
-fp16 on T4 and V100), with the model FLOPs of one training step counted as
-``6 * (N_enc * src_tokens + (N_dec + d_model * vocab) * tgt_tokens)`` (matmul weights only:
-forward 2 FLOPs per weight and token, backward 4; the shared embedding counts once, as the
-output projection) plus attention
-``12 * d_model * (L_enc * S^2 + L_dec * (T^2 + T * S))`` per sentence (``Q K^T`` and
-``A V``, forward and backward; the causal half is counted too, as the kernels compute it).
-The JSON and the table also give ``mfu_6nd``, the common shortcut ``6 * all parameters *
-all tokens`` (+ attention): it over-counts an encoder-decoder by about 2x but is how many
-published figures are quoted. On CPU, or on a GPU missing from :data:`PEAK_TFLOPS`, MFU is
-``None`` ("n/a").
+Rows: the Transformer step (week 2's attention in fp32 vs SDPA + autocast + fused Adam +
+compile), the DCGAN step (fp32 eager vs channels_last + fused Adam + compile) and the data
+pipeline alone. Rounds alternate between the two sides; each side reports its fastest round.
+Output: a table and ``runs/bench/bench-<device>.json``. Week 4b derives the MFU formula
+(:func:`transformer_flops`) and explains why the CPU recipe differs from the GPU one.
 """
 
 from __future__ import annotations
@@ -237,7 +201,7 @@ def _amp_for(device: torch.device, amp: bool):
 
 # --------------------------------------------------------------------------- transformer
 def _attention_flops(model, batch: int, src_len: int, tgt_len: int) -> int:
-    """``Q K^T`` and ``A V``, forward and backward (the formula in the module docstring)."""
+    """``Q K^T`` and ``A V``, forward and backward (derived in week 4b, "MFU")."""
     return 12 * model.d_model * batch * (len(model.encoder) * src_len ** 2
                                          + len(model.decoder) * (tgt_len ** 2 + tgt_len * src_len))
 
@@ -252,8 +216,8 @@ def transformer_step_flops_6nd(model, batch: int, src_len: int, tgt_len: int) ->
 
 
 def transformer_step_flops(model, batch: int, src_len: int, tgt_len: int) -> float:
-    """Model FLOPs of one training step of ``helpers.transformer.Transformer`` (the formula in
-    the module docstring; week 4b "MFU")."""
+    """Model FLOPs of one training step of ``helpers.transformer.Transformer``: 6 per weight
+    and token through the stacks it passes, plus attention (derived in week 4b, "MFU")."""
     n_enc = sum(p.numel() for p in model.encoder.parameters())
     n_dec = sum(p.numel() for p in model.decoder.parameters())
     d, vocab = model.d_model, model.generator.out_features
@@ -579,10 +543,11 @@ def run(device: str | torch.device | None = None, *, quick: bool = False,
         compile_model: bool | None = None, amp: bool | None = None, dcgan_amp: bool = False,
         dcgan_compile_mode: str | None = None, workers: int = 0,
         out: str | os.PathLike | None = None) -> dict:
-    """Run all three benchmarks and write the JSON (Transformer week 4b; the speed issue).
+    """Run all three benchmarks and write the JSON (Transformer week 4b).
 
     Defaults per device: on CUDA autocast and ``torch.compile`` are on; on CPU both are off
-    (see the module docstring). Returns the result dict; the JSON path is ``result["json"]``.
+    (bf16 autocast is usually slower on CPUs without bf16 matrix units, and compiling costs
+    minutes on two cores). Returns the result dict; the JSON path is ``result["json"]``.
     """
     from helpers.course import env
 

@@ -1,19 +1,10 @@
-"""More than one GPU: the same training loop under ``torchrun`` with DistributedDataParallel
-(Transformer week 4b, "scaling out"; §5.2 of the paper trained on 8 GPUs).
+"""More than one GPU: the translation loop under ``torchrun`` with DistributedDataParallel
+(Transformer week 4b, "scaling out"; the paper trained on 8 GPUs, §5.2).
 
-One process runs per GPU. Every process builds the *same* global token batch (the batcher is
-deterministic, §5.1), keeps every ``world_size``-th sentence of it, and scales its loss so the
-gradient DDP averages is exactly the gradient of the global batch's mean per-token loss:
-
-    loss_rank = sum of the rank's token losses / (global token count / world_size)
-    mean over ranks of grad(loss_rank) = grad(sum of all token losses / global token count)
-
-So a run on N GPUs follows the single-GPU run on the same global batches (up to the order of
-float additions; dropout draws its masks per rank, so with dropout > 0 the runs are equal in
-distribution, not bit for bit). Only rank 0 prints, writes checkpoints and metrics.
-
-Without ``torchrun`` (``WORLD_SIZE`` unset or 1) nothing here does anything: the single-GPU
-path, the default on Colab, is unchanged.
+Every process builds the same global token batch, keeps every ``world_size``-th sentence and
+scales its loss so that the averaged gradient is the gradient of the global batch's mean
+loss (:meth:`Context.shard`, :meth:`Context.scale_loss`). Only rank 0 prints and writes.
+Without torchrun every method here is a no-op, so one GPU (or Colab) needs nothing.
 
     torchrun --nproc_per_node=4 -m helpers.ops.launch --profile full
 """
@@ -85,7 +76,8 @@ class Context:
         return src, tgt_in, tgt_out, share
 
     def scale_loss(self, loss: torch.Tensor, share: float) -> torch.Tensor:
-        """The rank's mean token loss times ``share`` (see the module docstring)."""
+        """The rank's mean token loss times ``share``: the mean over ranks of these gradients
+        is the gradient of the global batch's mean token loss."""
         return loss * share if self.enabled else loss
 
     def any(self, flag: bool) -> bool:

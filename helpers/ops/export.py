@@ -1,21 +1,11 @@
-"""Optimize and deploy (week 4f, both tracks): ONNX export, onnxruntime inference, parity.
+"""ONNX export and parity (week 4f, both tracks).
 
-The trained translator becomes two ONNX graphs, because greedy decoding is a Python loop:
-
-- ``translator_encoder.onnx``: source ids ``src [batch, src_len]`` (int64) ->
-  ``memory [batch, src_len, d_model]``;
-- ``translator_decoder.onnx``: one decoder step. Prefix ids ``tgt [batch, tgt_len]``,
-  ``memory`` and the source padding mask ``src_mask [batch, 1, 1, src_len]`` (bool, True = may
-  attend) -> ``logits [batch, vocab]`` for the next token. ``argmax`` gives greedy decoding,
-  ``log_softmax`` the scores beam search adds up.
-
-All sizes are dynamic axes. The DCGAN generator is one graph: ``z [batch, nz]`` ->
-``images [batch, nc, size, size]`` in [-1, 1].
-
-Export uses PyTorch's TorchScript-based exporter (``dynamo=False``): it needs only the ``onnx``
-package, works offline, and handles these models' dynamic lengths. Exported graphs are
-checked with ``onnx.checker`` and compared with PyTorch (:func:`translator_parity`,
-:func:`generator_parity`).
+The translator becomes two graphs, because greedy decoding is a Python loop: the encoder
+(``src`` -> ``memory``) and one decoder step (``tgt``, ``memory``, ``src_mask`` -> next-token
+``logits``); the DCGAN generator is one graph (``z`` -> images in [-1, 1]). All sizes are
+dynamic axes. Export uses the TorchScript-based exporter (``dynamo=False``, offline);
+graphs are checked with ``onnx.checker`` and compared with PyTorch
+(:func:`translator_parity`, :func:`generator_parity`).
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
-"""A small served demo of both trained models (week 4f, "deploy on a local server").
+"""The week 4f demo server: both trained models behind a small FastAPI app.
 
     python -m helpers.ops.serve --train-smoke        # create runs/deploy if missing, then serve
-    python -m helpers.ops.serve                      # serve runs/deploy on http://127.0.0.1:8000
-    python -m helpers.ops.serve --model-dir DIR --port 7860 --host 0.0.0.0 --backend torch
+    python -m helpers.ops.serve --model-dir DIR --port 7860 --backend torch
 
-Endpoints (FastAPI): ``GET /`` one HTML page to try both models; ``GET /health``;
-``POST /translate`` ``{"text": "..."}`` -> ``{"translation": "..."}``; ``POST /generate``
-``{"seed": 0, "count": 16}`` -> a PNG grid of generated images.
-
-The models come from a deploy bundle (see :mod:`helpers.ops.export`), loaded on first use, so a
-server started before the bundle exists picks it up without a restart. By default they run
-on onnxruntime (``--backend onnx``); ``--backend torch`` runs the PyTorch checkpoints instead.
-Everything runs on the CPU.
+``GET /`` a page to try both models, ``GET /health``, ``POST /translate`` ``{"text": ...}``,
+``POST /generate`` ``{"seed": 0, "count": 16}`` (a PNG grid). The models come from a deploy
+bundle (:mod:`helpers.ops.demo`), loaded on first use, on onnxruntime (default) or PyTorch.
 """
 
 from __future__ import annotations

@@ -64,6 +64,7 @@ import time
 
 import matplotlib.pyplot as plt
 import torch
+import torch.nn.functional as F
 from matplotlib import animation
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
@@ -98,59 +99,118 @@ G_untrained = copy.deepcopy(G).eval()
 fixed_noise = torch.randn(64, cfg.nz, generator=torch.Generator().manual_seed(1234))
 print(f"G: {dcgan.count_parameters(G):,} parameters, D: {dcgan.count_parameters(D):,}")
 
+
 # %% [markdown]
-# ## 2. Train
+# ## 2. The training loop, written out (§4)
 #
-# `helpers.dcgan.train_dcgan` runs the update you wrote in week 3 (`train_step`) in a loop and
-# logs every `log_every` steps. Every `sample_every` steps it calls `save_samples`, which saves
-# the fixed-noise grid as a PNG and sends it to TensorBoard. To watch the run live, start
-# TensorBoard in a terminal: `tensorboard --logdir runs/dcgan` (in Colab: `%load_ext tensorboard`,
-# then `%tensorboard --logdir runs/dcgan`).
+# > "All models were trained with mini-batch stochastic gradient descent (SGD) with a mini-batch
+# > size of 128 ... We used the Adam optimizer with tuned hyperparameters ... learning rate of
+# > 0.0002 ... momentum term β₁ ... 0.5" (§4)
 #
-# On the `local` and `full` profiles the trained networks are saved, and running this cell
-# again loads them instead of retraining (delete the checkpoint to start over).
+# One step is the update you wrote in week 3: D learns to tell real (label 1) from fake
+# (label 0), then G learns to make D say "real" about its fakes (the non-saturating loss). The
+# loop only draws batches and repeats the step. Here it is in full:
 
 # %%
-samples_dir = run_dir / "samples"
-samples_dir.mkdir(parents=True, exist_ok=True)
+def my_train_step(G, D, opt_g, opt_d, real, nz, rng):
+    b = real.size(0)
+    ones, zeros = torch.ones(b, device=real.device), torch.zeros(b, device=real.device)
+    fake = G(torch.randn(b, nz, device=real.device, generator=rng))
+    opt_d.zero_grad(set_to_none=True)                       # D: maximize log D(x) + log(1 - D(G(z)))
+    loss_d = F.binary_cross_entropy_with_logits(D(real), ones) + \
+        F.binary_cross_entropy_with_logits(D(fake.detach()), zeros)
+    loss_d.backward()
+    opt_d.step()
+    opt_g.zero_grad(set_to_none=True)                       # G: maximize log D(G(z))
+    loss_g = F.binary_cross_entropy_with_logits(D(fake), ones)
+    loss_g.backward()
+    opt_g.step()
+    return loss_d.item(), loss_g.item()
+
+
+def my_train_loop(G, D, loader, steps, rng):
+    opt_g, opt_d = dcgan.dcgan_optimizers(G, D, cfg.lr, cfg.beta1)     # Adam(2e-4, beta1=0.5)
+    losses, step = [], 0
+    while step < steps:
+        for real, *_ in loader:                                        # one epoch
+            G.train()
+            D.train()
+            losses.append(my_train_step(G, D, opt_g, opt_d, real.to(device), cfg.nz, rng))
+            step += 1
+            if step == steps:
+                break
+    return losses
+
+
+# %% [markdown]
+# A real run needs more around this loop: logs and TensorBoard, sample grids, a checkpoint
+# every few hundred steps that a disconnect cannot corrupt, exact resume, a stop when a loss
+# turns NaN. `helpers.dcgan.train_dcgan` is the same loop with those added
+# (`helpers.course.run.ResumableRun` does the bookkeeping). Before we trust it, both run 20
+# steps from the same networks, data order and noise: the losses must agree.
+
+# %%
+def same_start():
+    nets = [copy.deepcopy(G).to(device), copy.deepcopy(D).to(device)]
+    order = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                        generator=torch.Generator().manual_seed(cfg.seed))
+    return nets, order
+
+
+(G_a, D_a), loader_a = same_start()
+mine = my_train_loop(G_a, D_a, loader_a, 20, torch.Generator(device=device).manual_seed(cfg.seed))
+(G_b, D_b), loader_b = same_start()
+theirs, _, _ = dcgan.train_dcgan(G_b, D_b, loader_b, cfg.replace(train_steps=20, log_every=1),
+                                 device=device)
+checks.check_close(torch.tensor(mine), torch.tensor(list(zip(theirs["loss_d"], theirs["loss_g"]))),
+                   atol=1e-5, name="your loop vs helpers.dcgan.train_dcgan (20 steps, D and G losses)")
+del G_a, D_a, G_b, D_b
+
+# %% [markdown]
+# ## 3. Train
+#
+# `train_dcgan` logs every `log_every` steps. Every `sample_every` steps it calls
+# `save_samples`, which saves the fixed-noise grid as a PNG and sends it to TensorBoard. To
+# watch the run live, start TensorBoard in a terminal: `tensorboard --logdir runs/dcgan` (in
+# Colab: `%load_ext tensorboard`, then `%tensorboard --logdir runs/dcgan`).
+#
+# The run saves a resumable checkpoint every `checkpoint_every` steps in
+# `runs/dcgan/week4_training/checkpoints/<profile>/`: running this cell again after a
+# disconnect *continues* the run, and once it has finished it loads the trained networks
+# instead of training again. Delete the checkpoint to start over.
+
+# %%
 ckpt_path = env.checkpoint_dir("dcgan", "week4_training") / "dcgan.pt"
-architecture = ["nz", "ngf", "ndf", "image_size", "channels"]
-load_trained = ckpt_path.exists() and cfg.profile != "smoke"
-if not load_trained:  # a new run replaces the last one's curves (run twice: no doubled curves)
-    for old_events in (run_dir / "tensorboard").rglob("events.out.tfevents.*"):  # and sub-folders
-        old_events.unlink()
-writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
-grids = []
+samples_dir = run_dir / "samples" / cfg.profile
+log_dir = run_dir / "tensorboard" / cfg.profile
+already_done = training.checkpoint_step(ckpt_path)
+if already_done == 0:  # a new run replaces an earlier run's samples and curves
+    for old in [*samples_dir.glob("step_*.png"), *log_dir.rglob("events.out.tfevents.*")]:
+        old.unlink()
+samples_dir.mkdir(parents=True, exist_ok=True)
+writer = SummaryWriter(log_dir=str(log_dir)) if already_done < cfg.train_steps else None
 
 
 def save_samples(step, images):
     grid = make_grid(images, nrow=8, normalize=True, value_range=(-1, 1))
     save_image(grid, samples_dir / f"step_{step:05d}.png")
-    writer.add_image("fixed_noise_samples", grid, step)
-    grids.append((step, grid))
+    if writer is not None:
+        writer.add_image("fixed_noise_samples", grid, step)
 
 
-if load_trained:
-    state = training.load_checkpoint(ckpt_path, model=G, config=cfg, config_keys=architecture)
-    D.load_state_dict(state["extra"]["D"])
-    history = training.History()
-    history.load_state_dict(state["extra"]["history"])
-    G.to(device).eval()
-    with torch.no_grad():
-        save_samples(state["step"], G(fixed_noise.to(device)).cpu())
-    print(f"loaded the trained networks from {ckpt_path} (step {state['step']})")
-else:
-    start = time.perf_counter()
-    history, opt_g, opt_d = dcgan.train_dcgan(G, D, loader, cfg, device=device, fixed_noise=fixed_noise,
-                                              writer=writer, on_sample=save_samples)
-    print(f"trained {cfg.train_steps} steps in {time.perf_counter() - start:.1f} s")
-    training.save_checkpoint(ckpt_path, model=G, optimizer=opt_g, step=cfg.train_steps, config=cfg,
-                             extra={"D": D.state_dict(), "opt_d": opt_d.state_dict(),
-                                    "history": history.state_dict()})
-writer.close()
+start = time.perf_counter()
+history, opt_g, opt_d = dcgan.train_dcgan(G, D, loader, cfg, device=device, fixed_noise=fixed_noise,
+                                          writer=writer, on_sample=save_samples,
+                                          checkpoint_path=ckpt_path, checkpoint_every=cfg.checkpoint_every)
+print(f"steps {already_done} -> {cfg.train_steps} in {time.perf_counter() - start:.1f} s; checkpoint: {ckpt_path}")
+if writer is not None:
+    writer.close()
+G.eval()
+with torch.no_grad():  # the final grid (also when the run was only loaded)
+    save_samples(cfg.train_steps, G(fixed_noise.to(device)).cpu())
 
 # %% [markdown]
-# ## 3. Reading the curves
+# ## 4. Reading the curves
 #
 # A healthy run: neither loss goes to zero, $D(x)$ stays above $D(G(z))$ but they do not
 # separate completely. Warning signs: $D$'s loss → 0 with $D(G(z))$ → 0 (D wins; G gets no
@@ -175,31 +235,32 @@ checks.check_true(mean_real > mean_fake, f"on average D(x) = {mean_real:.2f} > D
                   "D rates fakes as more real than real images: check the labels in the D step")
 
 # %% [markdown]
-# ## 4. Watching progress: the fixed-noise grids
+# ## 5. Watching progress: the fixed-noise grids
 #
 # The same 64 noise vectors, drawn through $G$ at different points of training. The PNGs are in
-# `runs/dcgan/week4_training/samples/`; the animation below is saved as `progress.gif` next to
+# `runs/dcgan/week4_training/samples/<profile>/`; the animation below is saved as `progress.gif` next to
 # them.
 
 # %%
+grids = [(int(png.stem.split("_")[1]), plt.imread(png)) for png in sorted(samples_dir.glob("step_*.png"))]
 fig, axes = plt.subplots(1, min(4, len(grids)), figsize=(3.2 * min(4, len(grids)), 3.4))
 axes = [axes] if len(grids) == 1 else axes
 for ax, (step, grid) in zip(axes, grids[:: max(1, len(grids) // 4)][:4]):
-    ax.imshow(grid.permute(1, 2, 0).numpy())
+    ax.imshow(grid)
     ax.set_title(f"step {step}")
     ax.axis("off")
 plt.show()
 
 fig = plt.figure(figsize=(4, 4))
 plt.axis("off")
-frames = [[plt.imshow(grid.permute(1, 2, 0).numpy(), animated=True)] for _, grid in grids]
+frames = [[plt.imshow(grid, animated=True)] for _, grid in grids]
 progress_animation = animation.ArtistAnimation(fig, frames, interval=600, blit=True)
 progress_animation.save(run_dir / "progress.gif", writer=animation.PillowWriter(fps=2))
 plt.close(fig)
 from IPython.display import HTML, display
 
 display(HTML(progress_animation.to_jshtml()))
-checks.check_true((run_dir / "progress.gif").stat().st_size > 0 and len(list(samples_dir.glob("step_*.png"))) >= 1,
+checks.check_true((run_dir / "progress.gif").stat().st_size > 0 and len(grids) >= 1,
                   "sample grids and the animation are saved", f"nothing in {samples_dir}")
 
 G.eval()
@@ -210,7 +271,7 @@ checks.check_range(fake, -1, 1, "generated images")
 
 
 # %% [markdown]
-# ## 5. Walking the latent space (§6.1)
+# ## 6. Walking the latent space (§6.1)
 #
 # > "If walking in this latent space results in semantic changes to the image generations (such
 # > as objects being added and removed), we can reason that the model has learned relevant and
@@ -295,7 +356,7 @@ checks.check_shape(result, (4, cfg.channels, cfg.image_size, cfg.image_size), "v
 widgets.interact(arithmetic, a=(0, 63), b=(0, 63), c=(0, 63))
 
 # %% [markdown]
-# ## 6. Diversity and mode collapse
+# ## 7. Diversity and mode collapse
 #
 # **Mode collapse**: $G$ finds a few outputs that fool $D$ and produces only those. The loss
 # curves can look fine while it happens, so we measure diversity directly:
@@ -338,16 +399,16 @@ checks.check_true(fid_trained < fid_untrained, "training moved G's images toward
                   f"distance {fid_trained:.1f} is not below the untrained {fid_untrained:.1f}")
 
 # %% [markdown]
-# ## 7. Checkpoint and resume
+# ## 8. Checkpoint and resume
 #
-# The checkpoint holds G, D, both optimizers, the history and the random-number states, written
-# atomically (a Colab disconnect mid-write cannot corrupt it). Loading it into fresh networks
-# must reproduce the samples exactly.
+# The checkpoint holds G, D, both optimizers, the noise generator, the random-number states, the
+# position in the data order and the history, written atomically (a Colab disconnect mid-write
+# cannot corrupt it). Loading it into a fresh generator must reproduce the samples exactly.
 
 # %%
 G_restored = dcgan.Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size)
-state = training.load_checkpoint(ckpt_path, model=G_restored, config=cfg, config_keys=architecture,
-                                 restore_rng=False)
+state = training.load_checkpoint(ckpt_path, model=G_restored, config=cfg,
+                                 config_keys=dcgan.ARCHITECTURE_KEYS, restore_rng=False)
 G_restored.to(device).eval()
 with torch.no_grad():
     checks.check_close(G_restored(fixed_noise.to(device)), G(fixed_noise.to(device)), atol=0.0,
@@ -355,7 +416,7 @@ with torch.no_grad():
 print("checkpoint:", ckpt_path, f"({ckpt_path.stat().st_size / 1e6:.1f} MB, step {state['step']})")
 
 # %% [markdown]
-# ## 8. Save the results
+# ## 9. Save the results
 
 # %%
 metrics = {

@@ -86,25 +86,21 @@ print(cfg)
 # %% [markdown]
 # ## 1. Train (or continue from week 4)
 #
-# If week 4 saved a model with the same settings, we start from it; otherwise we train here.
+# The final project uses week 4's resumable checkpoint: if week 4 finished its run with the same
+# settings, the networks are loaded from it; if it was interrupted, training continues from
+# where it stopped; otherwise it trains here (and week 4 will find the result).
 
 # %%
 dataset, description = gan_dataset(cfg.dataset, image_size=cfg.image_size, channels=cfg.channels)
 print(description)
 G, D = dcgan.build_dcgan(cfg, nc=cfg.channels)
 G_random, D_random = copy.deepcopy(G), copy.deepcopy(D)  # untrained baselines, same init
-architecture = ["nz", "ngf", "ndf", "image_size", "channels", "dataset", "train_steps", "seed"]
 week4_ckpt = env.checkpoint_dir("dcgan", "week4_training") / "dcgan.pt"
-try:
-    state = training.load_checkpoint(week4_ckpt, model=G, config=cfg, config_keys=architecture,
-                                     restore_rng=False)
-    D.load_state_dict(state["extra"]["D"])
-    print(f"continuing from week 4's model ({week4_ckpt})")
-except training.CheckpointError as reason:
-    print(f"training here ({str(reason).split('.')[0]})")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                         generator=torch.Generator().manual_seed(cfg.seed))
-    dcgan.train_dcgan(G, D, loader, cfg, device=device)
+loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                     generator=torch.Generator().manual_seed(cfg.seed))
+print(f"week 4's checkpoint is at step {training.checkpoint_step(week4_ckpt)} of {cfg.train_steps}")
+dcgan.train_dcgan(G, D, loader, cfg, device=device, checkpoint_path=week4_ckpt,
+                  checkpoint_every=cfg.checkpoint_every)
 G.to(device).eval()
 D.to(device).eval()
 

@@ -352,7 +352,6 @@ checks.check_at_least(exact, toy_cfg.min_accuracy, "exact-match accuracy on new 
 # %%
 from helpers.course.data import load_dataset
 from helpers.translation import (
-    ARCHITECTURE_KEYS,
     PAD,
     build_model,
     corpus_bleu,
@@ -386,28 +385,20 @@ checks.check_at_most(padding, 0.25, "padding fraction of length-bucketed batches
 # %% [markdown]
 # **Train.** `helpers.translation.train_translation` is the loop from section 4 plus what a
 # real run needs: token-count batches, mixed precision on GPUs, validation loss, and a
-# progress bar. On the `local` and `full` profiles the trained model is saved, and a rerun of
-# this notebook loads it instead of training again (delete the checkpoint to retrain).
+# progress bar. It saves a checkpoint every `checkpoint_every` steps (in
+# `runs/transformer/week3_transformer/checkpoints/<profile>/`), so running this cell again
+# after a disconnect *continues* the run, and once training has finished it just loads the
+# trained model. Delete the checkpoint to train from scratch.
 
 # %%
 ckpt_path = env.checkpoint_dir("transformer", "week3_transformer") / "translator.pt"
 env.seed_everything(cfg.seed)
 model = build_model(cfg, tok.vocab_size).to(device)
 print(f"model: {model.num_parameters() / 1e6:.2f} M parameters")
-
-if ckpt_path.exists() and cfg.profile != "smoke":
-    state = training.load_checkpoint(ckpt_path, model=model, config={**cfg, "vocab_size": tok.vocab_size},
-                                     config_keys=ARCHITECTURE_KEYS)
-    history = training.History()
-    history.load_state_dict(state["extra"]["history"])
-    print(f"loaded the trained model from {ckpt_path} (step {state['step']})")
-else:
-    start = time.perf_counter()
-    history = train_translation(model, data, cfg, device=device, time_limit_s=cfg.time_limit_s)
-    train_seconds = time.perf_counter() - start
-    training.save_checkpoint(ckpt_path, model=model, step=history.steps("seconds")[-1],
-                             config={**cfg, "vocab_size": tok.vocab_size},
-                             extra={"history": history.state_dict()})
+history = train_translation(model, data, cfg, device=device, time_limit_s=cfg.time_limit_s,
+                            checkpoint_path=ckpt_path, checkpoint_every=cfg.checkpoint_every)
+steps_done = history.steps("seconds")[-1]
+print(f"{steps_done} of {cfg.train_steps} steps done; checkpoint: {ckpt_path}")
 
 fig, ax = plt.subplots(figsize=(6, 3))
 history.plot("train_loss", "val_loss", ax=ax, title="translation: loss (train: label-smoothed)")

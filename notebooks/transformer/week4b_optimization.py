@@ -287,6 +287,38 @@ path = training.write_metrics("transformer", "week4b_optimization",
 print(path)
 
 # %% [markdown]
+# ### How much of the GPU is used? Model FLOP utilization (MFU)
+#
+# Speed in tokens/s depends on the model; **MFU** = model FLOPs per second / the chip's peak
+# FLOPs per second does not. Count the FLOPs of one training step by hand:
+#
+# - every weight of a matrix product costs 2 FLOPs per token in the forward pass and 4 in the
+#   backward pass (gradients for the input and for the weight): **6 per weight and token**;
+# - a source token passes the encoder's weights, a target token the decoder's weights and the
+#   output projection (`d_model × vocab`; the shared embedding counts once, as that projection);
+# - attention adds `Q Kᵀ` and `A V`, which have no weights: `2·n·m·d_model` FLOPs each forward,
+#   ×3 with the backward pass, per layer: `12·d_model·(L_enc·S² + L_dec·(T² + T·S))` per
+#   sentence of S source and T target tokens.
+#
+# `helpers.ops.bench.transformer_step_flops` implements exactly this; `make bench` divides it
+# by the measured step time and the GPU's dense bf16 peak. Published figures often use the
+# shortcut `6 × all parameters × all tokens` instead, which counts every token through both
+# stacks and so reports about 2× higher MFU for an encoder-decoder; `make bench` shows both.
+
+# %%
+from helpers.ops.bench import transformer_step_flops
+
+flops_model = build_model(cfg, data.tokenizer.vocab_size)
+B, S, T = 8, 20, 22
+n_enc = sum(p.numel() for p in flops_model.encoder.parameters())
+n_dec = sum(p.numel() for p in flops_model.decoder.parameters())
+by_hand = 6 * (n_enc * B * S + (n_dec + cfg.d_model * data.tokenizer.vocab_size) * B * T) \
+    + 12 * cfg.d_model * B * (cfg.n_layers * S ** 2 + cfg.n_layers * (T ** 2 + T * S))
+print(f"one step of {B} sentences ({S} + {T} tokens): {by_hand / 1e9:.2f} GFLOPs")
+checks.check_close(torch.tensor(float(transformer_step_flops(flops_model, B, S, T))), torch.tensor(float(by_hand)),
+                   atol=0.0, name="the FLOP count by hand vs helpers.ops.bench")
+
+# %% [markdown]
 # ## Check yourself
 #
 # 1. Clipping changed the *direction* of no gradient, only its length. Why does that help?
