@@ -397,7 +397,7 @@ model = build_model(cfg, tok.vocab_size).to(device)
 print(f"model: {model.num_parameters() / 1e6:.2f} M parameters")
 history = train_translation(model, data, cfg, device=device, time_limit_s=cfg.time_limit_s,
                             checkpoint_path=ckpt_path, checkpoint_every=cfg.checkpoint_every)
-steps_done = history.steps("seconds")[-1]
+steps_done = training.checkpoint_step(ckpt_path)
 print(f"{steps_done} of {cfg.train_steps} steps done; checkpoint: {ckpt_path}")
 
 fig, ax = plt.subplots(figsize=(6, 3))
