@@ -24,7 +24,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 setup: $(PY)
-	$(PY) -m pip install -q --progress-bar off -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --progress-bar off -r requirements.txt -r requirements-deploy.txt \
+		-r requirements-offline.txt -r requirements-dev.txt
 	$(PY) -m pip install -q --progress-bar off --no-deps -e .
 	@$(PY) -c "import helpers, torch; print('helpers', helpers.__version__, '| torch', torch.__version__, '| CUDA', torch.cuda.is_available())"
 
@@ -51,8 +52,9 @@ notebooks: $(BIN)/pytest
 check-sync: $(BIN)/pytest
 	$(PY) tools/nbtools.py check
 
+# A fork: make sync REPO=owner/name REF=<tag or commit> re-points every badge, link and setup cell.
 sync: $(BIN)/pytest
-	$(PY) tools/nbtools.py sync
+	$(PY) tools/nbtools.py sync $(if $(REPO),--repo $(REPO)) $(if $(REF),--ref $(REF))
 
 student: $(BIN)/pytest
 	$(PY) tools/nbtools.py student

@@ -180,4 +180,5 @@ def test_resumable_run_keeps_the_newest_weight_snapshots(tmp_path):
     assert names == ["m.step0000006.pt", "m.step0000008.pt", "m.step0000010.pt"]
     saved = torch.load(run.snapshots()[-1], weights_only=True)
     assert torch.equal(saved["weight"], model.weight.detach())
-    assert run.summary() == {"steps_done": 10, "steps_planned": 10, "stopped_early": None}
+    assert run.summary() == {"steps_done": 10, "steps_planned": 10, "stopped_early": None,
+                             "time_limit_s": None}
