@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 PY      = $(BIN)/python
 NOTEBOOK_TIMEOUT ?= 300
 
-.PHONY: help setup test lint unit notebooks check-sync sync student lab new clean bench determinism demo
+.PHONY: help setup test lint unit notebooks check-sync sync student lab new clean bench determinism demo colab
 
 help:
 	@echo "make setup   create $(VENV) and install requirements, test tools and helpers (editable)"
@@ -18,6 +18,7 @@ help:
 	@echo "make clean   remove caches and runs/ (keeps $(VENV) and data/)"
 	@echo "make bench   time naive vs optimized training steps and the data pipeline (table + runs/bench/*.json)"
 	@echo "make determinism   run every training notebook 3x (smoke), compare metrics.json exactly (not in make test)"
+	@echo "make colab   the Colab-like lane: a fresh Colab-like venv, the generated setup cell, notebooks (not in make test)"
 	@echo "make demo    serve the translator + DCGAN demo on http://127.0.0.1:8000 (builds smoke models in runs/deploy if missing)"
 
 $(PY):
@@ -74,6 +75,12 @@ bench: $(BIN)/pytest
 # kernels, then the second kernel again); README "Determinism". DETERMINISM_THREADS=1 by default.
 determinism: $(BIN)/pytest
 	$(PY) tools/determinism.py
+
+# Not part of `make test`: a fresh virtual environment pre-populated like Colab (ipywidgets 7.7,
+# a stand-in google.colab), the generated setup cell installing from a snapshot of this checkout,
+# then notebooks in it (tools/colab_lane.py; CI runs it after make test).
+colab: $(BIN)/pytest
+	$(PY) tools/colab_lane.py
 
 # The week 4f demo: builds runs/deploy (the notebooks' checkpoints, else smoke models) if it is
 # incomplete, then serves it with FastAPI on loopback. PORT=8000 by default.

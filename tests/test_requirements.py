@@ -3,8 +3,9 @@ the notebook that imports it), core requirements are ranges with safe floors, an
 Colab ships (ipywidgets 7.7) are allowed."""
 
 import ast
+import functools
 import sys
-from importlib.metadata import packages_distributions, version
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,11 @@ def names(reqs) -> set[str]:
     return {canonicalize_name(r.name) for r in reqs}
 
 
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    return metadata.packages_distributions()
+
+
 def imported_distributions(path: Path) -> dict[str, str]:
     """distribution name -> the module imported for it, for each third-party import in a file."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -45,7 +51,7 @@ def imported_distributions(path: Path) -> dict[str, str]:
             modules |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             modules.add(node.module.split(".")[0])
-    dists = packages_distributions()
+    dists = _distributions()
     found = {}
     for module in modules - set(sys.stdlib_module_names) - NOT_DECLARED - {"__future__"}:
         if module not in dists and any(canonicalize_name(module) == canonicalize_name(r.name)
@@ -101,7 +107,7 @@ def test_installed_versions_satisfy_the_requirements():
     """The environment the tests run in is one the requirements allow (floors are not above
     what we test with)."""
     for req in CORE + EXTRAS["deploy"] + EXTRAS["offline"]:
-        assert version(req.name) in req.specifier, f"{req.name} {version(req.name)} does not satisfy {req}"
+        assert metadata.version(req.name) in req.specifier, f"{req.name} {metadata.version(req.name)} does not satisfy {req}"
 
 
 def test_pyproject_declares_each_extra_and_make_setup_installs_all():
