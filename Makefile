@@ -5,11 +5,11 @@ BIN     = $(VENV)/bin
 PY      = $(BIN)/python
 NOTEBOOK_TIMEOUT ?= 300
 
-.PHONY: help setup test lint unit notebooks check-sync sync student lab new clean bench determinism demo colab
+.PHONY: help setup test lint unit notebooks profiles check-sync sync student lab new clean bench determinism demo colab
 
 help:
 	@echo "make setup   create $(VENV) and install requirements, test tools and helpers (editable)"
-	@echo "make test    lint, unit tests, then every notebook (smoke profile, nbval), then the pairing check"
+	@echo "make test    lint, unit tests, then every notebook (smoke profile, nbval), the profile switch, the pairing check"
 	@echo "make lint    ruff: lint and import order of helpers, tests, tools and the notebooks' .py sources"
 	@echo "make lab     open JupyterLab in $(VENV)"
 	@echo "make sync    rewrite every notebook pair (.py <-> .ipynb), badges and setup cells, and exercises/"
@@ -34,7 +34,7 @@ setup: $(PY)
 $(BIN)/pytest:
 	@echo "No test environment in $(VENV). Run 'make setup' first." >&2; exit 1
 
-test: lint unit notebooks check-sync
+test: lint unit notebooks profiles check-sync
 
 lint: $(BIN)/pytest
 	$(BIN)/ruff check .
@@ -49,6 +49,11 @@ notebooks: $(BIN)/pytest
 	rm -rf $(TEST_RUNS)
 	CURRICULUM_PROFILE=smoke CURRICULUM_REQUIRE_SOLUTIONS=1 CURRICULUM_RUNS_DIR=$(CURDIR)/$(TEST_RUNS) $(BIN)/pytest --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=$(NOTEBOOK_TIMEOUT) -p no:cacheprovider notebooks
+
+# After the notebooks, on their smoke runs: the checkpoint notebooks again in a miniature `local`
+# profile, which must neither load nor touch a smoke checkpoint (tests/test_profile_switch.py).
+profiles: $(BIN)/pytest
+	CURRICULUM_SWITCH_RUNS=$(CURDIR)/$(TEST_RUNS) $(BIN)/pytest -p no:cacheprovider tests/test_profile_switch.py
 
 check-sync: $(BIN)/pytest
 	$(PY) tools/nbtools.py check

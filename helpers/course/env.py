@@ -182,17 +182,19 @@ def get_device(profile: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def seed_everything(seed: int = 0, *, deterministic: bool | None = None) -> int:
+def seed_everything(seed: int = 0, *, deterministic: bool | None = None,
+                    profile: str | None = None) -> int:
     """Seed Python, NumPy and torch (CPU and every GPU) so a run can be repeated (week 0).
 
-    ``deterministic`` (default: the profile's setting, ``profile_setting("deterministic")``:
+    ``deterministic`` (default: the setting of ``profile``, else of the active profile,
+    ``profile_setting("deterministic")``:
     on for ``smoke`` and ``local``, off for ``full``): cuDNN picks deterministic kernels and
     torch warns when an operation has no deterministic version, so results are bit-identical
     across runs on the same machine. Off, cuDNN autotunes its kernels (``benchmark=True``) and
     nothing is forced: faster on a GPU, and reruns agree only to rounding.
     """
     if deterministic is None:
-        deterministic = bool(profile_setting("deterministic"))
+        deterministic = bool(profile_setting("deterministic", profile))
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device

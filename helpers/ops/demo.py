@@ -159,7 +159,7 @@ def notebook_translator(profile: str | None = None, *, train_steps: int | None =
     data = prepare_translation(dataset.data, cfg.vocab_size, max_len=cfg.max_len,
                                name=f"multi30k-{cfg.profile}")  # the week 3 tokenizer (cached)
     settings = {**cfg, "vocab_size": data.tokenizer.vocab_size}
-    env.seed_everything(cfg.seed)
+    env.seed_everything(cfg.seed, profile=cfg.profile)
     model = build_model(cfg, data.tokenizer.vocab_size)
     ckpt = env.checkpoint_dir("transformer", "week3_transformer", cfg.profile) / "translator.pt"
     source = None
@@ -200,7 +200,7 @@ def notebook_generator(profile: str | None = None, *, train_steps: int | None = 
     log(f"no usable week 4 DCGAN checkpoint: training a {cfg.profile} DCGAN for {steps} steps")
     dataset, _ = gan_dataset(cfg.dataset, image_size=cfg.image_size, channels=cfg.channels,
                              profile=cfg.profile)
-    env.seed_everything(cfg.seed)
+    env.seed_everything(cfg.seed, profile=cfg.profile)
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
                                          drop_last=True,
                                          generator=torch.Generator().manual_seed(cfg.seed))
