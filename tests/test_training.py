@@ -199,7 +199,7 @@ def test_time_limit_stop_is_reported_plainly_and_resumed(tmp_path, capsys):
     out = capsys.readouterr().out
     assert record == {"steps_done": 1, "steps_planned": 10, "stopped_early": "time limit"}
     assert "STOPPED EARLY (time limit" in out and "1 of 10 steps done" in out
-    assert "run this cell again to continue from step 1" in out
+    assert "run this cell again to continue from step 1, or lift the limit" in out
     assert "profile_config('translation', time_limit_s=None)" in out
     again = ResumableRun(tmp_path / "m.pt", steps=10, model=model, every=5)
     for _ in again:

@@ -117,8 +117,8 @@ STOPPED_MARK = "STOPPED EARLY (time limit"
 def interrupt(notebook: Path, runs: Path, threads: int, timeout: int, families, limit_s: float
               ) -> tuple[list[str], int | None]:
     """Run ``notebook`` with ``time_limit_s = limit_s`` for ``families`` (a cell inserted after
-    the setup cell) until training stops early; later cells may fail on the partly trained
-    model, which ends this run. Returns (problems, the step its checkpoint holds)."""
+    the setup cell) up to the cell that says training stopped early (the rest would only
+    evaluate a partly trained model). Returns (problems, the step its checkpoint holds)."""
     import nbformat
 
     from helpers.course.training import checkpoint_step
@@ -128,10 +128,14 @@ def interrupt(notebook: Path, runs: Path, threads: int, timeout: int, families, 
     nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell(
         "from helpers.course import config as _config\n"
         + "".join(f"_config.FAMILIES[{f!r}]['smoke']['time_limit_s'] = {limit_s!r}\n" for f in families)))
-    try:
-        client.execute(env=_env(runs, threads))
-    except Exception:  # noqa: BLE001 - a check on the partly trained model may fail: expected
-        pass
+    with client.setup_kernel(env=_env(runs, threads)):
+        for index, cell in enumerate(nb.cells):
+            try:
+                client.execute_cell(cell, index)
+            except Exception:  # noqa: BLE001 - e.g. a loss check in the training cell itself
+                break
+            if STOPPED_MARK in _stream_text(nb):
+                break
     text = _stream_text(nb)
     rel = notebook.relative_to(ROOT / "notebooks").with_suffix("")
     ckpts = [p for p in (runs / rel / "checkpoints" / "smoke").glob("*.pt") if ".step" not in p.name]

@@ -237,7 +237,8 @@ class ResumableRun:
             bar.close()
         if self.step > first:  # a finished run that was only loaded adds nothing to its history
             self.history.log(self.step, epochs=self.epoch, seconds=self.seconds)
-        self.history.run_summary = {**self.summary(), "resumed_from": first}
+        self.history.run_summary = {**self.summary(), "resumed_from": first,
+                                    "checkpoint": None if self.path is None else str(self.path)}
         if self.stopped_by == "time limit" and self.dist.is_main:
             print(f"Stopped by the time limit ({self.time_limit_s:.0f} s) after step {self.step} of "
                   f"{self.steps}." + (" Run again to continue from the checkpoint."
@@ -266,7 +267,7 @@ class ResumableRun:
     def summary(self) -> dict[str, Any]:
         """Steps done of planned, why the run ended early (None: it finished) and the time
         limit; after ``for step in run`` also on ``history.run_summary``, with ``resumed_from``
-        (the step it started from), for :func:`helpers.course.training.report_run`."""
+        (the step it started from) and ``checkpoint``, for :func:`helpers.course.training.report_run`."""
         return {"steps_done": self.step, "steps_planned": self.steps,
                 "stopped_early": self.stopped_by, "time_limit_s": self.time_limit_s}
 

@@ -198,11 +198,16 @@ def report_run(history: History, cfg=None, *, where: str = "this cell") -> dict[
     else:
         family = getattr(cfg, "family", None)
         limit = summary.get("time_limit_s")
-        raise_it = (f" or lift the limit: cfg = profile_config({family!r}, time_limit_s=None)"
-                    if family else " or raise time_limit_s")
-        print(f"STOPPED EARLY ({why}{f', {limit:.0f} s' if limit else ''}): {done} of {planned} "
-              f"steps done. The checkpoint keeps the run: run {where} again to continue from "
-              f"step {done}{raise_it}. Until then the results below are for a partly trained model.")
+        lift = ""
+        if why == "time limit":
+            lift = (f", or lift the limit: cfg = profile_config({family!r}, time_limit_s=None)"
+                    if family else ", or raise time_limit_s")
+        how = (f"The checkpoint keeps the run: run {where} again to continue from step {done}{lift}."
+               if summary.get("checkpoint", True) else
+               f"No checkpoint was written (checkpoint_path=None): pass one to continue later{lift}.")
+        print(f"STOPPED EARLY ({why}{f', {limit:.0f} s' if limit and why == 'time limit' else ''}): "
+              f"{done} of {planned} steps done. {how} Until then the results below are for a "
+              f"partly trained model.")
     return {"steps_done": done, "steps_planned": planned, "stopped_early": why}
 
 
