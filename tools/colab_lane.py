@@ -1,9 +1,9 @@
 """The Colab-like lane: the notebooks' generated setup cell, run as a learner on Colab runs it.
 
     python tools/colab_lane.py              # = make colab; CI runs it after make test
-    python tools/colab_lane.py --keep /tmp/lane --notebooks notebooks/00_start_here.ipynb
+    python tools/colab_lane.py --keep build/lane --notebooks notebooks/00_start_here.ipynb
 
-What it builds, in a temporary folder:
+What it builds, in a temporary folder under build/ (ignored by git):
 
 1. ``repo/``: a git snapshot of this checkout (tracked and untracked, not ignored, files),
    tagged with the release named in pyproject.toml (``[tool.curriculum] ref``), so the setup
@@ -305,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         args.keep.mkdir(parents=True)
         work = args.keep
     else:
-        work = Path(tempfile.mkdtemp(prefix="colab-lane-"))
+        (ROOT / "build").mkdir(exist_ok=True)  # beside .venv: hard links need the same file system
+        work = Path(tempfile.mkdtemp(prefix="colab-lane-", dir=ROOT / "build"))
     try:
         step("snapshot of this checkout, tagged with pyproject's ref")
         ref = nbtools.repo_settings()["ref"]
