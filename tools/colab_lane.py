@@ -240,7 +240,9 @@ class Lane:
         for key in [k for k in env if k.startswith("CURRICULUM_")]:
             del env[key]
         env.update({"CURRICULUM_PROFILE": "smoke", "CURRICULUM_REPO": self.repo_url,
-                    "COLAB_RELEASE_TAG": "colab-lane", "CURRICULUM_CACHE_DIR": str(self.work / "cache")})
+                    "COLAB_RELEASE_TAG": "colab-lane", "CURRICULUM_CACHE_DIR": str(self.work / "cache"),
+                    # one thread: on a busy machine two spinning OpenMP threads slow a step tenfold
+                    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
         env.update(extra)
         return env
 
