@@ -60,6 +60,7 @@ REF = "v0.1.0"  # a tag or commit, never a branch
 import importlib.metadata
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -70,10 +71,14 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
         raise ImportError("`helpers` is not installed for this kernel. In the repository run `make setup` "
                           "(or pip install -e '.[deploy,offline]'), then restart the kernel.")
     url = REPO if "://" in REPO else f"https://github.com/{REPO}"
-    keep = os.path.join(tempfile.mkdtemp(), "installed.txt")  # what the runtime has, pinned
+    pins = {}  # what the runtime has, pinned: pip may add packages, never change these
+    for dist in importlib.metadata.distributions():
+        name, version = dist.metadata["Name"], dist.version
+        if name and re.fullmatch(r"\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[\w.]+)?", version):
+            pins.setdefault(name.lower(), f"{name}=={version}\n")  # the first one is the one imported
+    keep = os.path.join(tempfile.mkdtemp(), "installed.txt")
     with open(keep, "w") as f:
-        f.writelines(sorted({f"{d.metadata['Name']}=={d.version}\n" for d in importlib.metadata.distributions()
-                             if d.metadata["Name"]}))
+        f.writelines(sorted(pins.values()))
     print(f"Installing the course package from {url} at {REF} (a minute or two)...", flush=True)
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--progress-bar", "off", "-c", keep,
                           f"curriculum-helpers @ git+{url}@{REF}"], capture_output=True, text=True)
