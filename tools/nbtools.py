@@ -6,9 +6,12 @@
     python tools/nbtools.py student         # write the exercise notebooks (exercises/) from the solutions
 
 The ``py:percent`` file is what you read and review; the ``.ipynb`` beside it is what Colab
-opens, committed without outputs. The repository named once in ``pyproject.toml``
-(``[tool.curriculum] repo``) is written into every notebook's "Open in Colab" badge and setup
-cell by ``sync``; never edit those two cells by hand.
+opens, committed without outputs. The repository and release named once in ``pyproject.toml``
+(``[tool.curriculum] repo`` and ``ref``, a tag or commit) are written into every notebook's
+"Open in Colab" badge, its GitHub links and its setup cell by ``sync``; never edit those cells
+by hand. A fork re-points all of them with one command::
+
+    python tools/nbtools.py sync --repo you/your-fork --ref v0.1.0   # = make sync REPO=... REF=...
 """
 
 from __future__ import annotations
@@ -45,20 +48,68 @@ HEADER_REQUIREMENTS = {
 }
 
 
+MOVING_REFS = re.compile(r"^(main|master|develop|dev|trunk|HEAD|gh-pages)$")
+REF_PATTERN = re.compile(r"^(v?\d+(\.\d+)*[\w.+-]*|[0-9a-f]{7,40})$")
+
+
+def _pyproject(root: Path = ROOT) -> dict:
+    return tomllib.loads((root / "pyproject.toml").read_text())
+
+
 def repo_settings(root: Path = ROOT) -> dict[str, str]:
-    data = tomllib.loads((root / "pyproject.toml").read_text())
-    settings = data["tool"]["curriculum"]
-    return {"repo": settings["repo"], "branch": settings.get("branch", "main")}
+    """``repo`` (owner/name on GitHub) and ``ref`` (the tag or commit the setup cells install
+    and the badges open); ``branch`` is the same ref under its older name."""
+    settings = _pyproject(root)["tool"]["curriculum"]
+    ref = settings.get("ref") or settings.get("branch", "")
+    return {"repo": settings["repo"], "ref": ref, "branch": ref}
+
+
+def ref_problem(ref: str) -> str | None:
+    """Why ``ref`` cannot be the pinned release (None when it can)."""
+    if MOVING_REFS.match(ref) or not REF_PATTERN.match(ref):
+        return (f"ref {ref!r} in pyproject.toml [tool.curriculum] is not a tag or commit: the setup "
+                f"cells would install a moving target. Fix: `make sync REF=v<version>` (a tag) or a "
+                f"commit hash")
+    return None
+
+
+def notebook_extras(rel_ipynb: str, root: Path = ROOT) -> list[str]:
+    """The optional-dependency groups a notebook installs besides the core requirements
+    (``[tool.curriculum.extras]`` in pyproject.toml; an exercise notebook has its solution's)."""
+    if rel_ipynb.startswith(STUDENT_DIR + "/"):
+        rel_ipynb = "notebooks/" + rel_ipynb[len(STUDENT_DIR) + 1:]
+    table = _pyproject(root)["tool"]["curriculum"].get("extras", {})
+    return list(table.get(rel_ipynb.removesuffix(".ipynb"), []))
+
+
+def extra_modules(extra: str, root: Path = ROOT) -> list[str]:
+    """The import names of an extra's packages (from its requirements file), e.g. ``onnx``."""
+    dynamic = _pyproject(root)["tool"]["setuptools"]["dynamic"]["optional-dependencies"]
+    if extra not in dynamic:
+        raise ValueError(f"no extra {extra!r} in pyproject.toml; extras: {', '.join(sorted(dynamic))}")
+    names = []
+    for file in dynamic[extra]["file"]:
+        for line in (root / file).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                names.append(re.split(r"[<>=!~;\[ ]", line, maxsplit=1)[0].lower().replace("-", "_"))
+    return names
 
 
 def colab_url(rel_ipynb: str, root: Path = ROOT) -> str:
     s = repo_settings(root)
-    return f"https://colab.research.google.com/github/{s['repo']}/blob/{s['branch']}/{rel_ipynb}"
+    return f"https://colab.research.google.com/github/{s['repo']}/blob/{s['ref']}/{rel_ipynb}"
+
+
+def github_url(rel_path: str = "", root: Path = ROOT) -> str:
+    """An absolute GitHub link into the pinned release (works from Colab, unlike ``../x``)."""
+    s = repo_settings(root)
+    kind = "blob" if Path(rel_path).suffix else "tree"
+    return f"https://github.com/{s['repo']}/{kind}/{s['ref']}/{rel_path}".rstrip("/")
 
 
 def badge_source(rel_ipynb: str, root: Path = ROOT, *, exercises: bool = False) -> str:
-    s = repo_settings(root)
-    syllabus = f"https://github.com/{s['repo']}/blob/{s['branch']}/docs/SYLLABUS.md"
+    syllabus = github_url("docs/SYLLABUS.md", root)
     text = (f"[![Open In Colab](https://colab.research.google.com/assets/{BADGE_MARK})]"
             f"({colab_url(rel_ipynb, root)}) · [Syllabus and study-group plan]({syllabus})")
     if exercises and rel_ipynb.startswith(STUDENT_DIR + "/"):
@@ -74,23 +125,136 @@ def student_rel(rel_ipynb: str) -> str:
     return STUDENT_DIR + "/" + rel_ipynb.split("/", 1)[1]
 
 
-def setup_source(root: Path = ROOT) -> str:
+def setup_source(rel_ipynb: str = "", root: Path = ROOT) -> str:
+    """The first code cell of a notebook: a no-op where ``helpers`` (and the notebook's extras)
+    import; else a pinned install from GitHub that adds packages and changes none the runtime
+    has (its versions are passed to pip as constraints); one clear message when that fails; the
+    ``KEEP_ON_DRIVE`` switch. ``CURRICULUM_REPO`` / ``CURRICULUM_REF`` override REPO / REF
+    (tests install from a local clone this way)."""
     s = repo_settings(root)
+    extras = notebook_extras(rel_ipynb, root) if rel_ipynb else []
+    modules = tuple(["helpers"] + [m for e in extras for m in extra_modules(e, root)])
+    spec = f"[{','.join(extras)}]" if extras else ""
+    local = "[" + ",".join(e for e in _optional_groups(root) if e != "dev") + "]"
     return f'''{SETUP_MARK} from pyproject.toml; do not edit by hand.)
-# On Colab this installs the course's `helpers` package from GitHub and keeps Colab's own
-# torch (our requirements are version ranges). Locally, `make setup` has done it already.
+# Where `helpers` is installed (your clone after `make setup`) this only checks it. On Colab,
+# Kaggle or any hosted Jupyter it installs the course package{' with ' + spec if spec else ''} at release REF and keeps
+# the runtime's own torch and every other package it has (pip may add packages, not change them).
+# A fork? Set REPO and REF here, or in your clone run `make sync REPO=owner/name REF=<tag>`
+# (= python tools/nbtools.py sync --repo owner/name --ref <tag>).
+# On Colab, KEEP_ON_DRIVE = True keeps runs/, checkpoints and downloads on Google Drive, so a
+# disconnect loses nothing: run the notebook again and training continues where it stopped.
+KEEP_ON_DRIVE = False  # @param {{type:"boolean"}}
+REPO = "{s['repo']}"  # owner/name on GitHub, or a git URL
+REF = "{s['ref']}"  # a tag or commit, never a branch
+import importlib.metadata
+import importlib.util
+import os
+import re
+import subprocess
 import sys
+import tempfile
 
-if "google.colab" in sys.modules:
-    import subprocess
+REPO, REF = os.environ.get("CURRICULUM_REPO", REPO), os.environ.get("CURRICULUM_REF", REF)
+if any(importlib.util.find_spec(name) is None for name in {modules!r}):
+    if os.path.isdir("../helpers") or os.path.isdir("../../helpers"):  # a clone without its packages
+        raise ImportError("`helpers` is not installed for this kernel. In the repository run `make setup` "
+                          "(or pip install -e '.{local}'), then restart the kernel.")
+    url = REPO if "://" in REPO else f"https://github.com/{{REPO}}"
+    pins = {{}}  # what the runtime has, pinned: pip may add packages, never change these
+    for dist in importlib.metadata.distributions():
+        name, version = dist.metadata["Name"], dist.version
+        if name and re.fullmatch(r"\\d+(\\.\\d+)*((a|b|rc)\\d+)?(\\.post\\d+)?(\\.dev\\d+)?(\\+[\\w.]+)?", version):
+            pins.setdefault(name.lower(), f"{{name}}=={{version}}\\n")  # the first one is the one imported
+    keep = os.path.join(tempfile.mkdtemp(), "installed.txt")
+    with open(keep, "w") as f:
+        f.writelines(sorted(pins.values()))
+    print(f"Installing the course package from {{url}} at {{REF}} (a minute or two)...", flush=True)
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--progress-bar", "off", "-c", keep,
+                          f"curriculum-helpers{spec} @ git+{{url}}@{{REF}}"], capture_output=True, text=True)
+    if pip.returncode != 0:
+        print(pip.stdout[-2000:], pip.stderr[-2000:], sep="\\n")
+        raise RuntimeError(
+            f"Could not install the course package from {{url}} at {{REF}}. pip's last lines are above: "
+            f"'not found' or 'could not read' means that repository or REF does not exist or is private; "
+            f"a conflict means a requirement needs another version of a package this runtime has. "
+            f"Fix: if the course lives elsewhere (a fork, a renamed or private copy), set REPO = 'owner/name' "
+            f"and REF = one of its tags or commits at the top of this cell and run it again (on Kaggle, turn "
+            f"on Internet in the notebook's settings). Or (1) upload the repository folder to Google Drive, "
+            f"mount it (from google.colab import drive; drive.mount('/content/drive')), run "
+            f"!pip install -e '/content/drive/MyDrive/<folder>{spec}', restart the session and run this cell "
+            f"again; or (2) run the notebooks on your machine: clone the repository, `make setup` (or "
+            f"pip install -e '.{local}'), then `make lab` (or jupyter lab).")
+    importlib.invalidate_caches()
+import helpers  # noqa: E402,F401
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/{s['repo']}@{s['branch']}"], check=True)
-try:
-    import helpers  # noqa: F401  (only checks that it is installed)
-except ImportError as exc:
-    raise ImportError("`helpers` is not installed: run `make setup` in the repository "
-                      "(or `pip install -e .`), then restart the kernel.") from exc'''
+if KEEP_ON_DRIVE:
+    from helpers.course import env
+
+    env.keep_on_drive()'''
+
+
+def _optional_groups(root: Path = ROOT) -> list[str]:
+    return sorted(_pyproject(root)["tool"]["setuptools"]["dynamic"]["optional-dependencies"])
+
+
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\((?!https?://|#|mailto:)([^)\s]+)\)")
+
+
+def _repo_links(repo: str) -> re.Pattern:
+    """Links into ``repo`` on GitHub or Colab, with the ref they name as group 'ref'."""
+    return re.compile(r"(?P<host>github\.com/|colab\.research\.google\.com/github/)" + re.escape(repo)
+                      + r"/(?P<kind>blob|tree)/(?P<ref>[^/\s)]+)")
+
+
+def set_repo(repo: str | None = None, ref: str | None = None, root: Path = ROOT) -> list[str]:
+    """Point the course at another repository and/or release: rewrite ``[tool.curriculum]`` in
+    pyproject.toml and every GitHub/Colab link of the old setting in the notebooks' sources,
+    README.md and docs/ (``sync`` then regenerates badges and setup cells)."""
+    old = repo_settings(root)
+    repo, ref = repo or old["repo"], ref or old["ref"]
+    sync(root)  # first bring every pair in line, so an edit made in Jupyter is not lost
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+        raise SystemExit(f"REPO={repo!r} is not owner/name (e.g. REPO=you/attention-dcgan)")
+    problem = ref_problem(ref)
+    if problem:
+        raise SystemExit(problem)
+    toml = root / "pyproject.toml"
+    text = toml.read_text()
+    head = text.index("[tool.curriculum]")
+    body = text[head:]
+    body = re.sub(r'(?m)^repo = "[^"]*"', f'repo = "{repo}"', body, count=1)
+    body = re.sub(r'(?m)^(ref|branch) = "[^"]*"', f'ref = "{ref}"', body, count=1)
+    toml.write_text(text[:head] + body)
+    pattern = _repo_links(old["repo"])
+    changed = []
+    files = [*sorted((root / "notebooks").rglob("*.py")), root / "README.md",
+             *sorted((root / "docs").glob("*.md"))]
+    for path in files:
+        if not path.is_file():
+            continue
+        before = path.read_text()
+        after = pattern.sub(lambda m: f"{m['host']}{repo}/{m['kind']}/{ref}", before)
+        if after != before:
+            path.write_text(after)
+            changed.append(f"{path.relative_to(root)}: links now point at {repo}@{ref}")
+    return [f"pyproject.toml: repo = {repo!r}, ref = {ref!r}"] + changed
+
+
+def link_problems(nb, rel: str, root: Path = ROOT) -> list[str]:
+    """Links that break on Colab (relative ones) or name another release than ``ref``."""
+    s = repo_settings(root)
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        for target in LINK.findall(cell.source):
+            problems.append(f"{rel}: cell {i} links {target!r}, which does not open from Colab; use "
+                            f"the absolute link {github_url(target.lstrip('./'), root)} (tools/nbtools.py github_url)")
+        for m in _repo_links(s["repo"]).finditer(cell.source):
+            if m["ref"] != s["ref"]:
+                problems.append(f"{rel}: cell {i} links release {m['ref']!r}, not {s['ref']!r}; run `make sync`")
+    return problems
 
 
 # --------------------------------------------------------------------------- pairs
@@ -110,7 +274,7 @@ def apply_generated(nb, rel_ipynb: str, root: Path = ROOT):
              if not (c.cell_type == "markdown" and BADGE_MARK in c.source)
              and not (c.cell_type == "code" and c.source.startswith(SETUP_MARK))]
     badge = nbformat.v4.new_markdown_cell(badge_source(rel_ipynb, root, exercises=has_exercises(nb) or rel_ipynb.startswith(STUDENT_DIR + "/")))
-    setup = nbformat.v4.new_code_cell(setup_source(root))
+    setup = nbformat.v4.new_code_cell(setup_source(rel_ipynb, root))
     first_code = next((i for i, c in enumerate(cells) if c.cell_type == "code"), len(cells))
     cells.insert(first_code, setup)
     cells.insert(1 if cells and cells[0].cell_type == "markdown" else 0, badge)
@@ -222,8 +386,9 @@ def student_notebook(nb, rel_solution: str, root: Path = ROOT):
         if cell.cell_type == "code":
             cell.source = stub_source(cell.source, f"{rel_solution}, cell {i}")
     note = nbformat.v4.new_markdown_cell(
-        f"**Exercise version** (generated by `make student` from [the solution notebook]"
-        f"(../../{rel_solution}); do not edit by hand). Fill in every block marked `# EXERCISE`, "
+        f"**Exercise version** (generated by `make student`, i.e. `python tools/nbtools.py student`, "
+        f"from [the solution notebook]"
+        f"({colab_url(rel_solution, root)}); do not edit by hand). Fill in every block marked `# EXERCISE`, "
         f"then run the check cell below it: a wrong answer gets a message naming the likely mistake; "
         f"a blank you skip falls back to the tested version so the rest of the notebook still runs. "
         f"Exercises here: {names or 'see the cells marked # EXERCISE'}.")
@@ -325,11 +490,13 @@ def check(root: Path = ROOT) -> list[str]:
         if a != expected:
             problems.append(f"{rel}: the Colab badge or setup cell is missing or stale; "
                             f"run `make sync`")
+        problems += link_problems(nb_py, str(rel), root)
         header = "\n".join(c.source for c in nb_py.cells[:3] if c.cell_type == "markdown")
         for what, pattern in HEADER_REQUIREMENTS.items():
             if not pattern.search(header):
                 problems.append(f"{rel}: the opening cells lack {what}")
-    return problems + check_students(root)
+    problem = ref_problem(repo_settings(root)["ref"])
+    return problems + ([problem] if problem else []) + check_students(root)
 
 
 TEMPLATE = '''# %% [markdown]
@@ -370,7 +537,9 @@ def new(stem: Path, title: str, root: Path = ROOT) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("sync")
+    p_sync = sub.add_parser("sync")
+    p_sync.add_argument("--repo", help="owner/name: point every badge, link and setup cell at this repository")
+    p_sync.add_argument("--ref", help="the tag or commit the setup cells install and the badges open")
     sub.add_parser("check")
     sub.add_parser("student")
     p_new = sub.add_parser("new")
@@ -380,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     p_url.add_argument("path")
     args = parser.parse_args(argv)
     if args.cmd == "sync":
+        if args.repo or args.ref:
+            for line in set_repo(args.repo, args.ref):
+                print(line)
         for line in sync() + write_students():
             print(line)
     elif args.cmd == "student":

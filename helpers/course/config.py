@@ -25,6 +25,16 @@ class ProfileError(ValueError):
     """An unknown profile name or configuration key; the message names the fix."""
 
 
+# Settings of a profile itself, for every family (profile_setting()). "deterministic": seeded
+# runs repeat bit for bit (deterministic kernels, no cuDNN autotuning); smoke and local keep it
+# because CI and study groups compare their numbers exactly; full trades it for GPU speed.
+PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
+    "smoke": {"deterministic": True},
+    "local": {"deterministic": True},
+    "full": {"deterministic": False},
+}
+
+
 # Each family: settings shared by all profiles under "common", then what differs per profile.
 # One family per group of notebooks that share settings.
 FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
@@ -122,7 +132,7 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
     # Adam(2e-4, beta1=0.5), nz=100; ngf=ndf=64 is the common PyTorch sizing of Figure 1.
     "dcgan": {
         "common": {"seed": 0, "nz": 100, "lr": 2e-4, "beta1": 0.5, "log_every": 10,
-                   "checkpoint_every": 200},
+                   "checkpoint_every": 200, "time_limit_s": None},
         "smoke": {"dataset": "mnist", "image_size": 32, "channels": 1, "ngf": 16, "ndf": 16,
                   "batch_size": 64, "train_steps": 600, "sample_every": 150, "eval_samples": 500,
                   "classifier_epochs": 8, "min_probe_gain": 0.0, "fid": "classifier",
@@ -257,6 +267,15 @@ def _check_keys(family: str, values: Mapping[str, Any], overrides: Mapping[str, 
             f"unknown setting(s) {', '.join(unknown)} for config {family!r}; valid settings: "
             f"{', '.join(sorted(values))}"
         )
+
+
+def profile_setting(name: str, profile: str | None = None) -> Any:
+    """A setting of the run profile itself (:data:`PROFILE_SETTINGS`), e.g.
+    ``profile_setting("deterministic")``."""
+    settings = PROFILE_SETTINGS[get_profile(profile, warn=False)]
+    if name not in settings:
+        raise ProfileError(f"unknown profile setting {name!r}; known: {', '.join(sorted(settings))}")
+    return settings[name]
 
 
 def profile_config(family: str, profile: str | None = None, **overrides: Any) -> Config:

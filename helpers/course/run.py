@@ -101,7 +101,8 @@ class ResumableRun:
       NaN/inf can reach a checkpoint; :meth:`log` fills ``history``, which also gets the
       epochs and seconds of the run at its end.
     - After a few dozen steps it prints how long the rest should take on this machine;
-      :meth:`summary` says whether the run finished or was stopped early (for metrics.json).
+      :meth:`summary` (also left on ``history.run_summary``) says whether the run finished or
+      was stopped early (for metrics.json).
 
     Under ``torchrun`` (``dist``, a :class:`helpers.ops.distributed.Context`) only rank 0 saves and
     shows progress, and every rank stops at the same step.
@@ -204,6 +205,10 @@ class ResumableRun:
         bar = progress(total=self.steps, initial=self.step, desc=self.desc,
                        disable=not self.dist.is_main)
         first = self.step
+        if first and self.dist.is_main:
+            print(f"Resuming from step {first} of {self.steps} ({self.path})." if first < self.steps else
+                  f"Already trained ({self.steps} steps, {self.path}): loaded, nothing to train.",
+                  flush=True)
         try:
             while self.step < self.steps:
                 self.step += 1
@@ -232,6 +237,8 @@ class ResumableRun:
             bar.close()
         if self.step > first:  # a finished run that was only loaded adds nothing to its history
             self.history.log(self.step, epochs=self.epoch, seconds=self.seconds)
+        self.history.run_summary = {**self.summary(), "resumed_from": first,
+                                    "checkpoint": None if self.path is None else str(self.path)}
         if self.stopped_by == "time limit" and self.dist.is_main:
             print(f"Stopped by the time limit ({self.time_limit_s:.0f} s) after step {self.step} of "
                   f"{self.steps}." + (" Run again to continue from the checkpoint."
@@ -258,9 +265,11 @@ class ResumableRun:
         self.history.log(step, **plain)
 
     def summary(self) -> dict[str, Any]:
-        """Steps done of planned, and why the run ended early (None: it finished)."""
+        """Steps done of planned, why the run ended early (None: it finished) and the time
+        limit; after ``for step in run`` also on ``history.run_summary``, with ``resumed_from``
+        (the step it started from) and ``checkpoint``, for :func:`helpers.course.training.report_run`."""
         return {"steps_done": self.step, "steps_planned": self.steps,
-                "stopped_early": self.stopped_by}
+                "stopped_early": self.stopped_by, "time_limit_s": self.time_limit_s}
 
 
 class _Batches:

@@ -146,7 +146,7 @@ def _generator_from_checkpoint(path: Path):
 def notebook_translator(profile: str | None = None, *, train_steps: int | None = None,
                         log: Callable[[str], None] = print):
     """The week 3 translator for ``profile``: loaded from
-    ``runs/transformer/week3_transformer/checkpoints/translator.pt`` when that checkpoint
+    ``runs/transformer/week3_transformer/checkpoints/<profile>/translator.pt`` when that checkpoint
     matches the profile's architecture, otherwise trained here for ``train_steps`` steps
     (week 4f). Returns ``(model, tokenizer, settings, source, test_pairs)``."""
     from helpers.course.config import profile_config
@@ -159,9 +159,9 @@ def notebook_translator(profile: str | None = None, *, train_steps: int | None =
     data = prepare_translation(dataset.data, cfg.vocab_size, max_len=cfg.max_len,
                                name=f"multi30k-{cfg.profile}")  # the week 3 tokenizer (cached)
     settings = {**cfg, "vocab_size": data.tokenizer.vocab_size}
-    env.seed_everything(cfg.seed)
+    env.seed_everything(cfg.seed, profile=cfg.profile)
     model = build_model(cfg, data.tokenizer.vocab_size)
-    ckpt = env.checkpoint_dir("transformer", "week3_transformer") / "translator.pt"
+    ckpt = env.checkpoint_dir("transformer", "week3_transformer", cfg.profile) / "translator.pt"
     source = None
     if ckpt.is_file():
         try:
@@ -182,25 +182,25 @@ def notebook_translator(profile: str | None = None, *, train_steps: int | None =
 def notebook_generator(profile: str | None = None, *, train_steps: int | None = None,
                        log: Callable[[str], None] = print):
     """The week 4 DCGAN generator: loaded from ``runs/dcgan/week4_training/checkpoints/
-    dcgan.pt`` when present, otherwise trained here on the profile's dataset for
+    <profile>/dcgan.pt`` when present, otherwise trained here on the profile's dataset for
     ``train_steps`` steps (week 4f). Returns ``(G, settings, source)``."""
     from helpers.course.config import profile_config
     from helpers.course.data.images import gan_dataset
     from helpers.dcgan import build_dcgan, train_dcgan
 
-    ckpt = env.checkpoint_dir("dcgan", "week4_training") / "dcgan.pt"
+    cfg = profile_config("dcgan", profile)
+    ckpt = env.checkpoint_dir("dcgan", "week4_training", cfg.profile) / "dcgan.pt"
     if ckpt.is_file():
         try:
             G, state = _generator_from_checkpoint(ckpt)
             return G, dict(state["config"]), f"{ckpt} (week 4, step {state['step']})"
         except Exception as exc:  # foreign or truncated file: say so and train instead
             log(f"not using {ckpt}: {type(exc).__name__}: {exc}")
-    cfg = profile_config("dcgan", profile)
     steps = train_steps or cfg.train_steps
     log(f"no usable week 4 DCGAN checkpoint: training a {cfg.profile} DCGAN for {steps} steps")
     dataset, _ = gan_dataset(cfg.dataset, image_size=cfg.image_size, channels=cfg.channels,
                              profile=cfg.profile)
-    env.seed_everything(cfg.seed)
+    env.seed_everything(cfg.seed, profile=cfg.profile)
     loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True,
                                          drop_last=True,
                                          generator=torch.Generator().manual_seed(cfg.seed))
