@@ -26,16 +26,16 @@
 # - write a PyTorch training loop with a `Dataset` and a `DataLoader`, and evaluate it;
 # - say what it means for features learned *without labels* to be useful.
 #
-# **Time:** about 2 hours with the videos (smoke profile: under a minute).
+# **Time:** about 5 hours with the videos and readings (smoke profile: under a minute).
 #
 # **Videos / readings (from the course plan):**
 # - GAN basics: [What are GANs?](https://youtu.be/MZmNxvLDdV0) ·
-#   [A friendly introduction to GANs](https://youtu.be/8L11aMN5KY8)
-# - CNN fundamentals: [Convolutional Neural Networks – StatQuest](https://youtu.be/CqOfi41LfDw) ·
-#   [Understanding CNN layers](https://www.youtube.com/watch?v=aircAruvnKk)
-# - PyTorch basics: [PyTorch for beginners – freeCodeCamp](https://www.youtube.com/watch?v=GIsg-ZUy0MY) ·
-#   [PyTorch tensors explained](https://youtu.be/L35fFDpwIM4)
-# - [Unsupervised learning overview](https://youtu.be/yteYU_QpUxs)
+#   [A friendly introduction to GANs](https://youtu.be/8L11aMN5KY8) (Luis Serrano)
+# - Neural-network fundamentals: [Neural networks, part 1: inside the black box](https://youtu.be/CqOfi41LfDw)
+#   (StatQuest) · [But what is a neural network?](https://www.youtube.com/watch?v=aircAruvnKk) (3Blue1Brown)
+# - PyTorch basics: [PyTorch for deep learning, full course](https://www.youtube.com/watch?v=GIsg-ZUy0MY)
+#   (freeCodeCamp; watch it in parts) · [Tensors for neural networks](https://youtu.be/L35fFDpwIM4) (StatQuest)
+# - [Unsupervised learning overview](https://youtu.be/yteYU_QpUxs) (AssemblyAI)
 # - Papers: [DCGAN](https://arxiv.org/abs/1511.06434) (abstract and §1) ·
 #   [GANs, Goodfellow et al. 2014](https://arxiv.org/abs/1406.2661) (§3)
 

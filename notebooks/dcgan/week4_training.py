@@ -27,12 +27,12 @@
 # - detect mode collapse and know what to change when it happens;
 # - checkpoint a run and pick it up again.
 #
-# **Time:** about 3 hours (smoke profile: under a minute; `local`: about 15 minutes on a CPU;
-# `full`: about 20 minutes on one GPU).
+# **Time:** about 6 hours with the videos and readings (smoke profile: under a minute; `local`:
+# about 15 minutes of training on a CPU; `full`: about 20 minutes on one GPU).
 #
 # **Videos / readings (from the course plan):**
-# - [Building a GAN from scratch](https://youtu.be/_pIMdDWK5sc) ·
-#   [PyTorch DCGAN tutorial](https://youtu.be/5RYETbFFQ7s)
+# - [Building a GAN from scratch](https://youtu.be/_pIMdDWK5sc) (AssemblyAI) ·
+#   [PyTorch DCGAN tutorial](https://youtu.be/5RYETbFFQ7s) (Aladdin Persson, on MNIST)
 # - [GAN Lab: visualize GAN training](https://poloclub.github.io/ganlab/) ·
 #   [Visualize-GAN-Training](https://github.com/42x00/Visualize-GAN-Training)
 # - Paper: [DCGAN](https://arxiv.org/abs/1511.06434) §4 (training details), §6 (investigating

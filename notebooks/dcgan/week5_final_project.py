@@ -30,10 +30,12 @@
 # **Time:** a weekend (smoke profile: under a minute).
 #
 # **Videos / readings (from the course plan):**
-# - Videos of week 4: [Building a GAN from scratch](https://youtu.be/_pIMdDWK5sc) ·
-#   [PyTorch DCGAN tutorial](https://youtu.be/5RYETbFFQ7s)
+# - Videos of week 4: [Building a GAN from scratch](https://youtu.be/_pIMdDWK5sc) (AssemblyAI) ·
+#   [PyTorch DCGAN tutorial](https://youtu.be/5RYETbFFQ7s) (Aladdin Persson)
 # - Paper: [DCGAN](https://arxiv.org/abs/1511.06434) §5 (empirical validation), Table 1
 # - [FID: Heusel et al., 2017, "GANs trained by a two time-scale update rule..."](https://arxiv.org/abs/1706.08500) §4
+# - [Lucic et al., 2018, "Are GANs Created Equal? A Large-Scale Study"](https://arxiv.org/abs/1711.10337):
+#   published FIDs of the DCGAN loss
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/paper-curriculum/attention-dcgan/blob/main/notebooks/dcgan/week5_final_project.ipynb) · [Syllabus and study-group plan](https://github.com/paper-curriculum/attention-dcgan/blob/main/docs/SYLLABUS.md)

@@ -28,14 +28,14 @@
 #   single attention layer succeeds;
 # - explain self-attention as a soft dictionary lookup.
 #
-# **Time:** about 1.5 hours with the videos (smoke profile: under a minute).
+# **Time:** about 4 hours with the videos and readings (smoke profile: under a minute).
 #
 # **Videos / readings (from the course plan):**
-# - [Attention mechanism explained](https://youtu.be/eMlx5fFNoYc) ·
-#   [Transformers for beginners](https://youtu.be/kCc8FmEb1nY)
+# - [Attention mechanism explained](https://youtu.be/eMlx5fFNoYc) (3Blue1Brown) ·
+#   [Let's build GPT: from scratch, in code](https://youtu.be/kCc8FmEb1nY) (Andrej Karpathy, about 2 hours)
 # - RNNs explained: [part 1](https://www.youtube.com/watch?v=AsNTP8Kwu80&t=292s) ·
 #   [part 2](https://www.youtube.com/watch?v=Gafjk7_w1i8)
-# - [PyTorch tutorial](https://www.youtube.com/watch?v=FHdlXe1bSe4) ·
+# - [PyTorch tutorial](https://www.youtube.com/watch?v=FHdlXe1bSe4) (StatQuest) ·
 #   [What is NLP?](https://www.youtube.com/watch?v=CMrHM8a3hqw) ·
 #   [Getting started with Hugging Face](https://youtu.be/QEaBAZQCtwE)
 # - [Why self-attention beats RNNs](https://www.youtube.com/watch?v=EFkbT-1VGTQ) ·

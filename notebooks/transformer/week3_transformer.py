@@ -30,13 +30,14 @@
 # - decode with greedy and beam search (beam 4, length penalty 0.6, §6.1) and compute BLEU;
 # - read the attention maps of a trained translator.
 #
-# **Time:** about 4 hours (smoke profile: under a minute; `local`: about 15 minutes of
-# training on a CPU; `full`: about 15 minutes on one GPU).
+# **Time:** about 6 hours with the video, readings and exercises (smoke profile: under a minute;
+# `local`: about 15 minutes of training on a CPU; `full`: about 15 minutes on one GPU).
 #
 # **Videos / readings (from the course plan):**
 # - Paper: [Attention Is All You Need](https://arxiv.org/abs/1706.03762), §3.3–3.5, §5 (Training),
 #   §6.1 (Machine Translation)
-# - [Code walkthrough of the Transformer in PyTorch](https://youtu.be/U0s0f995w14)
+# - [Code walkthrough of the Transformer in PyTorch](https://youtu.be/U0s0f995w14) (Aladdin Persson,
+#   the same video as week 2: now watch the encoder-decoder part)
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/paper-curriculum/attention-dcgan/blob/main/notebooks/transformer/week3_transformer.ipynb) · [Syllabus and study-group plan](https://github.com/paper-curriculum/attention-dcgan/blob/main/docs/SYLLABUS.md) · [Exercise version, blanks to fill (Colab)](https://colab.research.google.com/github/paper-curriculum/attention-dcgan/blob/main/exercises/transformer/week3_transformer.ipynb)

@@ -30,8 +30,8 @@
 # minutes on a GPU).
 #
 # **Videos / readings (from the course plan):**
-# - [Fine-tuning with Hugging Face](https://youtu.be/eC6Hd1hFvos)
-# - [Fine-tuning BERT for text classification (beginner-friendly)](https://youtu.be/4QHg8Ix8WWQ):
+# - [Fine-tuning large language models, with example code](https://youtu.be/eC6Hd1hFvos) (Shaw Talebi)
+# - [Fine-tuning BERT for text classification (beginner-friendly)](https://youtu.be/4QHg8Ix8WWQ) (Shaw Talebi):
 #   loading a pretrained BERT, fine-tuning on a classification dataset, the `Trainer` API,
 #   evaluating performance
 # - [Hugging Face course, chapter 3: fine-tuning a pretrained model](https://huggingface.co/learn/nlp-course/chapter3)
@@ -241,7 +241,7 @@ comparison = paper_vs_run([
      f"{cfg.model}: {n_params / 1e6:.0f} M parameters", ""),
     ("fine-tuning setup", "not reproduced here: we use the Trainer with the settings on the right",
      f"{len(train_rows):,} sentences, {cfg.epochs} epoch(s), batch {cfg.batch_size}, lr {cfg.lr}, "
-     f"linear warm-up {cfg.warmup_ratio:.0%}, {train_seconds:.0f} s", "fewer sentences off `full`"),
+     f"linear warm-up {cfg.warmup_ratio:.0%}", "fewer sentences off `full`"),
 ])
 
 # %%

@@ -31,8 +31,9 @@
 # **Time:** about 2.5 hours with the videos (smoke profile: under a minute).
 #
 # **Videos / readings (from the course plan):**
-# - [Gradient clipping, LR scheduling, checkpointing (1)](https://youtu.be/ks3oZ7Va8HU) ·
-#   [(2)](https://youtu.be/KrQp1TxTCUY) · [(3)](https://youtu.be/81NJgoR5RfY)
+# - [Mixed precision (FP16) training in PyTorch](https://youtu.be/ks3oZ7Va8HU) (Aladdin Persson) ·
+#   [Gradient clipping for neural networks](https://youtu.be/KrQp1TxTCUY) ·
+#   [PyTorch learning-rate schedulers](https://youtu.be/81NJgoR5RfY) (Patrick Loeber)
 # - [PyTorch automatic mixed precision](https://pytorch.org/docs/stable/amp.html) ·
 #   [scaled_dot_product_attention](https://pytorch.org/docs/stable/generated/torch.nn.functional.scaled_dot_product_attention.html)
 # - Paper: [Attention Is All You Need](https://arxiv.org/abs/1706.03762) §5.3 (optimizer and schedule)

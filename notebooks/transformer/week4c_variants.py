@@ -36,8 +36,9 @@
 # **Time:** about 2 hours with the videos (smoke profile: under a minute).
 #
 # **Videos / readings (from the course plan):**
-# - [Transformers in Vision (ViTs) – explained](https://www.youtube.com/watch?v=ovB0ddFtzzA) (~20 min)
-# - [BERT, GPT and friends](https://youtu.be/ewjlmLQI9kc)
+# - [Vision Transformer in PyTorch](https://www.youtube.com/watch?v=ovB0ddFtzzA) (mildlyoverfitted: a ViT
+#   built line by line)
+# - [BERT and GPT](https://youtu.be/ewjlmLQI9kc) (video)
 # - Papers: [BERT](https://arxiv.org/abs/1810.04805) §3 · [GPT](https://cdn.openai.com/research-covers/language-unsupervised/language_understanding_paper.pdf) §3 ·
 #   [ViT](https://arxiv.org/abs/2010.11929) §3.1
 

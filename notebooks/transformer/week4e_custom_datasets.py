@@ -33,8 +33,8 @@
 # **Time:** about 3 hours (smoke profile: under a minute; `full`: about 30 minutes on a GPU).
 #
 # **Videos / readings (from the course plan):**
-# - [Fine-tuning with Hugging Face](https://youtu.be/eC6Hd1hFvos) (the same `Trainer`, now for
-#   sequence-to-sequence)
+# - [Fine-tuning large language models, with example code](https://youtu.be/eC6Hd1hFvos) (Shaw Talebi;
+#   the video of week 4a: the same `Trainer`, now for sequence-to-sequence)
 # - [Hugging Face course: summarization](https://huggingface.co/learn/nlp-course/chapter7/5)
 # - Papers: [T5](https://arxiv.org/abs/1910.10683) §2.1 · [ROUGE](https://aclanthology.org/W04-1013/) ·
 #   [CNN/DailyMail](https://arxiv.org/abs/1506.03340)
