@@ -93,7 +93,7 @@
 #
 # `full` is not the papers' experiments: for the Transformer it is the paper's base model
 # trained on Multi30k (29,000 sentence pairs, not WMT's 4.5 million) for a few thousand steps
-# with smaller batches; for DCGAN, Figure 1's 64 × 64 networks on far fewer images. Each
+# with smaller batches; for DCGAN, 64 × 64 networks built like Figure 1, on far fewer images. Each
 # training notebook ends with a "Paper vs. this run" table that shows what differs.
 #
 # Without the variable you get `full` when a CUDA GPU is present, otherwise `local`. Every

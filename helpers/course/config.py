@@ -192,7 +192,7 @@ def get_profile(profile: str | None = None, *, warn: bool = True) -> str:
         )
     if warn and name == "full" and not _cuda_available():
         warnings.warn(
-            "Profile 'full' asks for the paper-sized run, but no CUDA GPU is visible, so it will "
+            "Profile 'full' asks for the papers' model sizes, but no CUDA GPU is visible, so it will "
             "be very slow on the CPU. Switch with `export CURRICULUM_PROFILE=local` (or set "
             "os.environ['CURRICULUM_PROFILE'] = 'local' before importing helpers), or on Colab "
             "pick Runtime -> Change runtime type -> GPU.",

@@ -104,9 +104,9 @@ week4_ckpt = env.checkpoint_dir("dcgan", "week4_training") / "dcgan.pt"
 loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                      generator=torch.Generator().manual_seed(cfg.seed))
 print(f"week 4's checkpoint is at step {training.checkpoint_step(week4_ckpt)} of {cfg.train_steps}")
-history, _, _ = dcgan.train_dcgan(G, D, loader, cfg, device=device, checkpoint_path=week4_ckpt,
-                                  checkpoint_every=cfg.checkpoint_every)
-steps_done = history.steps("seconds")[-1]
+dcgan.train_dcgan(G, D, loader, cfg, device=device, checkpoint_path=week4_ckpt,
+                  checkpoint_every=cfg.checkpoint_every)
+steps_done = training.checkpoint_step(week4_ckpt)  # the step the run saved last
 if steps_done < cfg.train_steps:
     print(f"Note: training stopped early, after {steps_done} of {cfg.train_steps} steps; every number "
           f"below is that of the shorter run. Run the cell again to continue.")

@@ -472,7 +472,7 @@ history = train_translation(model, data, cfg, device=device, time_limit_s=cfg.ti
                             keep_last=cfg.average_last, writer=writer)
 if writer is not None:
     writer.close()
-steps_done = history.steps("seconds")[-1]
+steps_done = training.checkpoint_step(ckpt_path)  # the step the run saved last
 stopped_early = steps_done < cfg.train_steps
 print(f"{steps_done} of {cfg.train_steps} steps done; checkpoint: {ckpt_path}")
 if stopped_early:
@@ -597,11 +597,13 @@ from helpers.course.compare import paper_vs_run
 
 train_pairs = len(dataset.data["train"])
 headline = bleu_averaged if bleu_averaged is not None else bleu_beam
+test_set = ("the offline stand-in grammar's test split" if dataset.origin == "standin"
+            else f"{dataset.name} test (Flickr 2016)")
 comparison = paper_vs_run([
     ("BLEU, English → German",
      "27.3: base model, WMT14 newstest2014, news sentences (Table 2)",
      f"{headline:.1f}: {'average of the last ' + str(len(snapshots)) + ' checkpoints' if bleu_averaged is not None else 'last checkpoint'}, "
-     f"{dataset.name} test, {len(sources)} sentences ({dataset.origin} data); greedy {bleu_greedy:.1f}",
+     f"{test_set}, {len(sources)} sentences; greedy decoding {bleu_greedy:.1f}",
      "another test set and language domain: the numbers measure different things"),
     ("training data", "WMT14 EN-DE, about 4.5 M sentence pairs (§5.1)",
      f"{train_pairs:,} pairs ({dataset.describe()})", "far less data, shorter sentences"),
@@ -616,7 +618,7 @@ comparison = paper_vs_run([
      f"{steps_done:,} of {cfg.train_steps:,} planned steps on {device.type}"
      + (" (stopped early by its time limit)" if stopped_early else ""), "far shorter training"),
     ("schedule and regularization", "Adam (0.9, 0.98, 1e-9), warm-up 4,000, dropout 0.1, label smoothing 0.1 (§5.3–5.4)",
-     f"Adam (0.9, 0.98, 1e-9), warm-up {cfg.warmup_steps:,} × lr factor {cfg.lr_factor}, dropout {cfg.dropout}, "
+     f"Adam (0.9, 0.98, 1e-9), warm-up {cfg.warmup_steps:,} (Eq. 3 × {cfg.lr_factor}), dropout {cfg.dropout}, "
      f"label smoothing {cfg.label_smoothing}", "warm-up scaled to the shorter run"),
     ("checkpoint averaging", "last 5 checkpoints, written 10 minutes apart (§6.1)",
      f"last {len(snapshots)} kept checkpoints, steps {snapshot_steps}" if bleu_averaged is not None
