@@ -90,7 +90,8 @@ def test_readme_describes_the_full_translation_run_as_configured(clean_env):
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    full = profile_config("translation", "full")
+    full = Config("translation", "full", {**config.FAMILIES["translation"]["common"],
+                                          **config.FAMILIES["translation"]["full"]})  # no GPU warning
     assert "paper-faithful" not in readme
     assert f"about {full.max_tokens:,} tokens per batch" in readme
     assert f"for {full.train_steps:,}\nsteps" in readme or f"for {full.train_steps:,} steps" in readme

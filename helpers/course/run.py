@@ -140,9 +140,9 @@ class ResumableRun:
         self._pending_rng = None
         if self.path is not None and self.path.exists():
             self._resume(architecture)
-        elif self.keep:  # a fresh run: snapshots left from a deleted checkpoint are not its own
+        elif self.keep and self.dist.is_main:  # a fresh run: older snapshots are not its own
             for old in self.snapshots():
-                old.unlink()
+                old.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ checkpoint
     def _resume(self, architecture) -> None:
