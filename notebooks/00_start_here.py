@@ -20,6 +20,20 @@
 # **"Attention Is All You Need"** (Vaswani et al., 2017) and **DCGAN**, "Unsupervised
 # Representation Learning with Deep Convolutional GANs" (Radford et al., 2015).
 #
+# **Do this first**
+#
+# 1. **Run this notebook** (on Colab: *Runtime → Change runtime type → T4 GPU* first). It
+#    checks your environment and shows how every notebook works.
+# 2. **Pick a track**: the Transformer (`notebooks/transformer/`) or DCGAN
+#    (`notebooks/dcgan/`), each from its week 0. They are independent; do both in either order.
+# 3. **Pick a run profile** (section 2): `local` on a laptop, `full` on a GPU, `smoke` for a
+#    one-minute check. Without a choice you get `full` with a GPU, `local` without.
+# 4. **Use the exercise versions**: four notebooks (Transformer weeks 2–3, DCGAN weeks 3–4) have
+#    a copy in `exercises/` with blanks to fill (the badge row at the top of each links it).
+#    Do those, then read the solution notebook.
+# 5. **Studying in a group?** `docs/SYLLABUS.md` has the week-by-week plan, times and discussion
+#    questions.
+#
 # **Learning goals.** After this notebook you can
 # - say what each week of both tracks builds, and where its code ends up;
 # - run any notebook on Colab (free GPU) or on your laptop (CPU), and pick a run profile;
@@ -31,9 +45,10 @@
 # **Videos / readings (from the course plan):**
 # - Papers: [Attention Is All You Need](https://arxiv.org/abs/1706.03762) ·
 #   [DCGAN](https://arxiv.org/abs/1511.06434)
-# - [PyTorch tutorial for beginners](https://www.youtube.com/watch?v=FHdlXe1bSe4)
-# - [Getting started with Hugging Face](https://youtu.be/QEaBAZQCtwE)
-# - [Google Colab + PyTorch setup](https://www.youtube.com/watch?v=Z_ikDlimN6A)
+# - [The StatQuest introduction to PyTorch](https://www.youtube.com/watch?v=FHdlXe1bSe4)
+# - [Getting started with Hugging Face in 15 minutes](https://youtu.be/QEaBAZQCtwE) (AssemblyAI)
+# - [Learn PyTorch for deep learning in a day](https://www.youtube.com/watch?v=Z_ikDlimN6A) (Daniel Bourke;
+#   a full-day course, worked in Google Colab: dip in where you need it)
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/paper-curriculum/attention-dcgan/blob/v0.1.0/notebooks/00_start_here.ipynb) · [Syllabus and study-group plan](https://github.com/paper-curriculum/attention-dcgan/blob/v0.1.0/docs/SYLLABUS.md)
@@ -77,9 +92,14 @@
 #
 # | profile | for | what it runs |
 # |---|---|---|
-# | `smoke` | CI, a quick check | CPU, offline stand-in data, each notebook under a minute |
-# | `local` | a CPU laptop | real data, meaningful results in minutes |
-# | `full` | one GPU (Colab T4 or better) | the paper-faithful run |
+# | `smoke` | CI, a quick check | CPU, offline stand-in data, small models, each notebook under a minute |
+# | `local` | a CPU laptop | real data, small models, results in minutes |
+# | `full` | one GPU (Colab T4 or better) | the papers' model sizes, trained briefly on small data sets |
+#
+# `full` is not the papers' experiments: for the Transformer it is the paper's base model
+# trained on Multi30k (29,000 sentence pairs, not WMT's 4.5 million) for a few thousand steps
+# with smaller batches; for DCGAN, 64 × 64 networks built like Figure 1, on far fewer images. Each
+# training notebook ends with a "Paper vs. this run" table that shows what differs.
 #
 # Without the variable you get `full` when a CUDA GPU is present, otherwise `local` (on Colab:
 # `import os; os.environ["CURRICULUM_PROFILE"] = "local"` before the notebook's imports). Every

@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -187,6 +188,59 @@ def test_new_notebook_from_template(repo_copy):
         nbtools.new(stem, "again", repo_copy)
 
 
+TRAINING_NB = """# %% [markdown]
+# # Week 9: a training notebook
+#
+# **Learning goals.** ...  **Time:** 1 hour. **Videos / readings:** none.
+
+# %%
+from helpers.course.training import write_metrics
+bleu = 1.0
+{section}
+# %% [markdown]
+# ## Check yourself
+"""
+SECTION = """
+# %% [markdown]
+# ## 7. Paper vs. this run
+
+# %%
+from helpers.course.compare import paper_vs_run
+paper_vs_run([("BLEU", "27.3 (Table 2)", f"{bleu}", "data")])
+write_metrics("t", "n", {"bleu": bleu})
+"""
+
+
+@pytest.mark.parametrize("section, expected", [
+    (SECTION, None),
+    (SECTION.replace("## 7. Paper vs. this run", "### Paper vs. this run"), None),
+    ("\nwrite_metrics('t', 'n', {})\n", "has no 'Paper vs. this run' section"),
+    (SECTION.replace("Paper vs. this run", "Paper vs this run"), "has no 'Paper vs. this run' section"),
+    (SECTION.replace("paper_vs_run([", "print(["), "has no code cell calling paper_vs_run"),
+    (SECTION.replace("# %%\nfrom helpers", "# %% [markdown]\n# ## 8. Save\n\n# %%\nfrom helpers"),
+     "has no code cell calling paper_vs_run"),  # the table sits under another heading
+])
+def test_paper_vs_run_rule(section, expected):
+    nb = jupytext.reads(TRAINING_NB.format(section=section), fmt="py:percent")
+    problems = nbtools.paper_vs_run_problems(nb, "notebooks/demo/week9")
+    assert problems == [] if expected is None else any(expected in p for p in problems), problems
+
+
+def test_a_notebook_without_write_metrics_needs_no_section():
+    nb = jupytext.reads("# %% [markdown]\n# # Week 1\n\n# %%\nprint('no results here')\n", fmt="py:percent")
+    assert nbtools.paper_vs_run_problems(nb, "notebooks/demo/week1") == []
+
+
+def test_a_training_notebook_that_loses_its_paper_vs_run_section_fails_the_check(repo_copy):
+    py = repo_copy / "notebooks" / "transformer" / "week3_transformer.py"
+    text = py.read_text()
+    assert "Paper vs. this run" in text
+    py.write_text(text.replace("Paper vs. this run", "Results"))
+    problems = nbtools.check(repo_copy)
+    assert any("week3_transformer: writes metrics.json but has no 'Paper vs. this run' section" in p
+               for p in problems), problems
+
+
 NB_BODY = '''# %%
 import torch
 from helpers.course.checks import check_close
@@ -215,8 +269,6 @@ def test_nbval_fails_a_notebook_whose_result_is_wrong(tmp_path, factor, should_p
 
 
 def test_syllabus_links_every_notebook_and_only_existing_ones():
-    import re
-
     text = (ROOT / "docs" / "SYLLABUS.md").read_text()
     links = set(re.findall(r"\(\.\./(notebooks/[^)]+\.ipynb)\)", text))
     notebooks = {str(stem.relative_to(ROOT)) + ".ipynb" for stem in nbtools.pairs()}
@@ -226,3 +278,24 @@ def test_syllabus_links_every_notebook_and_only_existing_ones():
     exercise_links = set(re.findall(r"\(\.\./(exercises/[^)]+\.ipynb)\)", text))
     exercise_files = {str(p.relative_to(ROOT)) for p in (ROOT / "exercises").rglob("*.ipynb")}
     assert exercise_links == exercise_files, (exercise_links, exercise_files)
+
+
+TIME_IN_NOTEBOOK = re.compile(r"\*\*Time:\*\*\s*(about [\d.]+ hours?|a weekend)")
+TIME_IN_SYLLABUS = re.compile(r"\]\(\.\./(notebooks/[^)]+\.ipynb)\)\s*\((about [\d.]+ hours?|a weekend)\)")
+
+
+def test_syllabus_and_notebooks_give_the_same_time_estimates():
+    """One set of time estimates: each notebook's **Time:** line, repeated in the syllabus."""
+    syllabus = (ROOT / "docs" / "SYLLABUS.md").read_text()
+    in_syllabus = {}
+    for rel, time in TIME_IN_SYLLABUS.findall(syllabus):
+        in_syllabus.setdefault(rel, set()).add(time)
+    for stem in nbtools.pairs():
+        rel = str(stem.relative_to(ROOT)) + ".ipynb"
+        if rel == "notebooks/00_start_here.ipynb":
+            continue
+        own = TIME_IN_NOTEBOOK.search(stem.with_suffix(".py").read_text())
+        assert own, f"{rel}: no '**Time:** about N hours' line"
+        assert in_syllabus.get(rel) == {own.group(1)}, (
+            f"{rel}: the notebook says '{own.group(1)}', the syllabus {sorted(in_syllabus.get(rel, []))}; "
+            f"write the same estimate after its link in docs/SYLLABUS.md")

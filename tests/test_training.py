@@ -213,3 +213,20 @@ def test_time_limit_stop_is_reported_plainly_and_resumed(tmp_path, capsys):
     assert "Already trained (10 steps" in capsys.readouterr().out
     with pytest.raises(ValueError, match="no run summary"):
         training.report_run(training.History())
+
+
+def test_a_fresh_run_removes_snapshots_left_from_a_deleted_checkpoint(tmp_path):
+    """Otherwise checkpoint averaging would mix an old run's weights into the new one's."""
+    from helpers.course.run import ResumableRun, snapshot_paths
+
+    model = torch.nn.Linear(2, 1)
+    for _ in ResumableRun(tmp_path / "m.pt", steps=8, model=model, every=2, keep=5):
+        pass
+    assert len(snapshot_paths(tmp_path / "m.pt")) == 4
+    (tmp_path / "m.pt").unlink()  # the learner deletes the checkpoint to train again
+    for _ in ResumableRun(tmp_path / "m.pt", steps=3, model=model, every=2, keep=5):
+        pass
+    assert [p.name for p in snapshot_paths(tmp_path / "m.pt")] == ["m.step0000002.pt", "m.step0000003.pt"]
+    for _ in ResumableRun(tmp_path / "m.pt", steps=3, model=model, every=2, keep=5):  # resumes: kept
+        pass
+    assert len(snapshot_paths(tmp_path / "m.pt")) == 2

@@ -75,6 +75,13 @@ def _load_state(obj, state) -> None:
         obj.load_state_dict(state)
 
 
+def snapshot_paths(checkpoint_path) -> list[Path]:
+    """The weight snapshots a run with ``keep`` > 0 keeps beside ``checkpoint_path``
+    (``<stem>.step<N>.pt``), oldest first (Transformer §6.1, checkpoint averaging)."""
+    path = Path(checkpoint_path)
+    return sorted(path.parent.glob(f"{path.stem}.step*.pt"))
+
+
 def _format_seconds(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     if seconds < 90:
@@ -92,7 +99,8 @@ class ResumableRun:
       ``time_limit_s`` or after step ``stop_after`` (a simulated disconnect), saving then, every
       ``every`` steps and at the end, when ``path`` is given. With ``keep`` > 0 each of those
       saves also keeps the weights alone as ``<path stem>.step<N>.pt``, the newest ``keep`` of
-      them (for checkpoint averaging, Transformer §6.1): :meth:`snapshots` lists them.
+      them (for checkpoint averaging, Transformer §6.1): :meth:`snapshots` lists them. A fresh
+      run (no checkpoint at ``path``) first removes snapshots left from an earlier run there.
     - When ``path`` exists the run *resumes* from it: weights, optimizer, scheduler, GradScaler,
       ``others`` (more modules, optimizers, torch.Generators), RNG states, history and the
       position in the data (see :meth:`batches`), so an interrupted run ends bit-identical to
@@ -133,6 +141,9 @@ class ResumableRun:
         self._pending_rng = None
         if self.path is not None and self.path.exists():
             self._resume(architecture)
+        elif self.keep and self.dist.is_main:  # a fresh run: older snapshots are not its own
+            for old in self.snapshots():
+                old.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ checkpoint
     def _resume(self, architecture) -> None:
@@ -181,9 +192,7 @@ class ResumableRun:
 
     def snapshots(self) -> list[Path]:
         """The kept weight snapshots (``keep``), oldest first."""
-        if self.path is None:
-            return []
-        return sorted(self.path.parent.glob(f"{self.path.stem}.step*.pt"))
+        return [] if self.path is None else snapshot_paths(self.path)
 
     def _restore_rng(self) -> None:
         if self._pending_rng is not None:

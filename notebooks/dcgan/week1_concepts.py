@@ -22,12 +22,13 @@
 # - list the DCGAN architecture guidelines (§3) and check a pair of networks against them;
 # - set up a GPU runtime on Colab and check what your environment provides.
 #
-# **Time:** about 1.5 hours with the videos (smoke profile: under a minute).
+# **Time:** about 2 hours with the videos and readings (smoke profile: under a minute).
 #
 # **Videos / readings (from the course plan):**
-# - [Generative Adversarial Networks explained – Yannic Kilcher](https://www.youtube.com/watch?v=8L11aMN5KY8) (25 min)
-# - [DCGAN explained](https://youtu.be/xBX2VlDgd4I) (15 min)
-# - [PyTorch tutorial for beginners – Simplilearn](https://www.youtube.com/watch?v=Z_ikDlimN6A) (20 min, Colab setup)
+# - [A friendly introduction to GANs](https://www.youtube.com/watch?v=8L11aMN5KY8) (Luis Serrano; also in week 0)
+# - [What are generative adversarial networks?](https://youtu.be/xBX2VlDgd4I) (DigitalSreeni, an introduction)
+# - [Learn PyTorch for deep learning in a day](https://www.youtube.com/watch?v=Z_ikDlimN6A) (Daniel Bourke;
+#   a full-day course in Google Colab: dip in for setup and tensors)
 # - Paper: [DCGAN](https://arxiv.org/abs/1511.06434) §1–3
 
 # %% [markdown]
@@ -169,6 +170,38 @@ checks.check_close(F.binary_cross_entropy_with_logits(logits_fake, torch.ones(2)
 # | batch normalization | every layer except the output | every layer except the input |
 # | no fully connected hidden layers | z is reshaped into a 4×4 map | last conv map → one output |
 # | activations | ReLU, **Tanh** at the output | **LeakyReLU(0.2)** |
+#
+# **Why each rule.** The paper gives short reasons (§3); here they are with the mechanism.
+#
+# - **Strided convolutions instead of pooling.** Max-pooling is a fixed, non-learned way to
+#   shrink an image; it also passes gradient to only one input of each window. A strided
+#   convolution shrinks *and* learns how (the paper: "allowing the network to learn its own
+#   spatial downsampling"), and every input pixel gets gradient. The generator runs the same
+#   idea in reverse with fractional-strided (transposed) convolutions, learning its own
+#   upsampling instead of a fixed nearest-neighbour or bilinear one.
+# - **Batch normalization** normalizes each layer's inputs to zero mean and unit variance over
+#   the batch. The paper credits it with helping "deal with training problems that arise due to
+#   poor initialization" and helping "gradient flow in deeper models", and found it critical
+#   to stop the generator from "collapsing all samples to a single point", a common failure.
+#   Not on G's output (the images must be free to have the data's own mean and spread) and not
+#   on D's input (D must see real images' raw statistics): applying it to every layer
+#   "resulted in sample oscillation and model instability".
+# - **No fully connected hidden layers.** Dense layers on top of convolutional features were
+#   the norm; global average pooling, the usual replacement, "increased model stability but
+#   hurt convergence speed". The paper's "middle ground": connect the highest convolutional
+#   features directly to G's input and D's output, with convolutions everywhere in between.
+#   G's first layer multiplies $z$ by a matrix and reshapes
+#   the result into a 4×4 stack of feature maps (Figure 1); D's last convolution is
+#   "flattened and then fed into a single sigmoid output". Our generator writes that first
+#   matrix product as a 4×4 transposed convolution on a 1×1 input, which computes exactly the
+#   same thing; the guideline check accepts both forms.
+# - **ReLU in G, Tanh at its output.** A bounded output "allowed the model to learn more quickly
+#   to saturate and cover the color space of the training distribution"; Tanh's range [-1, 1]
+#   is why the images are scaled to [-1, 1] (§4, week 2).
+# - **LeakyReLU (slope 0.2) in D.** The paper only says it "worked well, especially for higher
+#   resolution modeling". The usual explanation: a plain ReLU passes no gradient for negative
+#   inputs, and a discriminator whose units go silent on some images gives the *generator* no
+#   gradient for them either; the small slope keeps a signal flowing back to G everywhere.
 #
 # `helpers.dcgan.guideline_violations` checks a pair of networks against these rules. First a
 # "vanilla" GAN in the style that predated DCGAN, then the DCGAN nets (week 3 builds them

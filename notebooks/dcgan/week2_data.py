@@ -26,10 +26,10 @@
 # - find broken images *before* training and mix grayscale, colour and transparent images safely;
 # - check a `DataLoader`: shapes, value range, a picture of a batch, and its speed.
 #
-# **Time:** about 1.5 hours (smoke profile: under a minute).
+# **Time:** about 2 hours with the videos and readings (smoke profile: under a minute).
 #
 # **Videos / readings (from the course plan):**
-# - [PyTorch Datasets and DataLoaders – Simplilearn](https://www.youtube.com/watch?v=ZoZHd0Zm3RY)
+# - [Custom image Datasets and DataLoaders in PyTorch](https://www.youtube.com/watch?v=ZoZHd0Zm3RY) (Aladdin Persson)
 # - [PyTorch GAN data preprocessing and loading](https://youtu.be/6sDzJZIZdtM)
 # - Paper: [DCGAN](https://arxiv.org/abs/1511.06434) §4 ("no pre-processing was applied to
 #   training images besides scaling to the range of the tanh activation function [-1, 1]")
@@ -136,7 +136,8 @@ print("\ndata folder in use:", env.data_dir(must_exist=False))
 # The paper trains at 64×64. MNIST-sized data works at 32×32 too (one layer fewer in each
 # network), which is what the `smoke` and `local` profiles use to stay fast. `gan_dataset`
 # resizes with antialiasing and maps pixel values $v \in [0, 255]$ to $2v/255 - 1 \in [-1, 1]$,
-# matching the Tanh at the generator's output. The `smoke` profile uses scikit-learn's digits
+# matching the Tanh at the generator's output: the paper's only preprocessing (§4, "scaling
+# to the range of the tanh activation function [-1, 1]"). The `smoke` profile uses scikit-learn's digits
 # instead of a download.
 
 # %%

@@ -28,11 +28,11 @@
 # - explain why we use `BCEWithLogitsLoss` instead of a sigmoid followed by `BCELoss`;
 # - set up Adam with lr 0.0002 and β₁ = 0.5, and run one full D/G update.
 #
-# **Time:** about 2 hours with the videos (smoke profile: under a minute).
+# **Time:** about 4 hours with the videos, readings and exercises (smoke profile: under a minute).
 #
 # **Videos / readings (from the course plan):**
 # - [DCGAN implementation from scratch in PyTorch – Aladdin Persson](https://www.youtube.com/watch?v=IZtv9s_Wx9I) (35 min)
-# - [Adam optimizer explained](https://www.youtube.com/watch?v=JXQT_vxqwIs)
+# - [Adam optimizer explained](https://www.youtube.com/watch?v=JXQT_vxqwIs) (Andrew Ng, DeepLearning.AI)
 # - Paper: [DCGAN](https://arxiv.org/abs/1511.06434) §3 (approach and architecture), §4
 #   (training details), Figure 1
 
@@ -120,7 +120,14 @@ nz = cfg.nz
 #
 # A `ConvTranspose2d` with kernel 4, stride 2, padding 1 doubles height and width (week 0).
 # We treat $z$ as a 1×1 image with 100 channels, so the first layer (kernel 4, stride 1, no
-# padding) makes the 4×4 map. We sample $z$ from a standard normal, as most implementations do.
+# padding) makes the 4×4 map. The paper describes that first layer as "just a matrix
+# multiplication" whose result "is reshaped into a 4-dimensional tensor" (§3), i.e. an
+# `nn.Linear(100, 4·4·1024)` and a reshape; a 4×4 transposed convolution on a 1×1 input is the
+# same linear map written as a convolution (each of the 16 output positions has its own
+# weights for every input channel), so both are Figure 1. `helpers.dcgan.guideline_violations`
+# accepts either: only fully connected *hidden* layers break the guideline. The paper samples
+# $z$ from a uniform distribution (Figure 1); we use a standard normal, as most
+# implementations do.
 #
 # **Exercise `generator`.** Build Figure 1 as `self.net`, an `nn.Sequential`. The check looks for
 # the usual slips: BatchNorm on the output layer, a missing Tanh, the wrong output size,
@@ -171,7 +178,13 @@ checks.check_range(x, -1, 1, "G(z)")
 #
 # The mirror image: strided convolutions halve the size, 64 → 32 → 16 → 8 → 4, and a final
 # 4×4 convolution gives one number. Per §3: no BatchNorm on the input layer, LeakyReLU with
-# slope 0.2, and no fully connected layers. We output the raw **logit** (no sigmoid), see §4.
+# slope 0.2, and no fully connected hidden layers (the paper flattens the last convolution
+# into "a single sigmoid output"; our final 4×4 convolution is that same single output).
+#
+# **Logit instead of the paper's sigmoid.** The paper's D ends in a sigmoid, a probability. We
+# output the raw **logit** and let the loss apply the sigmoid (`BCEWithLogitsLoss`, section 4).
+# The model is the same; this is a numerical choice of ours, not the paper's: computed
+# together, sigmoid and log stay exact where a separate sigmoid would round to 0 or 1.
 #
 # **Exercise `discriminator`.** Use `self.features` (the strided convolutions) and `self.head`
 # (the last 4×4 convolution), so the tested version can load your weights.
@@ -224,6 +237,22 @@ checks.check_true(dcgan.guideline_violations(G_mine, D_mine) == [], "your nets f
                   f"{dcgan.guideline_violations(G_mine, D_mine)}")
 
 # %% [markdown]
+# The paper's form of the first layer, a matrix multiplication and a reshape, computes the same
+# map as our first transposed convolution: copy its weights into an `nn.Linear` and compare.
+# A generator built that way passes the guideline check too.
+
+# %%
+first = G_tested.net[0]                                   # ConvTranspose2d(nz, C, 4, 1, 0)
+projection = nn.Linear(nz, first.out_channels * 16, bias=False)
+with torch.no_grad():
+    projection.weight.copy_(first.weight.reshape(nz, -1).T)   # [nz, C, 4, 4] -> [C·16, nz]
+    checks.check_close(projection(z).view(-1, first.out_channels, 4, 4), first(z.view(-1, nz, 1, 1)),
+                       atol=1e-5, name="Linear + reshape = the first ConvTranspose2d (Figure 1's projection)")
+G_linear = nn.Sequential(projection, nn.Unflatten(1, (first.out_channels, 4, 4)), *list(G_tested.net)[1:])
+checks.check_true(dcgan.guideline_violations(G=G_linear) == [], "a Linear projection as G's first layer follows §3",
+                  f"{dcgan.guideline_violations(G=G_linear)}")
+
+# %% [markdown]
 # ### How big is Figure 1's generator?
 #
 # Figure 1 has 1024, 512, 256 and 128 feature maps, i.e. `ngf = 128`. Count by hand: each
@@ -249,8 +278,10 @@ for size in (32, 64):
 # > "All weights were initialized from a zero-centered Normal distribution with standard
 # > deviation 0.02."
 #
-# PyTorch's default initialization is different, so we apply our own to every layer. BatchNorm
-# scales start near 1 (N(1, 0.02)) and shifts at 0, the usual reading of the paper.
+# PyTorch's default initialization is different, so we apply our own to every layer. The paper
+# says nothing about BatchNorm's own parameters; we start its scales near 1 (N(1, 0.02)) and
+# its shifts at 0, the choice of PyTorch's DCGAN example (`pytorch/examples`, `dcgan/main.py`),
+# which most implementations copy.
 #
 # **Exercise `weights_init`.** Write `init_weights(m)` for `net.apply(init_weights)`.
 

@@ -27,12 +27,12 @@
 # - detect mode collapse and know what to change when it happens;
 # - checkpoint a run and pick it up again.
 #
-# **Time:** about 3 hours (smoke profile: under a minute; `local`: about 15 minutes on a CPU;
-# `full`: about 20 minutes on one GPU).
+# **Time:** about 6 hours with the videos and readings (smoke profile: under a minute; `local`:
+# about 15 minutes of training on a CPU; `full`: about 20 minutes on one GPU).
 #
 # **Videos / readings (from the course plan):**
-# - [Building a GAN from scratch](https://youtu.be/_pIMdDWK5sc) ·
-#   [PyTorch DCGAN tutorial](https://youtu.be/5RYETbFFQ7s)
+# - [Building a GAN from scratch](https://youtu.be/_pIMdDWK5sc) (AssemblyAI) ·
+#   [PyTorch DCGAN tutorial](https://youtu.be/5RYETbFFQ7s) (Aladdin Persson, on MNIST)
 # - [GAN Lab: visualize GAN training](https://poloclub.github.io/ganlab/) ·
 #   [Visualize-GAN-Training](https://github.com/42x00/Visualize-GAN-Training)
 # - Paper: [DCGAN](https://arxiv.org/abs/1511.06434) §4 (training details), §6 (investigating
@@ -113,8 +113,15 @@ from torchvision.utils import make_grid, save_image
 from helpers import dcgan
 from helpers.course import checks, env, exercises, training
 from helpers.course.config import profile_config
-from helpers.course.data.images import gan_dataset
-from helpers.gan_metrics import SmallClassifier, diversity_report, frechet_distance, predict, train_classifier
+from helpers.course.data.images import dataset_labels, gan_dataset, images_of
+from helpers.gan_metrics import (
+    SmallClassifier,
+    diversity_report,
+    frechet_distance,
+    pixel_features,
+    predict,
+    train_classifier,
+)
 
 cfg = profile_config("dcgan")
 env.seed_everything(cfg.seed)
@@ -129,10 +136,17 @@ print(env.reproducibility_note())
 #
 # We keep 64 noise vectors fixed for the whole run: drawing them through $G$ every few hundred
 # steps shows how the *same* latent points turn from noise into images.
+#
+# `cfg.dataset` can be any data set of week 2: a labelled one (MNIST, Fashion-MNIST,
+# CIFAR-10) or images without labels (`"celeba"`, or the path of your own folder). Training
+# never uses labels; only two evaluations in section 7 do, and they switch to label-free
+# measures when there are none.
 
 # %%
 dataset, description = gan_dataset(cfg.dataset, image_size=cfg.image_size, channels=cfg.channels)
 print(description)
+labels = dataset_labels(dataset)  # None for an image folder (no labels)
+print("labels:", "none (an image folder)" if labels is None else f"{int(labels.max()) + 1} classes")
 loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                      generator=torch.Generator().manual_seed(cfg.seed),
                                      pin_memory=device.type == "cuda")
@@ -174,7 +188,8 @@ def my_train_loop(G, D, loader, steps, rng):
     opt_g, opt_d = dcgan.dcgan_optimizers(G, D, cfg.lr, cfg.beta1)     # Adam(2e-4, beta1=0.5)
     losses, step = [], 0
     while step < steps:
-        for real, *_ in loader:                                        # one epoch
+        for batch in loader:                                           # one epoch
+            real = images_of(batch)                                    # (images, labels) or images
             G.train()
             D.train()
             losses.append(my_train_step(G, D, opt_g, opt_d, real.to(device), cfg.nz, rng))
@@ -324,8 +339,12 @@ checks.check_range(fake, -1, 1, "generated images")
 # > as objects being added and removed), we can reason that the model has learned relevant and
 # > interesting representations."
 #
-# We interpolate between two noise vectors along the sphere (slerp), where Gaussian samples
-# live, rather than on a straight line. Move the slider (in Jupyter or Colab).
+# The paper walks between random points of $Z$ (Figure 4). We interpolate along the sphere
+# (**slerp**), where Gaussian samples live, rather than on a straight line: a later idea, from
+# White (2016), "Sampling Generative Networks", not from the DCGAN paper. The midpoint of a
+# straight line between two Gaussian vectors is shorter than a typical sample (the printout
+# below shows it), so $G$ sees an input unlike anything it was trained on. Move the slider (in
+# Jupyter or Colab).
 #
 # **Exercise `slerp`.** With $\omega$ the angle between $z_0$ and $z_1$:
 # $\mathrm{slerp}(z_0, z_1; t) = \frac{\sin((1-t)\omega)}{\sin\omega} z_0 + \frac{\sin(t\omega)}{\sin\omega} z_1$,
@@ -376,31 +395,55 @@ widgets.interact(show_point, t=widgets.FloatSlider(value=0.5, min=0.0, max=1.0, 
 
 
 # %% [markdown]
-# ### Vector arithmetic (§6.3, Figure 7)
+# ### Vector arithmetic (§6.3.2, Figure 7)
 #
-# The paper found that "smiling woman − neutral woman + neutral man" gives a smiling man, when
-# each concept is the *average* of three noise vectors (single vectors were unstable). Try it on
-# your model: pick the three grid positions A, B, C (counted left to right, top to bottom in the
-# fixed-noise grid) and see $G(z_A - z_B + z_C)$. Digits and clothes have fewer "attributes"
-# than faces; on CelebA (`full` profile, `dataset="celeba"`) this becomes striking.
+# The paper found that "smiling woman − neutral woman + neutral man" gives a smiling man. Two
+# details make it work: "Experiments working on only single samples per concept were unstable,
+# but averaging the Z vector for three examplars showed consistent and stable generations",
+# and Figure 7 then adds "uniform noise sampled with scale +-0.25" to the result $Y$ to show 8
+# more samples around it. `helpers.dcgan.vector_arithmetic` does exactly that. Pick three
+# *concepts*, each as three grid positions of the fixed-noise grid (counted left to right, top
+# to bottom), and see $G(\bar z_A - \bar z_B + \bar z_C)$ and its 8 noisy neighbours. (The
+# paper's $z$ is uniform on $[-1, 1]$; ours is a standard normal, about 1.7 times as spread, so
+# ±0.25 is a relatively smaller nudge here.) Digits and clothes have fewer "attributes" than
+# faces; on CelebA (`dataset="celeba"`) this becomes striking.
 
 # %%
-def arithmetic(a=0, b=1, c=2):
-    z = fixed_noise[a] - fixed_noise[b] + fixed_noise[c]
+def arithmetic(a=(0, 1, 2), b=(3, 4, 5), c=(6, 7, 8), seed=0):
+    zs = [fixed_noise[list(idx)] for idx in (a, b, c)]
+    ys = dcgan.vector_arithmetic(*zs, noise=0.25, samples=8, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        imgs = G(torch.stack([fixed_noise[a], fixed_noise[b], fixed_noise[c], z]).to(device)).cpu()
-    fig, axes = plt.subplots(1, 4, figsize=(6, 1.8))
-    for ax, img, title in zip(axes, imgs, ["A", "B", "C", "A - B + C"]):
+        means = G(torch.stack([z.mean(0) for z in zs]).to(device)).cpu()
+        results = G(ys.to(device)).cpu()
+    fig, axes = plt.subplots(1, 4, figsize=(8, 2.3), gridspec_kw={"width_ratios": [1, 1, 1, 3]})
+    for ax, img, title in zip(axes, means, ["mean of A", "mean of B", "mean of C"]):
         ax.imshow(((img + 1) / 2).permute(1, 2, 0).squeeze().numpy(), cmap="gray")
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
         ax.axis("off")
+    grid = make_grid(results[[1, 2, 3, 4, 0, 5, 6, 7, 8]], nrow=3, normalize=True, value_range=(-1, 1))
+    axes[3].imshow(grid.permute(1, 2, 0).numpy())
+    axes[3].set_title("Y = A − B + C (centre) and Y + U(±0.25)", fontsize=9)
+    axes[3].axis("off")
     plt.show()
-    return imgs
+    return ys, results
 
 
-result = arithmetic()
-checks.check_shape(result, (4, cfg.channels, cfg.image_size, cfg.image_size), "vector arithmetic images")
-widgets.interact(arithmetic, a=(0, 63), b=(0, 63), c=(0, 63))
+ys, result = arithmetic()
+zs = [fixed_noise[list(idx)] for idx in ((0, 1, 2), (3, 4, 5), (6, 7, 8))]
+checks.check_close(ys[0], zs[0].mean(0) - zs[1].mean(0) + zs[2].mean(0), atol=1e-6,
+                   name="Y = mean(z_A) - mean(z_B) + mean(z_C)")
+checks.check_true(bool(((ys[1:] - ys[0]).abs().max() <= 0.25) and (ys[1:] - ys[0]).abs().max() > 0),
+                  "the 8 neighbours differ from Y by uniform noise within ±0.25",
+                  f"largest difference {float((ys[1:] - ys[0]).abs().max()):.3f}")
+checks.check_shape(result, (9, cfg.channels, cfg.image_size, cfg.image_size), "vector arithmetic images")
+
+
+def pick(a0, a1, a2, b0, b1, b2, c0, c1, c2):  # three grid positions per concept
+    arithmetic((a0, a1, a2), (b0, b1, b2), (c0, c1, c2))
+
+
+widgets.interact(pick, **{name: widgets.BoundedIntText(value=i, min=0, max=63, layout={"width": "70px"})
+                          for i, name in enumerate(("a0", "a1", "a2", "b0", "b1", "b2", "c0", "c1", "c2"))})
 
 # %% [markdown]
 # ## 7. Diversity and mode collapse
@@ -412,36 +455,56 @@ widgets.interact(arithmetic, a=(0, 63), b=(0, 63), c=(0, 63))
 # - how many near-duplicates there are;
 # - how many classes appear, using a small classifier trained on the real data (week 0).
 #
-# Each check that fires prints what to change.
+# The third needs labels. Without them (an image folder), it is skipped and the first two,
+# which need none, carry the diagnosis. Each check that fires prints what to change.
 
 # %%
-real_images, real_labels = next(iter(torch.utils.data.DataLoader(
-    dataset, batch_size=min(len(dataset), cfg.eval_samples), shuffle=True,
-    generator=torch.Generator().manual_seed(3))))
-judge = SmallClassifier(nc=cfg.channels, n_classes=10, image_size=cfg.image_size)
-train_classifier(judge, dataset, epochs=cfg.classifier_epochs, device="cpu", seed=cfg.seed)
-judge_accuracy = float((predict(judge, real_images) == real_labels).float().mean())
+batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=min(len(dataset), cfg.eval_samples),
+                                              shuffle=True, generator=torch.Generator().manual_seed(3))))
+real_images = images_of(batch)
+if labels is not None:
+    judge = SmallClassifier(nc=cfg.channels, n_classes=10, image_size=cfg.image_size)
+    train_classifier(judge, dataset, epochs=cfg.classifier_epochs, device="cpu", seed=cfg.seed)
+    judge_accuracy = float((predict(judge, real_images) == batch[1]).float().mean())
+    checks.check_at_least(judge_accuracy, 0.8, "the judging classifier's accuracy on real images")
+else:
+    judge = judge_accuracy = None
+    print("This data set has no labels, so no classifier can judge which classes G draws: class "
+          "coverage is skipped, and diversity is measured without labels (pairwise distances, "
+          "near-duplicates).")
 
 report = diversity_report(fake, real_images, judge)
 report_untrained = diversity_report(G_untrained(fixed_noise).detach(), real_images, judge)
-for key in ("pairwise_ratio", "duplicates", "classes_covered", "class_entropy", "class_histogram"):
+shown = ("pairwise_ratio", "duplicates") + (("classes_covered", "class_entropy", "class_histogram")
+                                             if judge is not None else ())
+for key in shown:
     print(f"{key:>16}: {report[key]}   (untrained G: {report_untrained[key]})")
 for warning in report["warnings"] or ["none: no sign of collapse"]:
     print("diagnostic:", warning)
-checks.check_at_least(judge_accuracy, 0.8, "the judging classifier's accuracy on real images")
+if judge is None:
+    checks.check_true("classes_covered" not in report, "without labels no class-based figure is reported",
+                      f"{report}")
 
 # %% [markdown]
 # A score that moves with quality: the **Fréchet distance** between features of real and
 # generated images (the formula of FID). Here the features come from our small classifier, so
 # the number is only comparable *within this notebook*; the final project computes the real
-# FID with Inception features.
+# FID with Inception features. Without labels there is no classifier; the features are then
+# 8×8 thumbnails of the images (`helpers.gan_metrics.pixel_features`), which compare coarse
+# layout, brightness and colour only.
 
 # %%
-real_feats = predict(judge, real_images, features=True)
-fid_trained = frechet_distance(real_feats, predict(judge, fake[: len(real_images)], features=True))
-fid_untrained = frechet_distance(real_feats, predict(judge, G_untrained(
-    torch.randn(len(real_images), cfg.nz, generator=torch.Generator().manual_seed(7))).detach(), features=True))
-print(f"classifier-feature Fréchet distance: untrained G {fid_untrained:.1f} -> trained G {fid_trained:.1f}")
+if judge is not None:
+    feature_kind = "the course classifier's features"
+    features_of = lambda images: predict(judge, images, features=True)  # noqa: E731
+else:
+    feature_kind = "8x8 thumbnails (no labels: no classifier)"
+    features_of = pixel_features
+real_feats = features_of(real_images)
+fid_trained = frechet_distance(real_feats, features_of(fake[: len(real_images)]))
+fid_untrained = frechet_distance(real_feats, features_of(G_untrained(
+    torch.randn(len(real_images), cfg.nz, generator=torch.Generator().manual_seed(7))).detach()))
+print(f"Fréchet distance on {feature_kind}: untrained G {fid_untrained:.1f} -> trained G {fid_trained:.1f}")
 checks.check_true(fid_trained < fid_untrained, "training moved G's images towards the real ones",
                   f"distance {fid_trained:.1f} is not below the untrained {fid_untrained:.1f}")
 
@@ -463,7 +526,45 @@ with torch.no_grad():
 print("checkpoint:", ckpt_path, f"({ckpt_path.stat().st_size / 1e6:.1f} MB, step {state['step']})")
 
 # %% [markdown]
-# ## 9. Save the results
+# ## 9. Paper vs. this run
+#
+# The DCGAN paper reports no number for sample quality: its evidence is pictures (Figures 2–4,
+# 7–10) and the feature test of the final project (Table 1). So the comparison here is one of
+# *setup*, and of what was looked at. The final project adds FID, a later metric, with
+# published reference values.
+
+# %%
+from helpers.course.compare import paper_vs_run
+
+steps_done = training.checkpoint_step(ckpt_path)  # the step the run saved last
+epochs_done = steps_done * cfg.batch_size / len(dataset)
+comparison = paper_vs_run([
+    ("data", "LSUN bedrooms (3 M images), a 350 k-image Faces set, ImageNet-1k (§4)",
+     f"{description}" + (", no labels" if labels is None else ""), "smaller data sets"),
+    ("image size", "64 × 64 (Figure 1); ImageNet at 32 × 32 (§4.3)",
+     f"{cfg.image_size} × {cfg.image_size}, {cfg.channels} channel(s)", "grayscale runs on smoke/local"),
+    ("networks", "G: 100-d z projected to 4 × 4 × 1024, then 512, 256, 128 maps (Figure 1, ngf = 128)",
+     f"ngf = {cfg.ngf}, ndf = {cfg.ndf}: G {dcgan.count_parameters(G):,} and D {dcgan.count_parameters(D):,} "
+     f"parameters", "narrower nets off `full`"),
+    ("noise z", "100-d uniform (Figure 1)", f"{cfg.nz}-d standard normal", "Gaussian, as most implementations"),
+    ("optimizer, batch", "Adam, lr 0.0002, β1 = 0.5, batch 128 (§4)",
+     f"Adam, lr {cfg.lr}, β1 = {cfg.beta1}, batch {cfg.batch_size}", ""),
+    ("training length", "LSUN: 1 epoch (Figure 2) and 5 epochs (Figure 3)",
+     f"{steps_done:,} of {cfg.train_steps:,} steps = {epochs_done:.1f} epochs"
+     + (" (stopped early)" if steps_done < cfg.train_steps else ""), "much less data per run"),
+    ("sample quality", "no number; samples shown (Figures 2, 3, 10)",
+     f"Fréchet distance on {feature_kind}: {fid_trained:.1f} (untrained G {fid_untrained:.1f})",
+     "our distance is comparable only within this notebook, not an FID"),
+    ("latent space", "walks between points of Z (Figure 4); arithmetic on 3-exemplar means + U(±0.25) noise (Figure 7)",
+     "slerp walks (White, 2016); the same arithmetic with a Gaussian z", "slerp is not the paper's"),
+    ("mode collapse", "described, not measured: long runs can collapse filters to one oscillating mode (§7)",
+     f"pairwise ratio {report['pairwise_ratio']:.2f}, duplicates {report['duplicates']:.0%}"
+     + (f", {report['classes_covered']} of 10 classes" if judge is not None else ", no class coverage (no labels)"),
+     "we measure it"),
+])
+
+# %% [markdown]
+# ## 10. Save the results
 
 # %%
 metrics = {
@@ -472,16 +573,20 @@ metrics = {
     "mean_d_real": round(mean_real, 4),
     "mean_d_fake": round(mean_fake, 4),
     "pairwise_ratio": round(report["pairwise_ratio"], 4),
-    "classes_covered": report["classes_covered"],
-    "class_entropy": round(report["class_entropy"], 4),
-    "classifier_feature_frechet": round(fid_trained, 3),
-    "classifier_feature_frechet_untrained": round(fid_untrained, 3),
-    "train_steps": cfg.train_steps,
+    "duplicates": round(report["duplicates"], 4),
+    "train_steps": steps_done,
     "run": run_status,
 }
+if judge is not None:
+    metrics.update(classes_covered=report["classes_covered"], class_entropy=round(report["class_entropy"], 4),
+                   classifier_feature_frechet=round(fid_trained, 3),
+                   classifier_feature_frechet_untrained=round(fid_untrained, 3))
+else:
+    metrics.update(thumbnail_frechet=round(fid_trained, 3), thumbnail_frechet_untrained=round(fid_untrained, 3))
 path = training.write_metrics("dcgan", "week4_training", metrics, config=cfg,
-                              extra={"dataset": description, "note": "Fréchet distance on the course "
-                                     "classifier's features: not comparable with published FID"})
+                              extra={"dataset": description, "labels": labels is not None,
+                                     "note": f"Fréchet distance on {feature_kind}: not comparable with "
+                                             f"published FID", "paper_vs_run": comparison})
 print(path.read_text())
 
 # %% [markdown]
@@ -491,6 +596,6 @@ print(path.read_text())
 #    the first cell, and a fresh checkpoint (delete or move the old one). What do the curves
 #    do? (§4: "resulted in training oscillation and instability".)
 # 2. Train D twice per G step. Does $D(G(z))$ go to 0? What happens to the samples?
-# 3. Which diagnostic in section 6 would you trust most, and why can each one be fooled?
+# 3. Which diagnostic in section 7 would you trust most, and why can each one be fooled?
 #
 # **Next:** the final project: your own dataset, FID, and the paper's representation test.

@@ -28,14 +28,14 @@
 #   single attention layer succeeds;
 # - explain self-attention as a soft dictionary lookup.
 #
-# **Time:** about 1.5 hours with the videos (smoke profile: under a minute).
+# **Time:** about 4 hours with the videos and readings (smoke profile: under a minute).
 #
 # **Videos / readings (from the course plan):**
-# - [Attention mechanism explained](https://youtu.be/eMlx5fFNoYc) ·
-#   [Transformers for beginners](https://youtu.be/kCc8FmEb1nY)
+# - [Attention mechanism explained](https://youtu.be/eMlx5fFNoYc) (3Blue1Brown) ·
+#   [Let's build GPT: from scratch, in code](https://youtu.be/kCc8FmEb1nY) (Andrej Karpathy, about 2 hours)
 # - RNNs explained: [part 1](https://www.youtube.com/watch?v=AsNTP8Kwu80&t=292s) ·
 #   [part 2](https://www.youtube.com/watch?v=Gafjk7_w1i8)
-# - [PyTorch tutorial](https://www.youtube.com/watch?v=FHdlXe1bSe4) ·
+# - [PyTorch tutorial](https://www.youtube.com/watch?v=FHdlXe1bSe4) (StatQuest) ·
 #   [What is NLP?](https://www.youtube.com/watch?v=CMrHM8a3hqw) ·
 #   [Getting started with Hugging Face](https://youtu.be/QEaBAZQCtwE)
 # - [Why self-attention beats RNNs](https://www.youtube.com/watch?v=EFkbT-1VGTQ) ·
@@ -330,6 +330,24 @@ print(write_metrics("transformer", "week0_prerequisites", metrics, config=cfg))
 # motivation for the Transformer. With much more training an LSTM can learn this task too,
 # which is why the paper's argument is about path length and parallelism, not possibility.
 #
+# ### Paper vs. this run
+#
+# The paper runs no such experiment: its case in §4 is an analysis (Table 1). This toy
+# experiment is our illustration of it.
+
+# %%
+from helpers.course.compare import paper_vs_run
+
+paper_vs_run([
+    ("longest path between two positions", "self-attention O(1), recurrent layer O(n) (§4, Table 1)",
+     f"attention reads position 0 from position {cfg.long_len} in one step", "an analysis vs. a toy task"),
+    ("what that means for learning", "long-range dependencies are easier to learn along short paths (§4)",
+     f"length {cfg.long_len}: attention {long['attention']:.0%}, LSTM {long['LSTM']:.0%} (chance "
+     f"{1 / cfg.n_classes:.0%}); length {cfg.short_len}: LSTM {short['LSTM']:.0%}, after {cfg.train_steps} steps each",
+     "the paper reports no accuracy for this"),
+])
+
+# %% [markdown]
 # ## 5. Self-attention as a soft dictionary lookup
 #
 # A Python dictionary returns the value whose key *equals* the query. Attention returns a

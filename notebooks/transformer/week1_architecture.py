@@ -27,12 +27,12 @@
 # - explain the two masks (padding and causal) and why the decoder needs the causal one;
 # - account for the base model's 65 million parameters.
 #
-# **Time:** about 1.5 hours including reading §1–2 of the paper (smoke profile: under a minute).
+# **Time:** about 3 hours with the video and reading §1–2 of the paper (smoke profile: under a minute).
 #
 # **Videos / readings (from the course plan):**
 # - Paper: [Attention Is All You Need](https://arxiv.org/abs/1706.03762), §1 (Introduction),
 #   §2 (Background), and a first look at §3 (Model Architecture)
-# - [The Illustrated Transformer (deep dive)](https://youtu.be/4Bdc55j80l8)
+# - [Illustrated guide to Transformers, step by step](https://youtu.be/4Bdc55j80l8) (The AI Hacker, 15 min)
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/paper-curriculum/attention-dcgan/blob/v0.1.0/notebooks/transformer/week1_architecture.ipynb) · [Syllabus and study-group plan](https://github.com/paper-curriculum/attention-dcgan/blob/v0.1.0/docs/SYLLABUS.md)

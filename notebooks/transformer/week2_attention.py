@@ -26,7 +26,7 @@
 # - verify an implementation numerically against `torch.nn.MultiheadAttention` and
 #   `torch.nn.functional.scaled_dot_product_attention`, and debug it on small tensors.
 #
-# **Time:** about 3 hours with the videos (smoke profile: under a minute).
+# **Time:** about 5 hours with the videos, readings and exercises (smoke profile: under a minute).
 #
 # **Videos / readings (from the course plan):**
 # - Paper: [Attention Is All You Need](https://arxiv.org/abs/1706.03762), §3 (Model

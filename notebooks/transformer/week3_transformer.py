@@ -30,13 +30,14 @@
 # - decode with greedy and beam search (beam 4, length penalty 0.6, §6.1) and compute BLEU;
 # - read the attention maps of a trained translator.
 #
-# **Time:** about 4 hours (smoke profile: under a minute; `local`: about 15 minutes of
-# training on a CPU; `full`: about 15 minutes on one GPU).
+# **Time:** about 6 hours with the video, readings and exercises (smoke profile: under a minute;
+# `local`: about 15 minutes of training on a CPU; `full`: about 15 minutes on one GPU).
 #
 # **Videos / readings (from the course plan):**
 # - Paper: [Attention Is All You Need](https://arxiv.org/abs/1706.03762), §3.3–3.5, §5 (Training),
 #   §6.1 (Machine Translation)
-# - [Code walkthrough of the Transformer in PyTorch](https://youtu.be/U0s0f995w14)
+# - [Code walkthrough of the Transformer in PyTorch](https://youtu.be/U0s0f995w14) (Aladdin Persson,
+#   the same video as week 2: now watch the encoder-decoder part)
 
 # %% [markdown]
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/paper-curriculum/attention-dcgan/blob/v0.1.0/notebooks/transformer/week3_transformer.ipynb) · [Syllabus and study-group plan](https://github.com/paper-curriculum/attention-dcgan/blob/v0.1.0/docs/SYLLABUS.md) · [Exercise version, blanks to fill (Colab)](https://colab.research.google.com/github/paper-curriculum/attention-dcgan/blob/v0.1.0/exercises/transformer/week3_transformer.ipynb)
@@ -240,19 +241,77 @@ checks.check_close(mine(x, mask), tested(x, mask), atol=1e-5, name="your encoder
 checks.check_close(mine(x, mask).mean(-1), torch.zeros(2, 9), atol=1e-5, name="LayerNorm output has mean 0 per position")
 
 # %% [markdown]
+# ### Why *layer* normalization, and not batch normalization?
+#
+# Both rescale activations to mean 0 and variance 1 and then apply a learned scale and shift;
+# they differ in *what they average over*. **BatchNorm** (Ioffe & Szegedy, 2015) normalizes
+# each feature over the batch: its statistics mix different sentences, padding positions
+# included, and at test time it switches to running averages collected during training. For
+# text this is awkward on three counts: token batches hold sentences of very different
+# lengths (and their padding), batch statistics change with whatever else is in the batch,
+# and a decoder generating one token at a time sees "batches" unlike any it was trained on.
+# **LayerNorm** (Ba, Kiros & Hinton, 2016) normalizes each token's vector over its own
+# $d_{model}$ features: no dependence on other examples, and the same computation in training
+# and inference. The check below changes only the *second* sentence of a batch: LayerNorm's
+# output for the first sentence stays the same, BatchNorm's does not.
+
+# %%
+tokens = torch.randn(2, 5, 8)
+changed = tokens.clone()
+changed[1] = 10 * torch.randn(5, 8)                 # another sentence in the same batch
+layer_norm, batch_norm = nn.LayerNorm(8), nn.BatchNorm1d(8)   # BatchNorm1d wants [batch, features, length]
+ln_first = [layer_norm(t)[0] for t in (tokens, changed)]
+bn_first = [batch_norm(t.transpose(1, 2)).transpose(1, 2)[0] for t in (tokens, changed)]
+checks.check_close(ln_first[0], ln_first[1], atol=1e-6, name="LayerNorm: sentence 0 ignores sentence 1")
+checks.check_true(not torch.allclose(bn_first[0], bn_first[1], atol=1e-3),
+                  "BatchNorm: sentence 0's output depends on sentence 1",
+                  "batch statistics should change when another sentence in the batch changes")
+
+# %% [markdown]
+# ### Post-LN (the paper) and pre-LN, and why the paper needs warm-up
+#
+# The paper puts the normalization *after* the residual addition, $\mathrm{LayerNorm}(x +
+# \mathrm{Sublayer}(x))$: "post-LN". Most Transformers since GPT-2 put it *inside* the branch,
+# $x + \mathrm{Sublayer}(\mathrm{LayerNorm}(x))$ ("pre-LN", plus one final LayerNorm after the
+# last layer). The difference matters for training. In pre-LN the residual path is an
+# identity from the input to the output, so gradients reach every layer undisturbed. In
+# post-LN every gradient passes through every LayerNorm on the way down, and Xiong et al.
+# (2020, "On Layer Normalization in the Transformer Architecture") showed that at
+# initialization the gradients of the layers near the output are large: a full learning rate
+# on step 1 makes the updates too big and training can diverge. The learning-rate **warm-up**
+# of Eq. 3 (section 3 below) is the remedy: tiny steps first, while Adam's estimates of the
+# gradient scale are still unreliable (Liu et al., 2020, "On the Variance of the Adaptive
+# Learning Rate and Beyond"), then the full rate. Pre-LN models train without warm-up, but
+# with equal tuning post-LN often ends slightly better. We keep the paper's post-LN.
+
+# %% [markdown]
 # The decoder layer adds a second attention block, whose queries come from the decoder and
 # whose keys and values come from the encoder output ("memory"). Together with the embeddings
 # (scaled by $\sqrt{d_{model}}$, §3.4) and the output projection that shares the embedding
 # weights, this is `helpers.transformer.Transformer`. Read it now: it is one short file, and
 # every class cites its section of the paper.
 #
+# **Weight tying** (§3.4, after Press & Wolf, 2017): "we share the same weight matrix between
+# the two embedding layers and the pre-softmax linear transformation". The input embedding
+# maps a token to a vector; the output projection scores every token by a dot product with the
+# decoder's vector. Both say "which vectors belong to which token", so one matrix can serve
+# both, and a rare token's vector gets gradient from every use, in the input and in the
+# output. It also saves parameters: with a 37,000-token vocabulary and $d_{model} = 512$ each
+# copy is 18.9 M weights, so the base model would have about 101 M parameters instead of 63 M.
+# Tying the source and target embeddings too needs one shared vocabulary (§5.1: shared BPE).
+#
 # The paper's base model, with its 37,000-token shared vocabulary:
 
 # %%
 base = T.Transformer(37000, d_model=512, n_heads=8, d_ff=2048, n_layers=6)
-print(f"base model: {base.num_parameters() / 1e6:.1f} M parameters (paper, Table 3: 65 M)")
+untied = base.num_parameters() + 2 * 37000 * 512  # two more embedding-sized matrices
+print(f"base model: {base.num_parameters() / 1e6:.1f} M parameters (paper, Table 3: 65 M); "
+      f"without weight tying: {untied / 1e6:.1f} M")
 checks.check_true(60e6 < base.num_parameters() < 66e6, "base model size matches the paper",
                   f"{base.num_parameters() / 1e6:.1f} M parameters")
+checks.check_true(base.generator.weight is base.src_embed.tokens.weight is base.tgt_embed.tokens.weight,
+                  "one matrix for source embedding, target embedding and output projection (§3.4)",
+                  "the three weights are separate tensors")
 del base
 
 
@@ -433,15 +492,34 @@ checks.check_at_most(padding, 0.25, "padding fraction of length-bucketed batches
 # once training has finished it just loads the trained model. Delete the checkpoint to train
 # from scratch. After a few dozen steps it prints how long the rest should take on this
 # machine; `cfg.time_limit_s` stops a long run early (saved, and continued on the next run).
+# With `keep_last` it also keeps the weights of the last few of those saves, for checkpoint
+# averaging (section 6).
+#
+# The losses, gradient norm and learning rate also go to **TensorBoard**, as in the DCGAN
+# track: `tensorboard --logdir runs/transformer` in a terminal (in Colab: `%load_ext
+# tensorboard`, then `%tensorboard --logdir runs/transformer`).
 
 # %%
+from torch.utils.tensorboard import SummaryWriter
+
 ckpt_path = env.checkpoint_dir("transformer", "week3_transformer") / "translator.pt"
+log_dir = env.runs_dir() / "transformer" / "week3_transformer" / "tensorboard" / cfg.profile
+already_done = training.checkpoint_step(ckpt_path)
+if already_done == 0:  # a new run replaces an earlier run's curves
+    for old in log_dir.rglob("events.out.tfevents.*"):
+        old.unlink()
+writer = SummaryWriter(log_dir=str(log_dir)) if already_done < cfg.train_steps else None
 env.seed_everything(cfg.seed)
 model = build_model(cfg, tok.vocab_size).to(device)
 print(f"model: {model.num_parameters() / 1e6:.2f} M parameters")
 history = train_translation(model, data, cfg, device=device, time_limit_s=cfg.time_limit_s,
-                            checkpoint_path=ckpt_path, checkpoint_every=cfg.checkpoint_every)
+                            checkpoint_path=ckpt_path, checkpoint_every=cfg.checkpoint_every,
+                            keep_last=cfg.average_last, writer=writer)
+if writer is not None:
+    writer.close()
 run_status = training.report_run(history, cfg)  # says so plainly if the time limit stopped it
+steps_done = run_status["steps_done"]
+stopped_early = steps_done < cfg.train_steps
 print("checkpoint:", ckpt_path)
 
 fig, ax = plt.subplots(figsize=(6, 3))
@@ -478,6 +556,45 @@ for src_text, hyp, ref in list(zip(sources, beam, references))[:4]:
 checks.check_at_least(bleu_beam, cfg.min_bleu, f"test BLEU ({cfg.profile} profile)")
 
 # %% [markdown]
+# ### Checkpoint averaging (§6.1)
+#
+# > "For the base models, we used a single model obtained by averaging the last 5 checkpoints,
+# > which were written at 10-minute intervals."
+#
+# Late in training the weights wander around a minimum, pushed by each batch's noise; their
+# average sits closer to its centre, and usually translates a little better than any single
+# checkpoint (the same idea as Polyak averaging of the iterates). `train_translation` kept the
+# weights of its last saves (`keep_last`); `helpers.translation.average_checkpoints` averages
+# them element by element. We decode the test set with the averaged model too and report BLEU
+# both ways.
+
+# %%
+from helpers.course.run import snapshot_paths
+from helpers.translation import average_checkpoints
+
+snapshots = snapshot_paths(ckpt_path)[-cfg.average_last:]
+snapshot_steps = [int(p.stem.rsplit("step", 1)[1]) for p in snapshots]
+print(f"kept checkpoints: steps {snapshot_steps} (the paper: the last 5, 10 minutes apart)")
+bleu_averaged = None
+if len(snapshots) >= 2:
+    averaged_weights = average_checkpoints(snapshots)
+    saved = [torch.load(p, map_location="cpu", weights_only=True) for p in snapshots]
+    name = "encoder.0.ffn.w_1.weight"
+    checks.check_close(averaged_weights[name], torch.stack([w[name] for w in saved]).mean(0), atol=1e-6,
+                       name=f"averaged {name} = mean of the {len(saved)} saved ones")
+    averaged_model = build_model(cfg, tok.vocab_size)
+    averaged_model.load_state_dict(averaged_weights)
+    beam_averaged = translate(averaged_model, tok, sources, device=device, beam_size=cfg.beam_size,
+                              alpha=cfg.length_penalty)
+    bleu_averaged = corpus_bleu(beam_averaged, references)
+    print(f"test BLEU, beam {cfg.beam_size}: last checkpoint {bleu_beam:.1f}, "
+          f"average of the last {len(snapshots)} {bleu_averaged:.1f} ({bleu_averaged - bleu_beam:+.1f})")
+    del saved, averaged_model
+else:
+    print(f"Only {len(snapshots)} kept checkpoint(s) (this run was trained without keep_last, or saved "
+          f"fewer than twice): no average. Delete {ckpt_path.name} and train again to get them.")
+
+# %% [markdown]
 # ## 7. What did it learn to look at?
 #
 # We translate one test sentence with teacher forcing and keep every attention matrix. In the
@@ -507,7 +624,53 @@ checks.check_close(last_cross.sum(-1), torch.ones(cfg.n_heads, len(tgt_tokens)),
 attention_explorer({k: v for k, v in maps.items() if "cross" in k}, tgt_tokens, src_tokens)
 
 # %% [markdown]
-# ## 8. Save the results
+# ## 8. Paper vs. this run
+#
+# The paper's base model reaches **27.3 BLEU** on English → German and **38.1** on English →
+# French (Table 2, WMT 2014 newstest2014). This run's figure is *not* comparable with either,
+# even when this run uses the paper's model (`full`): the test sentences are different
+# (Multi30k's short image descriptions vs. WMT's news sentences), and so are the amount of
+# training data and of training. A Multi30k BLEU says how well *your* implementation learned
+# *this* task; compare it with other Multi30k runs of the same settings (your study group's).
+# The table fills this run's column from the run itself.
+
+# %%
+from helpers.course.compare import paper_vs_run
+
+train_pairs = len(dataset.data["train"])
+headline = bleu_averaged if bleu_averaged is not None else bleu_beam
+test_set = ("the offline stand-in grammar's test split" if dataset.origin == "standin"
+            else f"{dataset.name} test (Flickr 2016)")
+comparison = paper_vs_run([
+    ("BLEU, English → German",
+     "27.3: base model, WMT14 newstest2014, news sentences (Table 2)",
+     f"{headline:.1f}: {'average of the last ' + str(len(snapshots)) + ' checkpoints' if bleu_averaged is not None else 'last checkpoint'}, "
+     f"{test_set}, {len(sources)} sentences; greedy decoding {bleu_greedy:.1f}",
+     "another test set and language domain: the numbers measure different things"),
+    ("training data", "WMT14 EN-DE, about 4.5 M sentence pairs (§5.1)",
+     f"{train_pairs:,} pairs ({dataset.describe()})", "far less data, shorter sentences"),
+    ("model", "base: N = 6, d_model 512, d_ff 2048, h = 8, 65 M parameters (Table 3)",
+     f"N = {cfg.n_layers}, d_model {cfg.d_model}, d_ff {cfg.d_ff}, h = {cfg.n_heads}, "
+     f"{model.num_parameters() / 1e6:.1f} M parameters", "the paper's sizes only on `full`"),
+    ("vocabulary", "shared BPE, about 37,000 tokens (§5.1)", f"shared BPE, {tok.vocab_size:,} tokens",
+     "sized for the smaller corpus"),
+    ("batch", "about 25,000 source + 25,000 target tokens (§5.1)",
+     f"about {cfg.max_tokens:,} tokens per side", "smaller batches, noisier gradients"),
+    ("training", "100,000 steps, 12 hours on 8 P100 GPUs (§5.2)",
+     f"{steps_done:,} of {cfg.train_steps:,} planned steps on {device.type}"
+     + (" (stopped early by its time limit)" if stopped_early else ""), "far shorter training"),
+    ("schedule and regularization", "Adam (0.9, 0.98, 1e-9), warm-up 4,000, dropout 0.1, label smoothing 0.1 (§5.3–5.4)",
+     f"Adam (0.9, 0.98, 1e-9), warm-up {cfg.warmup_steps:,} (Eq. 3 × {cfg.lr_factor}), dropout {cfg.dropout}, "
+     f"label smoothing {cfg.label_smoothing}", "warm-up scaled to the shorter run"),
+    ("checkpoint averaging", "last 5 checkpoints, written 10 minutes apart (§6.1)",
+     f"last {len(snapshots)} kept checkpoints, steps {snapshot_steps}" if bleu_averaged is not None
+     else "none (fewer than two checkpoints kept)", "spacing in steps, not minutes"),
+    ("decoding", "beam 4, length penalty α = 0.6, at most input length + 50 tokens (§6.1)",
+     f"beam {cfg.beam_size}, α = {cfg.length_penalty}, at most input length + 50 tokens", ""),
+])
+
+# %% [markdown]
+# ## 9. Save the results
 #
 # Every training notebook writes its final numbers to `runs/<track>/<notebook>/metrics.json`.
 # Compare yours with your study group's: same profile and seed should give the same numbers on
@@ -517,16 +680,20 @@ attention_explorer({k: v for k, v in maps.items() if "cross" in k}, tgt_tokens, 
 metrics = {
     "test_bleu_beam": round(bleu_beam, 2),
     "test_bleu_greedy": round(bleu_greedy, 2),
+    "test_bleu_beam_averaged": None if bleu_averaged is None else round(bleu_averaged, 2),
+    "averaged_checkpoints": len(snapshots) if bleu_averaged is not None else 0,
     "final_train_loss": round(history["train_loss"][-1], 4),
     "final_val_loss": round(history["val_loss"][-1], 4),
     "toy_reverse_exact_match": exact,
     "parameters": model.num_parameters(),
     "train_steps": history.steps("train_loss")[-1],
+    "stopped_early": stopped_early,
     "test_sentences": len(sources),
     "run": run_status,
 }
 path = training.write_metrics("transformer", "week3_transformer", metrics, config=cfg,
-                              extra={"dataset": dataset.describe(), "padding_fraction": round(padding, 4)})
+                              extra={"dataset": dataset.describe(), "padding_fraction": round(padding, 4),
+                                     "paper_vs_run": comparison})
 print(path.read_text())
 checks.check_true(path.is_file(), "metrics.json written", f"{path} missing")
 
@@ -540,6 +707,8 @@ checks.check_true(path.is_file(), "metrics.json written", f"{path} missing")
 # 4. Try learned positions: `cfg = profile_config("translation", positional="learned")` in the
 #    first cell, then run the notebook again. Does BLEU change? (Changing the architecture
 #    means a fresh run: move or delete the old checkpoint first.)
+# 5. Did averaging the checkpoints help this run? When would averaging checkpoints from early
+#    in training *hurt*?
 #
 # **Next:** week 4: fine-tuning pretrained Transformers, custom datasets, optimization, and the
 # paper's Table 3 in miniature.

@@ -36,8 +36,9 @@
 # **Time:** about 2 hours with the videos (smoke profile: under a minute).
 #
 # **Videos / readings (from the course plan):**
-# - [Transformers in Vision (ViTs) – explained](https://www.youtube.com/watch?v=ovB0ddFtzzA) (~20 min)
-# - [BERT, GPT and friends](https://youtu.be/ewjlmLQI9kc)
+# - [Vision Transformer in PyTorch](https://www.youtube.com/watch?v=ovB0ddFtzzA) (mildlyoverfitted: a ViT
+#   built line by line)
+# - [BERT and GPT](https://youtu.be/ewjlmLQI9kc) (video)
 # - Papers: [BERT](https://arxiv.org/abs/1810.04805) §3 · [GPT](https://cdn.openai.com/research-covers/language-unsupervised/language_understanding_paper.pdf) §3 ·
 #   [ViT](https://arxiv.org/abs/2010.11929) §3.1
 
@@ -347,7 +348,34 @@ ax.set_xlabel("step")
 ax.set_ylabel("training loss")
 ax.legend()
 plt.show()
-print(training.write_metrics("transformer", "week4c_variants", results, config=cfg))
+
+# %% [markdown]
+# ## 4. Paper vs. this run
+#
+# Each model here keeps its paper's *design* (what is masked, what attends to what, how an
+# image becomes tokens) at a size that trains in seconds. The papers' sizes beside ours:
+
+# %%
+from helpers.course.compare import paper_vs_run
+
+
+def millions(model):
+    return f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters"
+
+
+size = f"{cfg.n_layers} layers, d_model {cfg.d_model}, {cfg.n_heads} heads"
+comparison = paper_vs_run([
+    ("BERT", "BERT-base: 12 layers, 768 wide, 12 heads, 110 M parameters; 15 % of tokens masked "
+     "(Devlin et al., 2019, §3)", f"{size}, {millions(bert)}; masked-token accuracy {hit:.1%} "
+     f"(most-common-token guess {baseline:.1%})", "a toy corpus; no next-sentence task"),
+    ("GPT", "12-layer decoder, 768 wide, 12 heads, trained on BooksCorpus (Radford et al., 2018, §4.1)",
+     f"{size}, {millions(gpt)}; final training loss {gpt_hist['loss'][-1]:.2f}", "a toy corpus"),
+    ("ViT", "ViT-Base/16: 12 layers, 768 wide, 12 heads, 86 M parameters, 16 × 16 patches "
+     "(Dosovitskiy et al., 2021, Table 1)", f"{size}, {millions(vit)}, {patch} × {patch} patches of "
+     f"32 × 32 digits; test accuracy {accuracy:.1%}", "tiny images, no pre-training"),
+])
+print(training.write_metrics("transformer", "week4c_variants", results, config=cfg,
+                             extra={"paper_vs_run": comparison}))
 
 # %% [markdown]
 # ## Check yourself

@@ -288,6 +288,24 @@ CELEBA = register(DatasetSpec(
 ))
 
 
+def dataset_labels(dataset) -> torch.Tensor | None:
+    """The class labels of a :func:`gan_dataset` result, or None when it has none (an image
+    folder, e.g. CelebA or your own): label-dependent evaluations then switch to label-free
+    ones (DCGAN week 4, final project)."""
+    if isinstance(dataset, torch.utils.data.TensorDataset):
+        return dataset.tensors[1] if len(dataset.tensors) > 1 else None
+    item = dataset[0]
+    if isinstance(item, (tuple, list)) and len(item) > 1:
+        return torch.as_tensor([dataset[i][1] for i in range(len(dataset))])
+    return None
+
+
+def images_of(batch) -> torch.Tensor:
+    """The images of a DataLoader batch, with or without labels: ``(images, labels)`` or
+    ``images`` alone (an image folder)."""
+    return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
 def gan_dataset(source: str | Path, *, image_size: int = 64, channels: int | None = None,
                 profile: str | None = None, split: str = "train", limit: int | None = None):
     """One loader for the DCGAN track (week 2): ``"mnist"``, ``"fashion_mnist"``,
