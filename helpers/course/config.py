@@ -109,6 +109,47 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
         "full": {"model": "t5-small", "n_train": 50000, "n_eval": 2000, "epochs": 1,
                  "batch_size": 16, "lr": 3e-4, "min_rouge_l": 0.2, "own_corpus_steps": 2000},
     },
+    # Transformer final project: the week-3 Transformer trained as a summarizer (CNN/DailyMail;
+    # offline the week-4e stand-in), beside week 4e's fine-tuned seq2seq model and Lead-3.
+    # Articles are cut to max_source_words (See et al. 2017 truncate to 400 tokens).
+    "summarizer": {
+        "common": {"seed": 0, "label_smoothing": 0.1, "positional": "sinusoidal", "clip_norm": 0.0,
+                   "length_penalty": 0.6, "fast_attention": True, "schedule": "noam",
+                   "lead_sentences": 3},
+        "smoke": {"n_train": 1500, "n_val": 100, "n_eval": 100, "max_source_words": 60,
+                  "vocab_size": 400, "d_model": 64, "n_heads": 4, "d_ff": 256, "n_layers": 2,
+                  "dropout": 0.0, "max_tokens": 1500, "max_len": 128, "train_steps": 250,
+                  "warmup_steps": 100, "lr_factor": 0.5, "eval_every": 125, "beam_size": 1,
+                  "checkpoint_every": 125, "time_limit_s": None},
+        "local": {"n_train": 6000, "n_val": 200, "n_eval": 300, "max_source_words": 200,
+                  "vocab_size": 1000, "d_model": 128, "n_heads": 4, "d_ff": 512, "n_layers": 2,
+                  "dropout": 0.1, "max_tokens": 2500, "max_len": 320, "train_steps": 800,
+                  "warmup_steps": 200, "lr_factor": 1.0, "eval_every": 400, "beam_size": 1,
+                  "checkpoint_every": 200, "time_limit_s": 900},
+        "full": {"n_train": None, "n_val": 500, "n_eval": 2000, "max_source_words": 400,
+                 "vocab_size": 32000, "d_model": 512, "n_heads": 8, "d_ff": 2048, "n_layers": 6,
+                 "dropout": 0.1, "max_tokens": 16000, "max_len": 560, "train_steps": 20000,
+                 "warmup_steps": 4000, "lr_factor": 1.0, "eval_every": 2000, "beam_size": 4,
+                 "checkpoint_every": 1000, "time_limit_s": 3600},
+    },
+    # Transformer week 4g: causal-LM fine-tuning of GPT-2 with the HF Trainer. "full" fine-tunes
+    # the hub's distilgpt2; offline, a small GPT-2 (GPT2Config) is first pretrained on Multi30k's
+    # English captions, then fine-tuned on SST-2's movie-review sentences (a domain shift).
+    "gpt2": {
+        "common": {"seed": 0, "weight_decay": 0.01, "warmup_ratio": 0.1},
+        "smoke": {"model": "tiny-gpt2", "vocab_size": 600, "n_layer": 2, "n_embd": 64, "n_head": 4,
+                  "block_size": 32, "n_pretrain": 1500, "pretrain_reviews": 1500,
+                  "pretrain_epochs": 2, "n_train": 300, "n_eval": 150, "epochs": 2,
+                  "batch_size": 16, "lr": 2e-3, "max_ppl_ratio": 0.95},
+        "local": {"model": "tiny-gpt2", "vocab_size": 4000, "n_layer": 4, "n_embd": 128, "n_head": 4,
+                  "block_size": 64, "n_pretrain": None, "pretrain_reviews": 0, "pretrain_epochs": 2,
+                  "n_train": 20000, "n_eval": None, "epochs": 1, "batch_size": 32, "lr": 1e-3,
+                  "max_ppl_ratio": 0.8},
+        "full": {"model": "distilgpt2", "vocab_size": None, "n_layer": None, "n_embd": None,
+                 "n_head": None, "block_size": 128, "n_pretrain": 0, "pretrain_reviews": 0,
+                 "pretrain_epochs": 0, "n_train": 60000, "n_eval": None, "epochs": 1,
+                 "batch_size": 16, "lr": 5e-5, "max_ppl_ratio": 0.9},
+    },
     # Transformer week 3, first model: a toy copy/reverse task that converges in seconds.
     "toy_seq2seq": {
         "common": {"seed": 0, "vocab_size": 13, "seq_len": 10, "d_model": 64, "n_heads": 4,
