@@ -194,7 +194,7 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
                   "batch_size": 64, "train_steps": 80, "eval_samples": 300, "judge_images": None,
                   "judge_epochs": 3, "min_judge_accuracy": 0.8, "checked_claims": []},
         "local": {"dataset": "fashion_mnist", "image_size": 32, "channels": 1, "ngf": 32, "ndf": 32,
-                  "batch_size": 64, "train_steps": 600, "eval_samples": 1000, "judge_images": 10000,
+                  "batch_size": 64, "train_steps": 600, "eval_samples": 1000, "judge_images": 20000,
                   "judge_epochs": 1, "min_judge_accuracy": 0.8, "checked_claims": []},
         "full": {"dataset": "cifar10", "image_size": 64, "channels": 3, "ngf": 64, "ndf": 64,
                  "batch_size": 128, "train_steps": 3000, "eval_samples": 5000, "judge_images": None,
