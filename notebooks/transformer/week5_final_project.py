@@ -202,7 +202,7 @@ if finetuned is None:
     except OSError as exc:
         print(f"{s2s_cfg.model} cannot be loaded ({str(exc)[:150]}...).\nInstead: week 4e's offline "
               f"model, a tiny T5 trained from random weights with week 4e's smoke settings.")
-        s2s_cfg = profile_config("summarization", "smoke", n_train=s2s_cfg.n_train)
+        s2s_cfg = profile_config("summarization", "smoke")
         finetuned = summarization.load_seq2seq(s2s_cfg.model, seed=s2s_cfg.seed)
     t5, tokenizer, prefix = finetuned
     trainer, s2s_seconds, s2s_losses = summarization.finetune_seq2seq(
