@@ -195,7 +195,10 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
                   "judge_epochs": 3, "min_judge_accuracy": 0.8, "checked_claims": []},
         "local": {"dataset": "fashion_mnist", "image_size": 32, "channels": 1, "ngf": 32, "ndf": 32,
                   "batch_size": 64, "train_steps": 600, "eval_samples": 1000, "judge_images": 20000,
-                  "judge_epochs": 1, "min_judge_accuracy": 0.8, "checked_claims": []},
+                  "judge_epochs": 1, "min_judge_accuracy": 0.8,
+                  # seen with large margins on seeds 0 and 1 at 600 steps and seed 0 at 400
+                  # (Fréchet ratio to base: β1 0.9 5.1-7.3x, no BatchNorm 9.4-13.8x)
+                  "checked_claims": ["no BatchNorm is worse", "beta1 0.9 is worse"]},
         "full": {"dataset": "cifar10", "image_size": 64, "channels": 3, "ngf": 64, "ndf": 64,
                  "batch_size": 128, "train_steps": 3000, "eval_samples": 5000, "judge_images": None,
                  "judge_epochs": 5, "min_judge_accuracy": 0.6, "checked_claims": []},
