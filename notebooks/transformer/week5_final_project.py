@@ -103,10 +103,11 @@ try:
     data_note = news.describe()
 except DataUnavailableError as exc:
     print(f"CNN/DailyMail is missing here, so this run does NOT use it:\n{exc}\n")
+    n_standin = cfg.n_train or 20000  # `full` asks for all of CNN/DailyMail (None)
     news = Loaded("cnn_dailymail", "standin", None, get_spec("cnn_dailymail").standin(
-        n_train=cfg.n_train, n_eval=max(cfg.n_val, cfg.n_eval)))
+        n_train=n_standin, n_eval=max(cfg.n_val, cfg.n_eval)))
     data_note = ("cnn_dailymail: NOT available; ran on the week-4e stand-in instead "
-                 f"(generated articles, {cfg.n_train} for training)")
+                 f"(generated articles, {n_standin} for training)")
 on_standin = news.origin == "standin"
 
 
