@@ -20,6 +20,8 @@ import nbtools  # noqa: E402
 NOT_DECLARED = {"helpers", "google"} | {p.stem for p in [*ROOT.glob("tools/*.py"), *ROOT.glob("tests/*.py")]}
 # Modules of the optional deploy layer (helpers.ops); everything else in helpers is core.
 DEPLOY_MODULES = {"helpers/ops/export.py", "helpers/ops/serve.py", "helpers/ops/demo.py"}
+# modules that load the offline MiniLM package on first use (only notebooks with [offline] call them)
+OFFLINE_MODULES = {"helpers/course/summarization.py"}
 
 
 def requirements(file: str) -> list[Requirement]:
@@ -66,7 +68,8 @@ def imported_distributions(path: Path) -> dict[str, str]:
 def test_helpers_imports_only_declared_packages():
     for path in sorted((ROOT / "helpers").rglob("*.py")):
         rel = str(path.relative_to(ROOT))
-        allowed = names(CORE) | (names(EXTRAS["deploy"]) if rel in DEPLOY_MODULES else set())
+        allowed = (names(CORE) | (names(EXTRAS["deploy"]) if rel in DEPLOY_MODULES else set())
+                   | (names(EXTRAS["offline"]) if rel in OFFLINE_MODULES else set()))
         for dist, module in imported_distributions(path).items():
             assert dist in allowed, (f"{rel} imports {module!r} ({dist}), which is not in "
                                      f"requirements.txt{' or the [deploy] extra' if rel in DEPLOY_MODULES else ''}")

@@ -6,7 +6,7 @@ every notebook; not part of the papers."""
 from importlib import import_module as _import_module
 
 _SUBMODULES = ("config", "env", "data", "checks", "exercises", "plots", "training", "files", "run",
-               "compare")
+               "compare", "summarization")
 
 
 def __getattr__(name):

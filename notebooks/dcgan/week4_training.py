@@ -113,7 +113,7 @@ from torchvision.utils import make_grid, save_image
 from helpers import dcgan
 from helpers.course import checks, env, exercises, training
 from helpers.course.config import profile_config
-from helpers.course.data.images import dataset_labels, gan_dataset, images_of
+from helpers.course.data.images import choose_dataset, dataset_labels, gan_dataset, images_of
 from helpers.gan_metrics import (
     SmallClassifier,
     diversity_report,
@@ -124,6 +124,7 @@ from helpers.gan_metrics import (
 )
 
 cfg = profile_config("dcgan")
+cfg = cfg.replace(dataset=choose_dataset(cfg.dataset))  # full: "celeba|cifar10" -> the one present
 env.seed_everything(cfg.seed)
 device = env.get_device()
 run_dir = env.runs_dir() / "dcgan" / "week4_training"
@@ -466,7 +467,7 @@ if labels is not None:
     judge = SmallClassifier(nc=cfg.channels, n_classes=10, image_size=cfg.image_size)
     train_classifier(judge, dataset, epochs=cfg.classifier_epochs, device="cpu", seed=cfg.seed)
     judge_accuracy = float((predict(judge, real_images) == batch[1]).float().mean())
-    checks.check_at_least(judge_accuracy, 0.8, "the judging classifier's accuracy on real images")
+    checks.check_at_least(judge_accuracy, cfg.min_judge_accuracy, "the judging classifier's accuracy on real images")
 else:
     judge = judge_accuracy = None
     print("This data set has no labels, so no classifier can judge which classes G draws: class "

@@ -109,7 +109,7 @@ from torchvision.utils import make_grid
 from helpers import dcgan
 from helpers.course import checks, env, training
 from helpers.course.config import profile_config
-from helpers.course.data.images import dataset_labels, gan_dataset
+from helpers.course.data.images import choose_dataset, dataset_labels, gan_dataset
 from helpers.gan_metrics import (
     SmallClassifier,
     frechet_distance,
@@ -124,6 +124,7 @@ from helpers.gan_metrics import (
 # (no labels needed), e.g. profile_config("dcgan", dataset="my_photos", channels=3).
 # With RGB data set channels=3; 64x64 is the paper's size.
 cfg = profile_config("dcgan")
+cfg = cfg.replace(dataset=choose_dataset(cfg.dataset))  # full: "celeba|cifar10" -> the one present
 env.seed_everything(cfg.seed)
 device = env.get_device()
 print(cfg)

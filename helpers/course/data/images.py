@@ -306,16 +306,39 @@ def images_of(batch) -> torch.Tensor:
     return batch[0] if isinstance(batch, (list, tuple)) else batch
 
 
+def choose_dataset(source: str | Path, *, data_root: str | Path | None = None,
+                   cache_root: str | Path | None = None) -> str | Path:
+    """``"celeba|cifar10"`` (the DCGAN ``full`` default): the first of these data sets whose
+    official layout is complete in the data folder (or in the download cache), else the last
+    one, which :func:`load_dataset` then finds or downloads. Anything else is returned as is."""
+    from helpers.course import env
+
+    from .registry import get_spec, is_registered, missing_files
+
+    names = source.split("|") if isinstance(source, str) else []
+    if len(names) < 2 or not all(is_registered(n) for n in names):
+        return source
+    data = Path(data_root) if data_root is not None else env.data_dir(must_exist=False)
+    cache = Path(cache_root) if cache_root is not None else env.cache_dir()
+    for name in names[:-1]:
+        spec = get_spec(name)
+        if not missing_files(spec, data) or not missing_files(spec, cache / spec.name):
+            return name
+    return names[-1]
+
+
 def gan_dataset(source: str | Path, *, image_size: int = 64, channels: int | None = None,
                 profile: str | None = None, split: str = "train", limit: int | None = None):
     """One loader for the DCGAN track (week 2): ``"mnist"``, ``"fashion_mnist"``,
-    ``"cifar10"``, ``"celeba"`` or the path of any folder of images.
+    ``"cifar10"``, ``"celeba"``, a choice like ``"celeba|cifar10"`` (:func:`choose_dataset`)
+    or the path of any folder of images.
 
     Returns ``(dataset, description)``; every item is a float tensor ``[C, S, S]`` in [-1, 1].
     Small datasets are converted once and kept in memory; image folders are read lazily.
     """
     from .registry import is_registered, load_dataset
 
+    source = choose_dataset(source)
     path = Path(source)
     if not (isinstance(source, str) and is_registered(source)):  # anything else: a folder of images
         ds = ImageFolderDataset(path, image_size, channels or 3, limit=limit)
