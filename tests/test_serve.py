@@ -400,3 +400,32 @@ def test_a_failed_parity_check_is_never_served_and_a_rebuilt_bundle_is(bundle, t
         response = httpx.post(f"{url}/translate", json={"text": SENTENCE}, timeout=60)
         assert response.status_code == 200 and response.json()["translation"] == new
         assert httpx.get(f"{url}/health").json()["status"] == "ok"
+
+
+def test_a_translation_is_at_most_input_length_plus_50_tokens():
+    """§6.1's cap, as the server applies it: a model that never says </s> stops there."""
+    class Chatty(export.StepTranslator):  # always predicts token 7, never EOS
+        pad_id, max_len = 0, 256
+
+        def encode(self, src):
+            cross = np.zeros((1, 2, src.shape[0], 1, src.shape[1], 4), dtype=np.float32)
+            return None, cross
+
+        def step(self, token, past, cross, src_mask):
+            logits = np.zeros((len(token), 10), dtype=np.float32)
+            logits[:, 7] = 1.0
+            return logits, np.zeros(past.shape[:4] + (past.shape[4] + 1, 4), np.float32)
+
+    class Words:
+        def encode(self, text):
+            return [5] * len(text.split())
+
+        def decode(self, ids):
+            return " ".join(map(str, ids))
+
+    class Fixed:
+        def get(self, name):
+            return Chatty(), Words()
+
+    out = serve.translate_text(Fixed(), "one two three four")
+    assert len(out.split()) == 4 + 1 + serve.MAX_EXTRA_TOKENS  # 4 words + </s> in the input
