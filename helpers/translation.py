@@ -315,8 +315,9 @@ def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------- inference
 def translate(model: Transformer, tokenizer: SubwordTokenizer, sentences: Sequence[str], *,
               device, beam_size: int = 4, alpha: float = 0.6, batch_size: int = 64,
-              max_len: int = 256) -> list[str]:
-    """Translate sentences with beam search (``beam_size > 1``, §6.1) or greedily (1)."""
+              max_len: int = 256, use_cache: bool = True) -> list[str]:
+    """Translate sentences with beam search (``beam_size > 1``, §6.1) or greedily (1).
+    ``use_cache=False`` decodes without the key/value cache (same output, slower)."""
     model.to(device).eval()
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
     out: list[str] = [""] * len(sentences)
@@ -325,9 +326,9 @@ def translate(model: Transformer, tokenizer: SubwordTokenizer, sentences: Sequen
         encoded = [(tokenizer.encode(sentences[i])[: max_len - 1] + [EOS], [BOS, EOS]) for i in idx]
         src = collate(encoded)[0].to(device)
         if beam_size > 1:
-            ids = beam_search(model, src, BOS, EOS, beam_size, alpha)
+            ids = beam_search(model, src, BOS, EOS, beam_size, alpha, use_cache=use_cache)
         else:
-            ids = greedy_decode(model, src, BOS, EOS).tolist()
+            ids = greedy_decode(model, src, BOS, EOS, use_cache=use_cache).tolist()
         for i, seq in zip(idx, ids):
             out[i] = tokenizer.decode(seq)
     return out

@@ -59,7 +59,8 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
     "translation": {
         "common": {"seed": 0, "label_smoothing": 0.1, "positional": "sinusoidal",
                    "clip_norm": 0.0, "beam_size": 4, "length_penalty": 0.6, "max_len": 256,
-                   "fast_attention": True, "schedule": "noam", "average_last": 5},
+                   "fast_attention": True, "schedule": "noam", "average_last": 5,
+                   "cache_check_sentences": 100},
         "smoke": {"dataset_size": 4000, "vocab_size": 500, "d_model": 64, "n_heads": 4,
                   "d_ff": 256, "n_layers": 2, "dropout": 0.0, "max_tokens": 1200,
                   "train_steps": 250, "warmup_steps": 100, "lr_factor": 0.5, "eval_every": 125,

@@ -549,7 +549,8 @@ beam = translate(model, tok, sources, device=device, beam_size=cfg.beam_size, al
 beam_seconds = time.perf_counter() - start
 bleu_greedy, bleu_beam = corpus_bleu(greedy, references), corpus_bleu(beam, references)
 print(f"test BLEU: greedy {bleu_greedy:.1f} ({greedy_seconds:.1f} s), "
-      f"beam {cfg.beam_size} {bleu_beam:.1f} ({beam_seconds:.1f} s), {len(sources)} sentences")
+      f"beam {cfg.beam_size} {bleu_beam:.1f} ({beam_seconds:.1f} s), {len(sources)} sentences "
+      f"(both with the key/value cache of section 6b)")
 for src_text, hyp, ref in list(zip(sources, beam, references))[:4]:
     print(f"\nsource    : {src_text}\nbeam      : {hyp}\nreference : {ref}")
 
@@ -593,6 +594,68 @@ if len(snapshots) >= 2:
 else:
     print(f"Only {len(snapshots)} kept checkpoint(s) (this run was trained without keep_last, or saved "
           f"fewer than twice): no average. Delete {ckpt_path.name} and train again to get them.")
+
+# ## 6b. Decoding faster: the key/value cache
+#
+# Decoding produces one token per step, and a naive decoder runs the whole prefix through
+# every decoder layer again at each step: step *t* redoes the work of steps 1 … *t*−1, so an
+# output of *n* tokens costs about *n*²/2 position-passes instead of *n*. Two things never
+# change from one step to the next, and the decoder can keep them:
+#
+# - **Self-attention keys and values of earlier positions.** Because of the causal mask
+#   (§3.2.3), position *i* only ever sees positions ≤ *i*; appending token *t* cannot change
+#   anything computed for earlier positions in any layer. So each layer keeps its `K` and `V`
+#   rows and, at step *t*, computes them only for the new token and appends them.
+# - **Encoder-decoder keys and values.** They are projections of the encoder output, the same
+#   at every step: computed once per sentence.
+#
+# **Why it is exact.** The cached decoder computes the same sums as the uncached one for the
+# newest position; only the order in which floating-point operations are grouped may differ
+# (different matrix shapes), i.e. differences around 1e-6, far from changing an `argmax` in
+# practice. The tests check it token for token on the smoke test set (greedy and beam), and
+# below we check it on yours. In beam search the surviving beams are reselected at every step,
+# so the cache rows are reordered with them (`helpers.transformer.reorder_cache`).
+#
+# **What it costs.** Memory instead of time: per sentence (and per beam), every decoder layer
+# keeps 2 × `d_model` numbers (a key and a value) for every generated position and for every
+# source position: 2 × layers × `d_model` × (target + source length) floats. For the paper's
+# base model (6 layers, `d_model` 512) that is 24 kB per position in fp32: 100 positions × a
+# batch of 64 sentences × beam 4 ≈ 630 MB. That is why servers bound the batch and the length.
+#
+# `helpers.transformer`: `Transformer.init_cache(memory)` builds the cache,
+# `Transformer.decode_step(token, position, cache, src_mask)` runs one step,
+# `greedy_decode`/`beam_search`/`translate` use it unless you pass `use_cache=False`.
+
+# %%
+from helpers.translation import BOS, EOS, collate
+
+some = sources[: cfg.cache_check_sentences]
+timings = {}
+for use_cache in (False, True):
+    start = time.perf_counter()
+    outputs = translate(model, tok, some, device=device, beam_size=cfg.beam_size,
+                        alpha=cfg.length_penalty, use_cache=use_cache)
+    timings[use_cache] = (time.perf_counter() - start, outputs)
+(slow, uncached), (fast, cached) = timings[False], timings[True]
+print(f"beam {cfg.beam_size}, {len(some)} sentences: {slow:.2f} s without the cache, "
+      f"{fast:.2f} s with it ({slow / fast:.1f}x faster)")
+checks.check_true(cached == uncached, "the key/value cache changes no translation",
+                  f"{sum(a != b for a, b in zip(cached, uncached))} translations differ")
+
+# The memory it holds: decode one batch greedily by hand, step by step, and count the bytes.
+src = collate([(tok.encode(s) + [EOS], [BOS, EOS]) for s in some[:16]])[0].to(device)
+with torch.no_grad():
+    src_mask = src[:, None, None, :] != PAD
+    cache = model.init_cache(model.encode(src, src_mask))
+    token = torch.full((src.size(0),), BOS, device=device)
+    for position in range(10):
+        token = model.decode_step(token, position, cache, src_mask).argmax(-1)
+cache_bytes = sum(t.numel() * t.element_size() for c in cache for t in (*c["self"], *c["cross"]))
+expected = 2 * cfg.n_layers * cfg.d_model * src.size(0) * (10 + src.size(1)) * 4  # fp32
+print(f"cache after 10 steps, {src.size(0)} sentences of up to {src.size(1)} source tokens: "
+      f"{cache_bytes / 1e6:.2f} MB")
+checks.check_true(cache_bytes == expected, "cache size = 2 x layers x d_model x (steps + source) floats",
+                  f"{cache_bytes} bytes, expected {expected}")
 
 # %% [markdown]
 # ## 7. What did it learn to look at?

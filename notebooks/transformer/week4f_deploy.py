@@ -158,21 +158,30 @@ print("generator: ", g_source, f"| {sum(p.numel() for p in G.parameters()) / 1e6
 # - **Python control flow is frozen.** Greedy decoding is a loop whose length depends on the
 #   output (stop at `</s>`), so we export the two pieces that do the work, and keep the short
 #   loop in Python (`export.OnnxTranslator.greedy_decode`):
-#   - `translator_encoder.onnx`: `src [batch, src_len] -> memory [batch, src_len, d_model]`;
-#   - `translator_decoder.onnx`: one step, `(tgt prefix, memory, src_mask) -> logits [batch, vocab]`.
-# - **Shapes are frozen unless declared dynamic.** `dynamic_axes` names the batch and the
-#   lengths, so one graph serves any sentence length and batch size.
+#   - `translator_encoder.onnx`: `src [batch, src_len] -> memory [batch, src_len, d_model]` and
+#     `cross`, every decoder layer's encoder-decoder keys and values (week 3's key/value cache:
+#     computed once per sentence);
+#   - `translator_decoder.onnx`: one step *with the cache*, `(token, past, cross, src_mask) ->
+#     (logits [batch, vocab], present)`, where `past` holds every layer's self-attention keys
+#     and values of the steps so far and `present` adds this step's. The loop feeds `present`
+#     back as the next `past`, so each step costs about the same however long the output is.
+# - **Shapes are frozen unless declared dynamic.** `dynamic_axes` names the batch, the source
+#   length and the number of cached steps, so one graph serves any sentence and batch size.
 #
 # The generator is one graph, `z [batch, nz] -> images`, exported in eval mode: BatchNorm uses
 # its running statistics, as it must at inference. `helpers.ops.export` uses PyTorch's
 # TorchScript-based exporter (`dynamo=False`), which needs only the `onnx` package, and
 # validates every file with `onnx.checker`. `save_*_bundle` also writes the PyTorch weights
-# and the tokenizer next to the graphs: this folder is what the demo server loads.
+# and the tokenizer next to the graphs (and their SHA-256 in `deploy.json`): this folder is
+# what the demo server loads. We build it in a *staging* folder beside `runs/deploy` and
+# publish it (one rename) only after the parity checks of section 3 pass, so a server never
+# sees a half-written or failed bundle.
 
 # %%
-demo.save_translator_bundle(model, tok, tr_settings, bundle, source=tr_source)
-demo.save_generator_bundle(G, g_settings, bundle, source=g_source)
-for path in sorted(bundle.iterdir()):
+stage = demo.staging_dir(bundle)
+demo.save_translator_bundle(model, tok, tr_settings, stage, source=tr_source)
+demo.save_generator_bundle(G, g_settings, stage, source=g_source)
+for path in sorted(stage.iterdir()):
     print(f"{path.name:26s} {path.stat().st_size / 1e6:7.2f} MB")
 
 
@@ -186,7 +195,7 @@ def describe(path):
 
 
 for name in ("translator_encoder.onnx", "translator_decoder.onnx", "generator.onnx"):
-    describe(bundle / name)
+    describe(stage / name)
 
 # %% [markdown]
 # ## 3. Parity: does the ONNX graph compute the same function?
@@ -195,14 +204,16 @@ for name in ("translator_encoder.onnx", "translator_decoder.onnx", "generator.on
 # differently), so we compare with a tolerance and state the largest absolute error. For the
 # translator the decisive test is behavioural: greedy decoding with onnxruntime must produce
 # **identical token ids** on every test sentence. One flipped argmax early in a sentence would
-# change everything after it, so this is a strict check.
+# change everything after it, so this is a strict check. The logits are compared at every step
+# of PyTorch's translations, each runtime with its own cache. Only when all checks pass is the
+# staging folder published as the bundle (`demo.publish_bundle` refuses otherwise).
 
 # %%
-runner = export.OnnxTranslator(bundle / "translator_encoder.onnx", bundle / "translator_decoder.onnx",
+runner = export.OnnxTranslator(stage / "translator_encoder.onnx", stage / "translator_decoder.onnx",
                                pad_id=model.pad_id, max_len=tr_settings["max_len"])
 sources = [src for src, _ in test_pairs[:cfg.parity_sentences]]
 parity = export.translator_parity(model, runner, tok, sources)
-onnx_gen = export.OnnxGenerator(bundle / "generator.onnx")
+onnx_gen = export.OnnxGenerator(stage / "generator.onnx")
 pixel_err = export.generator_parity(G, onnx_gen, n=cfg.grid_count)
 print(f"encoder output  max abs error: {parity.memory_max_abs:.2e}")
 print(f"decoder logits  max abs error: {parity.logits_max_abs:.2e}")
@@ -210,11 +221,13 @@ print(f"greedy translations identical: {parity.identical}/{parity.sentences}")
 print(f"generator pixels max abs error: {pixel_err:.2e} (images in [-1, 1])")
 for src, hyp in zip(sources[:3], export.translate_onnx(runner, tok, sources[:3])):
     print(f"  {src!r} -> {hyp!r}")
+demo.record_parity(stage, translator=parity.to_dict(), generator_max_abs=pixel_err)
 checks.check_at_most(parity.logits_max_abs, cfg.max_logit_error, "ONNX vs PyTorch: decoder logits max abs error")
 checks.check_at_most(pixel_err, cfg.max_pixel_error, "ONNX vs PyTorch: generator max abs pixel error")
 checks.check_true(parity.identical == parity.sentences, "identical greedy translations (ONNX vs PyTorch)",
                   f"{parity.sentences - parity.identical} differ, e.g. {parity.mismatches[:2]}")
-demo.record_parity(bundle, translator=parity.to_dict(), generator_max_abs=pixel_err)
+demo.publish_bundle(stage, bundle)
+print("published:", bundle)
 
 # %% [markdown]
 # ## 4. Latency on the CPU: PyTorch vs onnxruntime
@@ -251,9 +264,9 @@ latency = {task: {"torch_ms": round(a, 2), "onnxruntime_ms": round(b, 2)} for ta
 # %% [markdown]
 # Things to notice: onnxruntime usually wins most on small, latency-bound calls (one sentence,
 # a few images), where PyTorch's per-operator overhead dominates; on big batches both spend
-# their time in the same matrix multiplications. Our decoder step recomputes the whole prefix
-# at every step (no key/value cache), so decoding cost grows with the square of the length in
-# both runtimes: caching past keys and values is the next optimization a real service adds.
+# their time in the same matrix multiplications. Both runtimes decode with week 3's key/value
+# cache (the decoder graph takes and returns it), so a step costs about the same at any
+# length; without it the cost would grow with the square of the output length.
 
 # %%
 path = training.write_metrics(
@@ -293,12 +306,16 @@ paper_vs_run([
 # | endpoint | does |
 # |---|---|
 # | `GET /` | one HTML page to try both models |
-# | `GET /health` | which models are present |
+# | `GET /health` | loads both models, says which are ready and the server's limits |
 # | `POST /translate` `{"text": "..."}` | `{"translation": "..."}` (greedy, onnxruntime) |
 # | `POST /generate` `{"seed": 0, "count": 16}` | a PNG grid of `count` images (1 to 64) |
 #
 # Bad input gets a 4xx answer that says what to change (empty or oversized text, `count` out
-# of range); missing model files give 503 with the command that creates them. From a terminal in
+# of range); missing model files, or a model whose parity check failed, give 503 with the
+# command that creates them. The server also bounds what one client can do: bodies over
+# 16 KiB are refused unread, at most 2 model calls run at once (more get 503 with
+# `Retry-After`), a translation stops at input length + 50 tokens or after 10 s, and errors
+# never show folders or inner exceptions (docs/DEPLOY.md lists every limit). From a terminal in
 # the repository, **one command** builds the models if `runs/deploy` is incomplete and serves
 # them on <http://127.0.0.1:8000>:
 #
@@ -392,13 +409,14 @@ else:
 #
 # ## Check yourself
 #
-# 1. Export the decoder step with a fixed `tgt_len` (drop it from `dynamic_axes`). What happens
-#    at the second decoding step, and why did tracing not complain?
+# 1. Export the decoder step with a fixed number of cached steps (drop `steps` from
+#    `dynamic_axes`). What happens at the first decoding step, and why did tracing not complain?
 # 2. The parity check compares greedy ids, not just logits. Construct a case where the logits
 #    differ by 1e-6 and the translations still differ. How likely is it?
 # 3. Which row of the latency table gains most from onnxruntime, and why does the gain shrink
 #    for big batches?
-# 4. The server loads models on first use and answers 503 until they exist. What would you
-#    change for a service with many users (think: startup checks, batching, a KV cache)?
+# 4. The server answers 503 when two model calls already run. What would you change for a
+#    service with many users (think: a queue, batching many users' sentences into one decode,
+#    several worker processes)?
 #
 # **Next:** the final project: put it all together, and write your README.

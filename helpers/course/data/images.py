@@ -1,14 +1,16 @@
 """Image datasets in their official layouts (week 0 registers them; the DCGAN track uses them).
 
-MNIST and Fashion-MNIST are read straight from the IDX files (plain or ``.gz``) in
-torchvision's layout, ``MNIST/raw/`` and ``FashionMNIST/raw/``, so a copy from anywhere
-(torchvision, the original site, Debian's ``dataset-fashion-mnist`` package) works.
+MNIST and Fashion-MNIST are read straight from the IDX files (plain or ``.gz``, also named
+``train-images.idx3-ubyte``) in torchvision's layout, ``MNIST/raw/`` and ``FashionMNIST/raw/``,
+so a copy from anywhere (torchvision, the original site, Kaggle, Debian's
+``dataset-fashion-mnist`` package) works.
 The offline stand-in is scikit-learn's bundled 8x8 handwritten digits, upscaled to 28x28.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +38,12 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DataLayoutError(f"{path} is not an IDX file (bad magic number). Fix: use the "
                               f"original *-idx?-ubyte files, not converted images.")
     ndim = raw[3]
+    if ndim == 0 or len(raw) < 4 + 4 * ndim:
+        raise DataLayoutError(f"{path} has a broken IDX header ({ndim} dimensions declared, "
+                              f"{max(0, len(raw) - 4) // 4} given). Fix: download it again.")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python integers: a huge header cannot wrap
     body = raw[4 + 4 * ndim:]
     if len(body) != expected:
         raise DataLayoutError(f"{path} is truncated or corrupt: {len(body)} data bytes, "
@@ -46,11 +51,19 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(dims)
 
 
+def _idx_names(stem: str) -> tuple[str, ...]:
+    """The accepted names of one IDX file, in the order they are looked for (the registry's
+    layout and manifest use the same order): plain, gzipped, and the common spelling with a
+    dot before ``idx`` (Kaggle and other copies: ``train-images.idx3-ubyte``)."""
+    dot = stem.replace("-idx", ".idx")
+    return (stem, stem + ".gz", dot, dot + ".gz")
+
+
 def _idx_file(folder: Path, stem: str) -> Path:
-    for name in (stem, stem + ".gz"):
+    for name in _idx_names(stem):
         if (folder / name).is_file():
             return folder / name
-    raise DataLayoutError(f"{folder} has neither {stem} nor {stem}.gz")
+    raise DataLayoutError(f"{folder} has none of {', '.join(_idx_names(stem))}")
 
 
 def load_idx_folder(folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -96,7 +109,7 @@ def _torchvision_download(cls_name: str):
 
 
 def _idx_layout() -> tuple[str, ...]:
-    return tuple(f"{stem}|{stem}.gz" for pair in IDX_FILES.values() for stem in pair)
+    return tuple("|".join(_idx_names(stem)) for pair in IDX_FILES.values() for stem in pair)
 
 
 MNIST = register(DatasetSpec(
