@@ -17,7 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sacrebleu
 import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from helpers.course import env, training
 from helpers.course.files import atomic_write_text
@@ -55,8 +57,6 @@ class SubwordTokenizer:
 
     @classmethod
     def train(cls, texts: Sequence[str], vocab_size: int) -> SubwordTokenizer:
-        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.normalizer = normalizers.NFKC()
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -68,8 +68,6 @@ class SubwordTokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> SubwordTokenizer:
-        from tokenizers import Tokenizer
-
         return cls(Tokenizer.from_file(str(path)))
 
     def save(self, path: str | Path) -> Path:
@@ -337,6 +335,4 @@ def translate(model: Transformer, tokenizer: SubwordTokenizer, sentences: Sequen
 def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     """Corpus BLEU with sacreBLEU's defaults: cased, detokenized text, 13a tokenization
     (comparable with published Multi30k and WMT numbers)."""
-    import sacrebleu
-
     return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)

@@ -30,9 +30,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from torchvision.utils import make_grid
 
 from helpers.ops import demo, export
+from helpers.translation import BOS, EOS
 
 MAX_TEXT_CHARS = 500
 MAX_COUNT = 64
@@ -167,8 +178,6 @@ class InputTooLong(ValueError):
 def translate_text(models: Models, text: str, deadline: float | None = None) -> str:
     """Greedy translation of one sentence with the cached decoder (week 4f): at most input
     length + 50 tokens (§6.1); ``TimeoutError`` once ``deadline`` (monotonic) has passed."""
-    from helpers.translation import BOS, EOS
-
     runner, tok = models.get("translator")
     ids = tok.encode(text)
     if len(ids) + 1 > runner.max_len:
@@ -181,10 +190,6 @@ def translate_text(models: Models, text: str, deadline: float | None = None) -> 
 
 def generate_png(models: Models, seed: int, count: int) -> bytes:
     """A PNG grid of ``count`` generated images for latent vectors drawn with ``seed`` (week 4f)."""
-    import torch
-    from PIL import Image
-    from torchvision.utils import make_grid
-
     kind, G = models.get("generator")
     z = torch.randn(count, G.nz, generator=torch.Generator().manual_seed(seed))
     if kind == "onnx":
@@ -224,9 +229,7 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                from starlette.exceptions import HTTPException
-
-                raise HTTPException(413, self._detail())
+                raise StarletteHTTPException(413, self._detail())
             return message
 
         await self.app(scope, limited, send)
@@ -235,8 +238,6 @@ class BodyLimit:
         return f"the request body is over {self.max_bytes} bytes; send one sentence at a time."
 
     async def _refuse(self, scope, send):
-        from starlette.responses import JSONResponse
-
         response = JSONResponse({"detail": self._detail()}, status_code=413,
                                 headers={"Connection": "close"})
         await response(scope, None, send)
@@ -250,12 +251,6 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
                allowed_hosts: tuple[str, ...] | None = LOOPBACK):
     """The FastAPI app serving the bundle in ``model_dir`` (default ``runs/deploy``; week 4f).
     ``allowed_hosts``: the ``Host`` names answered (None: any)."""
-    from fastapi import FastAPI, HTTPException
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from starlette.concurrency import run_in_threadpool
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
-
     models = Models(Path(model_dir) if model_dir is not None else demo.default_bundle_dir(), backend)
     busy = threading.BoundedSemaphore(max_concurrent)
 
@@ -391,8 +386,6 @@ def main(argv: list[str] | None = None) -> int:
               f"503 until you run `{demo.DEMO_COMMAND}`", file=sys.stderr, flush=True)
     if args.no_serve:
         return 0
-
-    import uvicorn
 
     if args.allowed_hosts:
         allowed = tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip())
