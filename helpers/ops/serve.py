@@ -224,7 +224,7 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                from starlette.exceptions import HTTPException
+                from fastapi import HTTPException  # a starlette HTTPException
 
                 raise HTTPException(413, self._detail())
             return message
@@ -235,7 +235,7 @@ class BodyLimit:
         return f"the request body is over {self.max_bytes} bytes; send one sentence at a time."
 
     async def _refuse(self, scope, send):
-        from starlette.responses import JSONResponse
+        from fastapi.responses import JSONResponse
 
         response = JSONResponse({"detail": self._detail()}, status_code=413,
                                 headers={"Connection": "close"})
@@ -253,8 +253,8 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
     from fastapi import FastAPI, HTTPException
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import HTMLResponse, JSONResponse, Response
-    from starlette.concurrency import run_in_threadpool
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.middleware.trustedhost import TrustedHostMiddleware
 
     models = Models(Path(model_dir) if model_dir is not None else demo.default_bundle_dir(), backend)
     busy = threading.BoundedSemaphore(max_concurrent)
