@@ -251,10 +251,10 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
     """The FastAPI app serving the bundle in ``model_dir`` (default ``runs/deploy``; week 4f).
     ``allowed_hosts``: the ``Host`` names answered (None: any)."""
     from fastapi import FastAPI, HTTPException
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
     from fastapi.concurrency import run_in_threadpool
+    from fastapi.exceptions import RequestValidationError
     from fastapi.middleware.trustedhost import TrustedHostMiddleware
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     models = Models(Path(model_dir) if model_dir is not None else demo.default_bundle_dir(), backend)
     busy = threading.BoundedSemaphore(max_concurrent)
