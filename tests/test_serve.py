@@ -303,7 +303,7 @@ def test_other_hosts_are_refused_on_loopback(server):
 
 
 def test_time_budget_stops_a_translation(bundle):
-    from starlette.testclient import TestClient
+    from fastapi.testclient import TestClient
 
     client = TestClient(serve.create_app(bundle, time_budget_s=0.0, allowed_hosts=None))
     response = client.post("/translate", json={"text": SENTENCE})
@@ -311,7 +311,7 @@ def test_time_budget_stops_a_translation(bundle):
 
 
 def test_the_page_escapes_what_it_shows(tmp_path):
-    from starlette.testclient import TestClient
+    from fastapi.testclient import TestClient
 
     folder = tmp_path / "<img src=x onerror=alert(1)>"
     folder.mkdir()

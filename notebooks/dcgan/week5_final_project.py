@@ -151,7 +151,8 @@ if not training.checkpoint_matches(week4_ckpt, cfg, (*dcgan.ARCHITECTURE_KEYS, "
     ckpt_path = env.checkpoint_dir("dcgan", "week5_final_project") / "dcgan.pt"
 loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                      generator=torch.Generator().manual_seed(cfg.seed))
-print(f"checkpoint {ckpt_path} is at step {training.checkpoint_step(ckpt_path)} of {cfg.train_steps}")
+whose = "week 4's checkpoint" if ckpt_path == week4_ckpt else "this notebook's own checkpoint"
+print(f"{whose} is at step {training.checkpoint_step(ckpt_path)} of {cfg.train_steps} ({ckpt_path})")
 history, _, _ = dcgan.train_dcgan(G, D, loader, cfg, device=device, checkpoint_path=ckpt_path,
                                   checkpoint_every=cfg.checkpoint_every, time_limit_s=cfg.time_limit_s)
 run_status = training.report_run(history, cfg)  # says so plainly if the time limit stopped it
