@@ -228,9 +228,8 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
     label smoothing (§5.4), clipping when ``cfg.clip_norm`` > 0, mixed precision per ``amp``.
     Logs training loss, gradient norm, learning rate and every ``cfg.eval_every`` steps the
     validation loss (also to TensorBoard with a ``SummaryWriter`` as ``writer``).
-    ``checkpoint_path``: resumable (:class:`helpers.course.run.ResumableRun`), ``keep_last``
-    weight snapshots for :func:`average_checkpoints` (§6.1). Under ``torchrun`` each process
-    trains on its share of every batch (:mod:`helpers.ops.distributed`).
+    ``checkpoint_path``: resumable (:class:`~helpers.course.run.ResumableRun`); ``keep_last``
+    snapshots for :func:`average_checkpoints` (§6.1); under torchrun, :mod:`helpers.ops.distributed`.
     """
     ctx = distributed.setup(device)  # a no-op without torchrun
     device = ctx.device

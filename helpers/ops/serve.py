@@ -245,6 +245,39 @@ class BodyLimit:
 PAGE_FILE = Path(__file__).with_name("static") / "index.html"  # the page behind GET /
 
 
+async def _unavailable(_request, exc: ModelUnavailable):
+    return JSONResponse(status_code=503, content={"detail": str(exc)})
+
+
+async def _invalid(_request, exc: RequestValidationError):
+    """A 422 whose detail names each bad field in words (not pydantic's nested list)."""
+    parts = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            parts.append('the body is not valid JSON; send e.g. {"text": "..."}')
+            continue
+        where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
+    return JSONResponse(status_code=422, content={"detail": "; ".join(parts)})
+
+
+async def _crashed(request, exc: Exception):
+    """A 500 that logs the traceback on the server and shows none to the client."""
+    log(f"{request.method} {request.url.path} failed:\n" + "".join(traceback.format_exception(exc)))
+    return JSONResponse(status_code=500, content={"detail": "internal error; see the server log"})
+
+
+def _page(bundle_name: str, backend: str) -> str:
+    """The demo page (static/index.html) with its placeholders filled, HTML-escaped."""
+    values = {"__BUNDLE__": bundle_name, "__BACKEND__": "onnxruntime" if backend == "onnx" else "PyTorch",
+              "__MAX_CHARS__": str(MAX_TEXT_CHARS), "__MAX_SEED__": str(MAX_SEED),
+              "__MAX_COUNT__": str(MAX_COUNT)}
+    text = PAGE_FILE.read_text(encoding="utf-8")
+    for key, value in values.items():
+        text = text.replace(key, html.escape(value))
+    return text
+
+
 def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
                max_concurrent: int = MAX_CONCURRENT, time_budget_s: float = TIME_BUDGET_S,
                allowed_hosts: tuple[str, ...] | None = LOOPBACK):
@@ -258,26 +291,9 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts or ["*"]))
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # outermost: runs first
 
-    @app.exception_handler(ModelUnavailable)
-    async def unavailable(_request, exc: ModelUnavailable):
-        return JSONResponse(status_code=503, content={"detail": str(exc)})
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_request, exc: RequestValidationError):
-        parts = []
-        for err in exc.errors():
-            if err.get("type") == "json_invalid":
-                parts.append('the body is not valid JSON; send e.g. {"text": "..."}')
-                continue
-            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
-            parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
-        return JSONResponse(status_code=422, content={"detail": "; ".join(parts)})
-
-    @app.exception_handler(Exception)
-    async def crashed(request, exc: Exception):
-        log(f"{request.method} {request.url.path} failed:\n"
-            + "".join(traceback.format_exception(exc)))
-        return JSONResponse(status_code=500, content={"detail": "internal error; see the server log"})
+    app.add_exception_handler(ModelUnavailable, _unavailable)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(Exception, _crashed)
 
     async def run_model(fn, *args):
         """``fn(*args)`` in a worker thread, if fewer than ``max_concurrent`` already run."""
@@ -289,18 +305,11 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
         finally:
             busy.release()
 
-    template = PAGE_FILE.read_text(encoding="utf-8")
-    page_values = {"__BUNDLE__": models.model_dir.name,
-                   "__BACKEND__": "onnxruntime" if backend == "onnx" else "PyTorch",
-                   "__MAX_CHARS__": str(MAX_TEXT_CHARS), "__MAX_SEED__": str(MAX_SEED),
-                   "__MAX_COUNT__": str(MAX_COUNT)}
+    page_html = _page(models.model_dir.name, backend)
 
     @app.get("/", response_class=HTMLResponse)
     def page():
-        text = template
-        for key, value in page_values.items():
-            text = text.replace(key, html.escape(value))
-        return text
+        return page_html
 
     @app.get("/health")
     def health():
