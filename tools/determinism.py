@@ -10,6 +10,9 @@ three times with ``CURRICULUM_PROFILE=smoke`` (nbclient):
 2. in another fresh kernel with another empty runs folder, so nothing of run 1 can leak in;
 3. in run 2's kernel again ("Run all" twice), see :func:`run_twice_in_one_kernel`.
 
+CI passes ``--first-runs runs/make-test``: ``make test`` has just run every notebook once in a
+fresh kernel (with the same fixed thread count), so those runs serve as run 1.
+
 Runs 1 and 2 must give the same metrics.json values, exactly (no tolerance); run 3 must give
 run 2's values too, with no History grown and no extra output file. The notebooks run in path
 order, so the DCGAN final project finds week 4's checkpoint as it does in ``make test``.
@@ -227,6 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     parser.add_argument("--resume-limit", type=float, default=1.0,
                         help="time limit (s) of the interrupted run of each notebook in RESUMED")
+    parser.add_argument("--first-runs", type=Path, default=None,
+                        help="a runs folder where every notebook already ran once in a fresh kernel "
+                             "with the same threads (e.g. runs/make-test after `make test` with "
+                             "OMP_NUM_THREADS fixed): used as run 1 instead of running them again (CI)")
     args = parser.parse_args(argv)
     notebooks = [p.resolve() for p in args.notebooks] or training_notebooks()
     start = time.perf_counter()
@@ -235,7 +242,16 @@ def main(argv: list[str] | None = None) -> int:
     resumed: dict[Path, tuple[list[str], int | None]] = {}
     with tempfile.TemporaryDirectory(prefix="determinism-") as tmp:
         first, second = Path(tmp) / "run1", Path(tmp) / "run2"
-        for nb in notebooks:  # run 1: a fresh kernel per notebook
+        if args.first_runs is not None:
+            first = args.first_runs.resolve()
+            missing = [str(nb.relative_to(ROOT)) for nb in notebooks
+                       if not (first / nb.relative_to(ROOT / "notebooks").with_suffix("") / "metrics.json").is_file()]
+            if missing:
+                print(f"--first-runs {first}: no metrics.json for {', '.join(missing)}. Fix: run `make test` "
+                      f"(it writes runs/make-test) first, or leave --first-runs out.", file=sys.stderr)
+                return 2
+            print(f"run 1: the runs in {first} (fresh kernels, {args.threads} thread(s) assumed)", flush=True)
+        for nb in notebooks if args.first_runs is None else []:  # run 1: a fresh kernel per notebook
             try:
                 seconds = execute(nb, first, args.threads, args.timeout)
             except Exception as exc:  # noqa: BLE001 - report it, check the others
