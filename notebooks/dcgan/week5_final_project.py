@@ -58,6 +58,7 @@ except ImportError as exc:
 # %%
 import copy
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -145,7 +146,12 @@ if cfg.fid == "inception":
         fid = inception_fid(real_images, fake_images, device=device)
         fid_random = inception_fid(real_images, random_images, device=device)
     except Exception as exc:  # no weights and no internet, or torch-fidelity missing
-        print(f"Inception FID unavailable ({type(exc).__name__}: {str(exc)[:120]}); using the offline stand-in.")
+        weights = Path(torch.hub.get_dir()) / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
+        print(f"Inception FID is not available here ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}). "
+              f"It needs the Inception-v3 weights (about 100 MB, downloaded once from the torch-fidelity "
+              f"releases on GitHub to {weights}). Instead: the Fréchet distance on the features of a small "
+              f"classifier trained here on {cfg.dataset}; it says whether training helped, and is NOT "
+              f"comparable with published FIDs.")
         fid_kind = "classifier"
 if fid_kind == "classifier":
     judge = SmallClassifier(nc=cfg.channels, n_classes=10, image_size=cfg.image_size)

