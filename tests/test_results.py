@@ -115,6 +115,7 @@ def test_run_records_wall_time_and_the_failed_check(tmp_path, monkeypatch):
     assert record["passed"] is False
     assert record["error"].startswith("CheckFailed: two plus two: 2 is below the required 3")
     assert record["wall_s"] > 0 and record["profile"] == "smoke" and "cores" in record["hardware"]
+    assert record["kernel_cpu_s"] > 0  # the kernel's CPU time: comparable across loaded machines
     saved = json.loads((tmp_path / "runs" / "demo" / "failing" / "execution.json").read_text())
     assert saved["error"] == record["error"]
     executed = nbformat.read(record["executed_notebook"], as_version=4)

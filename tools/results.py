@@ -211,8 +211,12 @@ def _wall(execution: dict) -> str:
     if "wall_s" not in execution:
         return "-"
     minutes = execution["wall_s"] / 60
-    load = execution.get("load_average")
-    return f"{minutes:.1f} min" + (f" (load {load:.1f})" if isinstance(load, (int, float)) else "")
+    notes = []
+    if isinstance(execution.get("load_average"), (int, float)):
+        notes.append(f"load {execution['load_average']:.1f}")
+    if isinstance(execution.get("kernel_cpu_s"), (int, float)):
+        notes.append(f"CPU {execution['kernel_cpu_s'] / 60:.1f} min")
+    return f"{minutes:.1f} min" + (f" ({', '.join(notes)})" if notes else "")
 
 
 def _checks(metrics: dict, execution: dict) -> str:
@@ -231,7 +235,7 @@ def _order(key: tuple[str, str, str]) -> tuple:
 
 def table(runs: dict[tuple[str, str, str], dict]) -> str:
     """The Markdown table of every run, one row per (profile, notebook)."""
-    lines = ["| notebook | profile | data | headline (this run) | the paper | wall time (load avg) | checks "
+    lines = ["| notebook | profile | data | headline (this run) | the paper | wall time (load avg, CPU time) | checks "
              "| hardware | date |",
              "|---|---|---|---|---|---|---|---|---|"]
     for key in sorted(runs, key=_order):
@@ -308,6 +312,16 @@ class _LoadSampler(threading.Thread):
         return round(sum(self.samples) / len(self.samples), 2) if self.samples else None
 
 
+def _children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's finished children (the notebook kernels)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _cell_seconds(cell) -> float | None:
     timing = cell.get("metadata", {}).get("execution", {})
     start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
@@ -335,6 +349,7 @@ def execute(notebook: Path, *, runs_dir: Path, timeout: int = 3600) -> dict:
     sampler = _LoadSampler()
     sampler.start()
     started = datetime.now(timezone.utc)
+    cpu_before = _children_cpu_seconds()
     start, error = time.perf_counter(), None
     try:
         client.execute()
@@ -344,12 +359,14 @@ def execute(notebook: Path, *, runs_dir: Path, timeout: int = 3600) -> dict:
         error = f"{type(exc).__name__}: {exc}"
     wall = time.perf_counter() - start
     load = sampler.stop()
+    cpu = _children_cpu_seconds() - cpu_before  # the kernel's CPU time, once it has exited
     slowest = sorted(((s, i) for i, c in enumerate(nb.cells) if c.cell_type == "code"
                       and (s := _cell_seconds(c)) is not None), reverse=True)[:3]
     record = {
         "track": track, "notebook": name, "profile": profile, "passed": error is None,
         "error": error.strip().splitlines()[0][:500] if error else None,
-        "wall_s": round(wall, 1), "load_average": load, "hardware": hardware_text(),
+        "wall_s": round(wall, 1), "load_average": load, "kernel_cpu_s": round(cpu, 1) if cpu > 0 else None,
+        "hardware": hardware_text(),
         "cpu_count": os.cpu_count(), "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "data_dir": os.environ.get("CURRICULUM_DATA_DIR") or "data/",
