@@ -117,11 +117,14 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
         "full": {"model": "t5-small", "n_train": 50000, "n_eval": 2000, "epochs": 1,
                  "batch_size": 16, "lr": 3e-4, "min_rouge_l": 0.2, "own_corpus_steps": 2000},
     },
-    # Transformer week 3, first model: a toy copy/reverse task that converges in seconds.
+    # Transformer week 3, first model: a toy copy/reverse task that converges in seconds. With
+    # label smoothing 0.1 every seed we tried reached >= 99 % exact match from step 300 to 600;
+    # without it the loss nears 0 and training spikes (one run fell to 63 % at step 600).
     "toy_seq2seq": {
         "common": {"seed": 0, "vocab_size": 13, "seq_len": 10, "d_model": 64, "n_heads": 4,
                    "d_ff": 128, "n_layers": 2, "dropout": 0.0, "batch_size": 64,
-                   "warmup_steps": 50, "lr_factor": 0.5, "min_accuracy": 0.95},
+                   "warmup_steps": 50, "lr_factor": 0.5, "min_accuracy": 0.95,
+                   "label_smoothing": 0.1},
         "smoke": {"train_steps": 400},
         "local": {"train_steps": 600},
         "full": {"train_steps": 600},
