@@ -27,8 +27,8 @@
 # - detect mode collapse and know what to change when it happens;
 # - checkpoint a run and pick it up again.
 #
-# **Time:** about 3 hours (smoke profile: under a minute; `local`: about 15 minutes on a CPU;
-# `full`: about 20 minutes on one GPU).
+# **Time:** about 3 hours (smoke profile: under a minute; `local`: about 5 to 7 minutes on 2 CPU
+# cores; `full`: about 20 minutes on one GPU).
 #
 # **Videos / readings (from the course plan):**
 # - [Building a GAN from scratch](https://youtu.be/_pIMdDWK5sc) ·
