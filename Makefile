@@ -5,11 +5,11 @@ BIN     = $(VENV)/bin
 PY      = $(BIN)/python
 NOTEBOOK_TIMEOUT ?= 300
 
-.PHONY: help setup test lint unit notebooks check-sync sync student lab new clean bench determinism demo
+.PHONY: help setup test lint unit notebooks profiles check-sync sync student lab new clean bench determinism demo colab
 
 help:
 	@echo "make setup   create $(VENV) and install requirements, test tools and helpers (editable)"
-	@echo "make test    lint, unit tests, then every notebook (smoke profile, nbval), then the pairing check"
+	@echo "make test    lint, unit tests, then every notebook (smoke profile, nbval), the profile switch, the pairing check"
 	@echo "make lint    ruff: lint and import order of helpers, tests, tools and the notebooks' .py sources"
 	@echo "make lab     open JupyterLab in $(VENV)"
 	@echo "make sync    rewrite every notebook pair (.py <-> .ipynb), badges and setup cells, and exercises/"
@@ -18,6 +18,7 @@ help:
 	@echo "make clean   remove caches and runs/ (keeps $(VENV) and data/)"
 	@echo "make bench   time naive vs optimized training steps and the data pipeline (table + runs/bench/*.json)"
 	@echo "make determinism   run every training notebook 3x (smoke), compare metrics.json exactly (not in make test)"
+	@echo "make colab   the Colab-like lane: a fresh Colab-like venv, the generated setup cell, notebooks (not in make test)"
 	@echo "make results docs/RESULTS.md from runs/**/metrics.json (RUNS=runs/local to pick a folder); run notebooks"
 	@echo "             and record wall time + checks with: python tools/results.py run notebooks/<track>/<nb>.ipynb"
 	@echo "make demo    serve the translator + DCGAN demo on http://127.0.0.1:8000 (builds smoke models in runs/deploy if missing)"
@@ -26,7 +27,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 setup: $(PY)
-	$(PY) -m pip install -q --progress-bar off -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --progress-bar off -r requirements.txt -r requirements-deploy.txt \
+		-r requirements-offline.txt -r requirements-dev.txt
 	$(PY) -m pip install -q --progress-bar off --no-deps -e .
 	@$(PY) -c "import helpers, torch; print('helpers', helpers.__version__, '| torch', torch.__version__, '| CUDA', torch.cuda.is_available())"
 
@@ -34,7 +36,7 @@ setup: $(PY)
 $(BIN)/pytest:
 	@echo "No test environment in $(VENV). Run 'make setup' first." >&2; exit 1
 
-test: lint unit notebooks check-sync
+test: lint unit notebooks profiles check-sync
 
 lint: $(BIN)/pytest
 	$(BIN)/ruff check .
@@ -50,11 +52,17 @@ notebooks: $(BIN)/pytest
 	CURRICULUM_PROFILE=smoke CURRICULUM_REQUIRE_SOLUTIONS=1 CURRICULUM_RUNS_DIR=$(CURDIR)/$(TEST_RUNS) $(BIN)/pytest --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=$(NOTEBOOK_TIMEOUT) -p no:cacheprovider notebooks
 
+# After the notebooks, on their smoke runs: the checkpoint notebooks again in a miniature `local`
+# profile, which must neither load nor touch a smoke checkpoint (tests/test_profile_switch.py).
+profiles: $(BIN)/pytest
+	CURRICULUM_SWITCH_RUNS=$(CURDIR)/$(TEST_RUNS) $(BIN)/pytest -p no:cacheprovider tests/test_profile_switch.py
+
 check-sync: $(BIN)/pytest
 	$(PY) tools/nbtools.py check
 
+# A fork: make sync REPO=owner/name REF=<tag or commit> re-points every badge, link and setup cell.
 sync: $(BIN)/pytest
-	$(PY) tools/nbtools.py sync
+	$(PY) tools/nbtools.py sync $(if $(REPO),--repo $(REPO)) $(if $(REF),--ref $(REF))
 
 student: $(BIN)/pytest
 	$(PY) tools/nbtools.py student
@@ -80,6 +88,12 @@ determinism: $(BIN)/pytest
 .PHONY: results
 results: $(BIN)/pytest
 	$(PY) tools/results.py table $(if $(RUNS),--runs $(RUNS))
+
+# Not part of `make test`: a fresh virtual environment pre-populated like Colab (ipywidgets 7.7,
+# a stand-in google.colab), the generated setup cell installing from a snapshot of this checkout,
+# then notebooks in it (tools/colab_lane.py; CI runs it after make test).
+colab: $(BIN)/pytest
+	$(PY) tools/colab_lane.py
 
 # The week 4f demo: builds runs/deploy (the notebooks' checkpoints, else smoke models) if it is
 # incomplete, then serves it with FastAPI on loopback. PORT=8000 by default.

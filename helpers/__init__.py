@@ -3,9 +3,9 @@
 The paper layer, what the notebooks teach (each module cites the paper's sections):
 
 - `helpers.transformer`  the Transformer in one file: attention, layers, schedule, decoding (Transformer weeks 2-3)
-- `helpers.translation`  subwords, token-count batches, the §5 training loop, BLEU (Transformer week 3)
+- `helpers.translation`  subwords, token-count batches, the §5 training loop, checkpoint averaging, BLEU (Transformer week 3)
 - `helpers.dcgan`        DCGAN in one file: G, D, init, the §3 guidelines, the §4 training loop (DCGAN weeks 3-4)
-- `helpers.gan_metrics`  FID, diversity diagnostics, the §5.1 linear probe (DCGAN week 4, final project)
+- `helpers.gan_metrics`  FID, label-free features, diversity diagnostics, the §5.1 linear probe (DCGAN week 4, final project)
 
 Course support in `helpers.course` (config, env, data, checks, exercises, plots, training
 records, the resumable run) and operations in `helpers.ops` (export, serve, bench,

@@ -65,8 +65,9 @@ class Discriminator(nn.Module):
     """image -> one real/fake *logit* per image (§3; week 3).
 
     Strided 4x4 convolutions halve the size down to 4x4, then a 4x4 convolution gives the
-    logit. No BatchNorm on the input layer, LeakyReLU(0.2) everywhere, no sigmoid: the loss
-    is ``BCEWithLogitsLoss``, which is numerically safer than sigmoid + BCE.
+    logit. No BatchNorm on the input layer, LeakyReLU(0.2) everywhere. The paper's D ends in
+    "a single sigmoid output" (§3); we leave the sigmoid to the loss, ``BCEWithLogitsLoss``:
+    the same model, computed in a numerically safer way (our choice, not the paper's).
     """
 
     def __init__(self, nc: int = 3, ndf: int = 64, image_size: int = 64):
@@ -102,8 +103,9 @@ class Discriminator(nn.Module):
 
 def weights_init(module: nn.Module) -> None:
     """§4: "All weights were initialized from a zero-centered Normal distribution with standard
-    deviation 0.02"; BatchNorm scales start at N(1, 0.02), shifts at 0 (week 3).
-    Use as ``net.apply(weights_init)``."""
+    deviation 0.02" (week 3). BatchNorm scales start at N(1, 0.02) and shifts at 0: the choice
+    of PyTorch's DCGAN example (pytorch/examples, dcgan/main.py); the paper says nothing about
+    BatchNorm's parameters. Use as ``net.apply(weights_init)``."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
@@ -290,8 +292,10 @@ def train_dcgan(G, D, loader, cfg, *, device, fixed_noise=None, history=None, wr
 
 # --------------------------------------------------------------------------- latent space
 def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int, spherical: bool = True):
-    """Points between two latent vectors (§6.1, "walking in the latent space"). Spherical
-    interpolation keeps the norm typical of Gaussian samples."""
+    """Points between two latent vectors (§6.1, "walking in the latent space"; week 4).
+    Spherical interpolation (slerp; White, 2016, "Sampling Generative Networks", not the
+    DCGAN paper) keeps the norm typical of Gaussian samples; ``spherical=False`` walks the
+    straight line."""
     t = torch.linspace(0, 1, steps)[:, None]
     if not spherical:
         return (1 - t) * z0 + t * z1
@@ -299,6 +303,18 @@ def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int, spherical: bool 
     omega = torch.acos((a * b).sum().clamp(-1 + 1e-7, 1 - 1e-7))
     so = torch.sin(omega)
     return (torch.sin((1 - t) * omega) / so) * z0 + (torch.sin(t * omega) / so) * z1
+
+
+def vector_arithmetic(z_a: torch.Tensor, z_b: torch.Tensor, z_c: torch.Tensor, *,
+                      noise: float = 0.25, samples: int = 8, generator: torch.Generator | None = None):
+    """§6.3.2 and Figure 7: ``Y = mean(z_a) - mean(z_b) + mean(z_c)`` (each ``[k, nz]``, the
+    paper averages k = 3 exemplars per concept: single vectors "were unstable"), then ``Y``
+    and ``samples`` more points ``Y + U(-noise, noise)`` ("uniform noise sampled with scale
+    +-0.25 was added to Y to produce the 8 other samples"). Returns ``[1 + samples, nz]``."""
+    means = [z.reshape(-1, z.shape[-1]).float().mean(0) for z in (z_a, z_b, z_c)]
+    y = means[0] - means[1] + means[2]
+    jitter = (torch.rand(samples, y.numel(), generator=generator) * 2 - 1) * noise
+    return torch.cat([y[None], y[None] + jitter.to(y.device)])
 
 
 def discriminator_features(D: Discriminator, images: torch.Tensor, batch_size: int = 256):

@@ -2,7 +2,8 @@
 
 - :class:`SmallClassifier` + :func:`train_classifier`: a CNN written in week 0; later it
   labels generated digits (mode coverage) and gives features for the *offline* FID stand-in.
-- :func:`frechet_distance`: the FID formula on any features.
+- :func:`frechet_distance`: the FID formula on any features; :func:`pixel_features` gives
+  label-free ones (small thumbnails) for data sets without labels.
 - :func:`inception_fid`: the real FID (Inception-v3 features via ``torchmetrics``; needs the
   Inception weights, downloaded once).
 - :func:`diversity_report`: mode-collapse diagnostics, each with what to change when it fires.
@@ -76,6 +77,13 @@ def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
     s_a, s_b = np.cov(a, rowvar=False) + ridge, np.cov(b, rowvar=False) + ridge
     covmean = linalg.sqrtm(s_a @ s_b).real
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * covmean))
+
+
+def pixel_features(images: torch.Tensor, size: int = 8) -> torch.Tensor:
+    """Label-free features for :func:`frechet_distance`: each image average-pooled to a
+    ``size`` x ``size`` thumbnail and flattened (week 4, for image folders without labels). It
+    compares coarse layout, brightness and colour only; not comparable with any FID."""
+    return F.adaptive_avg_pool2d(images.float(), size).flatten(1)
 
 
 def inception_fid(real: torch.Tensor, fake: torch.Tensor, *, device="cpu", batch_size: int = 200) -> float:

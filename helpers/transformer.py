@@ -80,10 +80,18 @@ class MultiHeadAttention(nn.Module):
         b, _, n, _ = x.shape
         return x.transpose(1, 2).reshape(b, n, self.n_heads * self.d_k)
 
-    def forward(self, query, key, value, mask=None):
+    def keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x W^K, x W^V)`` split into heads: what the decoding cache keeps (week 3)."""
+        return self.split_heads(self.w_k(x)), self.split_heads(self.w_v(x))
+
+    def forward(self, query, key, value, mask=None, kv=None):
+        """``kv=(k, v)``: keys and values already projected (the decoding cache); ``key`` and
+        ``value`` are then not used."""
         q = self.split_heads(self.w_q(query))
-        k = self.split_heads(self.w_k(key))
-        v = self.split_heads(self.w_v(value))
+        if kv is None:
+            k, v = self.split_heads(self.w_k(key)), self.split_heads(self.w_v(value))
+        else:
+            k, v = kv
         p = self.dropout if self.training else 0.0
         if self.fast and not self.keep_attention:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
@@ -140,12 +148,14 @@ class Embeddings(nn.Module):
         self.max_len = max_len
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, tokens):
-        n = tokens.size(1)
+    def forward(self, tokens, start: int = 0):
+        """``start``: the position of the first token (incremental decoding feeds one token at
+        a time)."""
+        n = start + tokens.size(1)
         if n > self.max_len:
             raise ValueError(f"sequence of {n} tokens exceeds max_len={self.max_len}; raise "
                              f"max_len in the config or truncate the inputs")
-        pos = self.learned.weight[:n] if self.learned is not None else self.pe[:n]
+        pos = (self.learned.weight if self.learned is not None else self.pe)[start:n]
         return self.dropout(self.tokens(tokens) * math.sqrt(self.d_model) + pos)
 
 
@@ -195,6 +205,23 @@ class DecoderLayer(nn.Module):
         x = self.sub2(x, lambda y: self.cross_attn(y, memory, memory, src_mask))
         return self.sub3(x, self.ffn)
 
+    def step(self, x, cache: dict, src_mask):
+        """Incremental decoding (week 3): ``x [batch, 1, d_model]`` is the newest position only.
+        Its self-attention keys and values are appended to ``cache["self"]``; those of earlier
+        positions are reused, since with the causal mask nothing later can change them. The
+        encoder-decoder attention reads ``cache["cross"]``, computed once from the memory."""
+        def self_attention(y):
+            k, v = self.self_attn.keys_values(y)
+            if cache["self"] is not None:
+                k = torch.cat([cache["self"][0], k], dim=2)
+                v = torch.cat([cache["self"][1], v], dim=2)
+            cache["self"] = (k, v)
+            return self.self_attn(y, None, None, kv=(k, v))  # every cached position is in the past
+
+        x = self.sub1(x, self_attention)
+        x = self.sub2(x, lambda y: self.cross_attn(y, None, None, src_mask, kv=cache["cross"]))
+        return self.sub3(x, self.ffn)
+
 
 # --------------------------------------------------------------------------- the model
 class Transformer(nn.Module):
@@ -242,6 +269,20 @@ class Transformer(nn.Module):
         for layer in self.decoder:
             x = layer(x, memory, src_mask, tgt_mask)
         return x
+
+    def init_cache(self, memory) -> list[dict]:
+        """The key/value cache for incremental decoding, one dict per decoder layer (week 3):
+        ``"self"`` (empty until the first step) and ``"cross"``, the encoder-decoder
+        attention's keys and values, the same at every step, so computed once here."""
+        return [{"self": None, "cross": layer.cross_attn.keys_values(memory)} for layer in self.decoder]
+
+    def decode_step(self, token, position: int, cache: list[dict], src_mask):
+        """Logits ``[batch, vocab]`` for the token after ``token [batch]``, which sits at
+        ``position``; the decoder runs on this one position and updates ``cache`` (week 3)."""
+        x = self.tgt_embed(token[:, None], start=position)
+        for layer, layer_cache in zip(self.decoder, cache):
+            x = layer.step(x, layer_cache, src_mask)
+        return self.generator(x[:, -1])
 
     def masks(self, src, tgt):
         src_mask = padding_mask(src, self.pad_id)
@@ -334,21 +375,40 @@ def smoothed_loss_floor(smoothing: float, vocab_size: int) -> float:
 
 
 # --------------------------------------------------------------------------- decoding (§6.1)
+def reorder_cache(cache: list[dict], index: torch.Tensor) -> None:
+    """Beam search: keep the cached rows of the beams that were extended (``index`` into the
+    batch). The ``"cross"`` entries stay: all beams of a sentence read the same source."""
+    for layer_cache in cache:
+        k, v = layer_cache["self"]
+        layer_cache["self"] = (k.index_select(0, index), v.index_select(0, index))
+
+
+def next_token_logits(model: Transformer, tokens, memory, src_mask, cache=None):
+    """Logits ``[batch, vocab]`` for the token after ``tokens [batch, length]``: with a
+    ``cache`` (:meth:`Transformer.init_cache`) the decoder runs on the newest token only,
+    without one it runs on the whole prefix again (week 3; the same numbers either way)."""
+    if cache is not None:
+        return model.decode_step(tokens[:, -1], tokens.size(1) - 1, cache, src_mask)
+    tgt_mask = causal_mask(tokens.size(1), tokens.device)
+    return model.generator(model.decode(tokens, memory, src_mask, tgt_mask)[:, -1])
+
+
 @torch.no_grad()
-def greedy_decode(model: Transformer, src, bos_id: int, eos_id: int, max_extra: int = 50):
+def greedy_decode(model: Transformer, src, bos_id: int, eos_id: int, max_extra: int = 50,
+                  use_cache: bool = True):
     """Pick the most likely token at each step until every sentence has emitted EOS or
     ``src_len + max_extra`` tokens (§6.1's maximum output length; week 3).
-    Returns ``[batch, length]`` token ids after BOS (padded with ``pad_id`` after EOS)."""
+    Returns ``[batch, length]`` token ids after BOS (padded with ``pad_id`` after EOS).
+    ``use_cache=False`` recomputes the whole prefix at every step (same output, slower)."""
     model.eval()
     src_mask = padding_mask(src, model.pad_id)
     memory = model.encode(src, src_mask)
+    cache = model.init_cache(memory) if use_cache else None
     out = torch.full((src.size(0), 1), bos_id, dtype=torch.long, device=src.device)
     done = torch.zeros(src.size(0), dtype=torch.bool, device=src.device)
     limit = min(src.size(1) + max_extra, model.tgt_embed.max_len - 1)
     for _ in range(limit):
-        tgt_mask = causal_mask(out.size(1), src.device)
-        logits = model.generator(model.decode(out, memory, src_mask, tgt_mask)[:, -1])
-        nxt = logits.argmax(-1)
+        nxt = next_token_logits(model, out, memory, src_mask, cache).argmax(-1)
         nxt = torch.where(done, torch.full_like(nxt, model.pad_id), nxt)
         out = torch.cat([out, nxt[:, None]], dim=1)
         done |= nxt == eos_id
@@ -364,11 +424,12 @@ def length_penalty(length: int, alpha: float) -> float:
 
 @torch.no_grad()
 def beam_search(model: Transformer, src, bos_id: int, eos_id: int, beam_size: int = 4,
-                alpha: float = 0.6, max_extra: int = 50):
+                alpha: float = 0.6, max_extra: int = 50, use_cache: bool = True):
     """Beam search with beam size 4 and length penalty alpha=0.6 (§6.1; week 3).
 
     All sentences and beams run as one batch. A sentence stops when it has ``beam_size``
     finished hypotheses. Returns a list of token-id lists (without BOS/EOS), one per sentence.
+    With the cache, the rows of the surviving beams are kept at every step (:func:`reorder_cache`).
     """
     model.eval()
     batch, k = src.size(0), beam_size
@@ -376,15 +437,15 @@ def beam_search(model: Transformer, src, bos_id: int, eos_id: int, beam_size: in
     memory = model.encode(src, src_mask)
     memory = memory.repeat_interleave(k, dim=0)
     src_mask = src_mask.repeat_interleave(k, dim=0)
+    cache = model.init_cache(memory) if use_cache else None
     tokens = torch.full((batch * k, 1), bos_id, dtype=torch.long, device=src.device)
     scores = torch.zeros(batch, k, device=src.device)
     scores[:, 1:] = float("-inf")  # all beams start identical: keep one alive at first
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(batch)]
-    active = torch.ones(batch, dtype=torch.bool)
+    active = [True] * batch
     limit = min(src.size(1) + max_extra, model.tgt_embed.max_len - 1)
     for _ in range(limit):
-        tgt_mask = causal_mask(tokens.size(1), src.device)
-        logits = model.generator(model.decode(tokens, memory, src_mask, tgt_mask)[:, -1])
+        logits = next_token_logits(model, tokens, memory, src_mask, cache)
         vocab = logits.size(-1)
         cand = (scores.view(-1, 1) + logits.float().log_softmax(-1)).view(batch, k * vocab)
         top_scores, top_idx = cand.topk(2 * k, dim=-1)
@@ -412,10 +473,12 @@ def beam_search(model: Transformer, src, bos_id: int, eos_id: int, beam_size: in
                 new_src.append(b * k + beam)
                 new_tok.append(tok)
                 new_scores.append(s)
-        if not bool(active.any()):
+        if not any(active):
             break
         index = torch.tensor(new_src, device=src.device)
-        tokens = torch.cat([tokens[index], torch.tensor(new_tok, device=src.device)[:, None]], 1)
+        tokens = torch.cat([tokens.index_select(0, index), torch.tensor(new_tok, device=src.device)[:, None]], 1)
+        if cache is not None:
+            reorder_cache(cache, index)
         scores = torch.tensor(new_scores, device=src.device).view(batch, k)
     results = []
     for b in range(batch):

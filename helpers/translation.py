@@ -3,7 +3,8 @@ loop, decoding and BLEU (Transformer track, week 3; reused in week 4).
 
     data = prepare_translation(pairs_by_split, vocab_size=8000)
     model = Transformer(data.tokenizer.vocab_size, d_model=..., pad_id=PAD)
-    history = train_translation(model, data, cfg, device=device)
+    history = train_translation(model, data, cfg, device=device, checkpoint_path=path, keep_last=5)
+    model.load_state_dict(average_checkpoints(snapshot_paths(path)[-5:]))  # §6.1
     hyps = translate(model, data.tokenizer, sources, device=device, beam_size=4)
     bleu = corpus_bleu(hyps, references)
 """
@@ -223,14 +224,15 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
                       history: History | None = None, log_every: int = 25,
                       time_limit_s: float | None = None, amp: env.AmpSettings | None = None,
                       checkpoint_path=None, checkpoint_every: int = 0, keep_last: int = 0,
-                      stop_after: int | None = None) -> History:
+                      stop_after: int | None = None, writer=None) -> History:
     """The training procedure of §5 (week 3): ``cfg.train_steps`` steps on token-count batches
     (§5.1), Adam(0.9, 0.98, 1e-9) with the warmup schedule of Eq. 3 (or ``cfg.schedule``, §5.3),
     label smoothing (§5.4), clipping when ``cfg.clip_norm`` > 0, mixed precision per ``amp``.
     Logs training loss, gradient norm, learning rate and every ``cfg.eval_every`` steps the
-    validation loss. ``checkpoint_path``: resumable (:class:`helpers.course.run.ResumableRun`),
-    ``keep_last`` weight snapshots for checkpoint averaging (§6.1). Under ``torchrun`` each
-    process trains on its share of every batch (:mod:`helpers.ops.distributed`).
+    validation loss (also to TensorBoard with a ``SummaryWriter`` as ``writer``).
+    ``checkpoint_path``: resumable (:class:`helpers.course.run.ResumableRun`), ``keep_last``
+    weight snapshots for :func:`average_checkpoints` (§6.1). Under ``torchrun`` each process
+    trains on its share of every batch (:mod:`helpers.ops.distributed`).
     """
     ctx = distributed.setup(device)  # a no-op without torchrun
     device = ctx.device
@@ -265,17 +267,57 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
         scaler.update()
         scheduler.step()
         if step % log_every == 0 or step == 1:
-            run.log(step, train_loss=loss, grad_norm=float(grad_norm), lr=scheduler.get_last_lr()[0])
+            _log(run, writer, step, train_loss=loss, grad_norm=float(grad_norm), lr=scheduler.get_last_lr()[0])
         if step % cfg.eval_every == 0 or step == cfg.train_steps:
-            run.log(step, val_loss=evaluate_loss(model, val_batches, device))
+            _log(run, writer, step, val_loss=evaluate_loss(model, val_batches, device))
     return run.history
+
+
+def _log(run: ResumableRun, writer, step: int, **values) -> None:
+    """Into the run's history and, on the main process, to TensorBoard (``translation/<name>``)."""
+    run.log(step, **values)
+    if writer is not None and run.dist.is_main:
+        for name in values:
+            writer.add_scalar(f"translation/{name}", run.history[name][-1], step)
+
+
+def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, torch.Tensor]:
+    """§6.1: "For the base models, we used a single model obtained by averaging the last 5
+    checkpoints, which were written at 10-minute intervals" (week 3).
+
+    ``paths``: weight snapshots (``train_translation(..., keep_last=5)`` keeps them, listed by
+    :func:`helpers.course.run.snapshot_paths`) or full checkpoints. Returns the element-wise
+    mean of their weights, for ``model.load_state_dict``; integer buffers come from the last.
+    """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ValueError("no checkpoints to average. Fix: train with checkpoint_path= and "
+                         "keep_last=5, then pass snapshot_paths(checkpoint_path)[-5:].")
+    total: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
+    for path in paths:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state["model"] if isinstance(state.get("model"), Mapping) else state
+        if dtypes and set(state) != set(dtypes):
+            raise ValueError(f"{path} holds other weights than {paths[0]} (another model). "
+                             f"Fix: average checkpoints of one run only.")
+        for name, tensor in state.items():
+            if name in total and tensor.shape != total[name].shape:
+                raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)}, {paths[0]} "
+                                 f"{tuple(total[name].shape)}. Fix: average checkpoints of one run only.")
+            dtypes[name] = tensor.dtype
+            floating = tensor.is_floating_point()
+            total[name] = (total.get(name, 0) + tensor.double()) if floating else tensor.clone()
+    return {name: (t / len(paths)).to(dtypes[name]) if dtypes[name].is_floating_point else t
+            for name, t in total.items()}
 
 
 # --------------------------------------------------------------------------- inference
 def translate(model: Transformer, tokenizer: SubwordTokenizer, sentences: Sequence[str], *,
               device, beam_size: int = 4, alpha: float = 0.6, batch_size: int = 64,
-              max_len: int = 256) -> list[str]:
-    """Translate sentences with beam search (``beam_size > 1``, §6.1) or greedily (1)."""
+              max_len: int = 256, use_cache: bool = True) -> list[str]:
+    """Translate sentences with beam search (``beam_size > 1``, §6.1) or greedily (1).
+    ``use_cache=False`` decodes without the key/value cache (same output, slower)."""
     model.to(device).eval()
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
     out: list[str] = [""] * len(sentences)
@@ -284,9 +326,9 @@ def translate(model: Transformer, tokenizer: SubwordTokenizer, sentences: Sequen
         encoded = [(tokenizer.encode(sentences[i])[: max_len - 1] + [EOS], [BOS, EOS]) for i in idx]
         src = collate(encoded)[0].to(device)
         if beam_size > 1:
-            ids = beam_search(model, src, BOS, EOS, beam_size, alpha)
+            ids = beam_search(model, src, BOS, EOS, beam_size, alpha, use_cache=use_cache)
         else:
-            ids = greedy_decode(model, src, BOS, EOS).tolist()
+            ids = greedy_decode(model, src, BOS, EOS, use_cache=use_cache).tolist()
         for i, seq in zip(idx, ids):
             out[i] = tokenizer.decode(seq)
     return out

@@ -20,6 +20,20 @@
 # **"Attention Is All You Need"** (Vaswani et al., 2017) and **DCGAN**, "Unsupervised
 # Representation Learning with Deep Convolutional GANs" (Radford et al., 2015).
 #
+# **Do this first**
+#
+# 1. **Run this notebook** (on Colab: *Runtime → Change runtime type → T4 GPU* first). It
+#    checks your environment and shows how every notebook works.
+# 2. **Pick a track**: the Transformer (`notebooks/transformer/`) or DCGAN
+#    (`notebooks/dcgan/`), each from its week 0. They are independent; do both in either order.
+# 3. **Pick a run profile** (section 2): `local` on a laptop, `full` on a GPU, `smoke` for a
+#    one-minute check. Without a choice you get `full` with a GPU, `local` without.
+# 4. **Use the exercise versions**: four notebooks (Transformer weeks 2–3, DCGAN weeks 3–4) have
+#    a copy in `exercises/` with blanks to fill (the badge row at the top of each links it).
+#    Do those, then read the solution notebook.
+# 5. **Studying in a group?** `docs/SYLLABUS.md` has the week-by-week plan, times and discussion
+#    questions.
+#
 # **Learning goals.** After this notebook you can
 # - say what each week of both tracks builds, and where its code ends up;
 # - run any notebook on Colab (free GPU) or on your laptop (CPU), and pick a run profile;
@@ -31,12 +45,13 @@
 # **Videos / readings (from the course plan):**
 # - Papers: [Attention Is All You Need](https://arxiv.org/abs/1706.03762) ·
 #   [DCGAN](https://arxiv.org/abs/1511.06434)
-# - [PyTorch tutorial for beginners](https://www.youtube.com/watch?v=FHdlXe1bSe4)
-# - [Getting started with Hugging Face](https://youtu.be/QEaBAZQCtwE)
-# - [Google Colab + PyTorch setup](https://www.youtube.com/watch?v=Z_ikDlimN6A)
+# - [The StatQuest introduction to PyTorch](https://www.youtube.com/watch?v=FHdlXe1bSe4)
+# - [Getting started with Hugging Face in 15 minutes](https://youtu.be/QEaBAZQCtwE) (AssemblyAI)
+# - [Learn PyTorch for deep learning in a day](https://www.youtube.com/watch?v=Z_ikDlimN6A) (Daniel Bourke;
+#   a full-day course, worked in Google Colab: dip in where you need it)
 
 # %% [markdown]
-# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/paper-curriculum/attention-dcgan/blob/main/notebooks/00_start_here.ipynb) · [Syllabus and study-group plan](https://github.com/paper-curriculum/attention-dcgan/blob/main/docs/SYLLABUS.md)
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/paper-curriculum/attention-dcgan/blob/v0.1.0/notebooks/00_start_here.ipynb) · [Syllabus and study-group plan](https://github.com/paper-curriculum/attention-dcgan/blob/v0.1.0/docs/SYLLABUS.md)
 
 # %% [markdown]
 # ## 1. The plan
@@ -54,48 +69,104 @@
 # | 4 | Fine-tuning with Hugging Face, custom datasets (summarization, translation), optimization: clipping, LR schedules, checkpoints, mixed precision; BERT/GPT/ViT | Training, sample grids, latent walks, mode-collapse diagnostics; final project with FID and the paper's feature-learning test |
 #
 # The code you write in the open in one week is kept, tested, in the small package
-# [`helpers/`](../helpers) and imported from the next week on. Every function's docstring says
+# [`helpers/`](https://github.com/paper-curriculum/attention-dcgan/tree/v0.1.0/helpers) and imported from the next week on. Every function's docstring says
 # which paper section it implements and which week introduced it.
 
 # %% [markdown]
 # ## 2. Where to run it
 #
 # **Colab (free GPU).** Click the badge at the top of any notebook, then *Runtime → Change
-# runtime type → T4 GPU*. The first code cell installs `helpers` and keeps Colab's torch.
-# Long runs save checkpoints; call `helpers.course.env.mount_drive()` so they land on Google Drive and
-# survive a disconnect.
+# runtime type → T4 GPU*. The first code cell installs `helpers` (the course's pinned release,
+# plus the extras that notebook needs) and changes none of Colab's own packages, torch included;
+# run again, it installs nothing. Tick **`KEEP_ON_DRIVE`** in that cell before long runs:
+# `runs/` (results, checkpoints) and the download cache then live on Google Drive, so after a
+# disconnect you run the notebook again and training continues from the last checkpoint, and
+# later notebooks (the final project, the deploy notebook) find the models earlier ones trained.
+# The same cell works on Kaggle and other hosted Jupyter services.
 #
 # **Your laptop.** In a clone of the repository: `make setup` (creates `.venv` and installs
-# everything), then `make lab`. No GPU needed: the `local` profile is sized for a CPU.
+# everything; without make: `python -m venv .venv` and `.venv/bin/pip install -e ".[deploy,offline,dev]"`),
+# then `make lab` (or `.venv/bin/jupyter lab`). No GPU needed: the `local` profile is sized for a CPU.
 #
 # **Run profiles.** One environment variable, `CURRICULUM_PROFILE`, sets the size of every run:
 #
 # | profile | for | what it runs |
 # |---|---|---|
-# | `smoke` | CI, a quick check | CPU, offline stand-in data, each notebook under a minute |
-# | `local` | a CPU laptop | real data, meaningful results in minutes |
-# | `full` | one GPU (Colab T4 or better) | the paper-faithful run |
+# | `smoke` | CI, a quick check | CPU, offline stand-in data, small models, each notebook under a minute |
+# | `local` | a CPU laptop | real data, small models, results in minutes |
+# | `full` | one GPU (Colab T4 or better) | the papers' model sizes, trained briefly on small data sets |
 #
-# Without the variable you get `full` when a CUDA GPU is present, otherwise `local`. Every
+# `full` is not the papers' experiments: for the Transformer it is the paper's base model
+# trained on Multi30k (29,000 sentence pairs, not WMT's 4.5 million) for a few thousand steps
+# with smaller batches; for DCGAN, 64 × 64 networks built like Figure 1, on far fewer images. Each
+# training notebook ends with a "Paper vs. this run" table that shows what differs.
+#
+# Without the variable you get `full` when a CUDA GPU is present, otherwise `local` (on Colab:
+# `import os; os.environ["CURRICULUM_PROFILE"] = "local"` before the notebook's imports). Every
 # notebook reads its numbers with `profile_config(...)`; they all live in one file,
-# `helpers/config.py`, so you can see all three sizes side by side.
+# [`helpers/course/config.py`](https://github.com/paper-curriculum/attention-dcgan/blob/v0.1.0/helpers/course/config.py), so you can see all three sizes side by side.
+# To change a number, pass it where the notebook builds its config, e.g.
+# `cfg = profile_config("translation", train_steps=3000)`, rather than editing the installed file.
+# Each profile keeps its own checkpoints (`runs/<track>/<notebook>/checkpoints/<profile>/`), so
+# switching profiles never trips over another profile's run.
 
 # %%
 # Setup (generated by `make sync` from pyproject.toml; do not edit by hand.)
-# On Colab this installs the course's `helpers` package from GitHub and keeps Colab's own
-# torch (our requirements are version ranges). Locally, `make setup` has done it already.
+# Where `helpers` is installed (your clone after `make setup`) this only checks it. On Colab,
+# Kaggle or any hosted Jupyter it installs the course package at release REF and keeps
+# the runtime's own torch and every other package it has (pip may add packages, not change them).
+# A fork? Set REPO and REF here, or in your clone run `make sync REPO=owner/name REF=<tag>`
+# (= python tools/nbtools.py sync --repo owner/name --ref <tag>).
+# On Colab, KEEP_ON_DRIVE = True keeps runs/, checkpoints and downloads on Google Drive, so a
+# disconnect loses nothing: run the notebook again and training continues where it stopped.
+KEEP_ON_DRIVE = False  # @param {type:"boolean"}
+REPO = "paper-curriculum/attention-dcgan"  # owner/name on GitHub, or a git URL
+REF = "v0.1.0"  # a tag or commit, never a branch
+import importlib.metadata
+import importlib.util
+import os
+import re
+import subprocess
 import sys
+import tempfile
 
-if "google.colab" in sys.modules:
-    import subprocess
+REPO, REF = os.environ.get("CURRICULUM_REPO", REPO), os.environ.get("CURRICULUM_REF", REF)
+if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
+    if os.path.isdir("../helpers") or os.path.isdir("../../helpers"):  # a clone without its packages
+        raise ImportError("`helpers` is not installed for this kernel. In the repository run `make setup` "
+                          "(or pip install -e '.[deploy,offline]'), then restart the kernel.")
+    url = REPO if "://" in REPO else f"https://github.com/{REPO}"
+    pins = {}  # what the runtime has, pinned: pip may add packages, never change these
+    for dist in importlib.metadata.distributions():
+        name, version = dist.metadata["Name"], dist.version
+        if name and re.fullmatch(r"\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[\w.]+)?", version):
+            pins.setdefault(name.lower(), f"{name}=={version}\n")  # the first one is the one imported
+    keep = os.path.join(tempfile.mkdtemp(), "installed.txt")
+    with open(keep, "w") as f:
+        f.writelines(sorted(pins.values()))
+    print(f"Installing the course package from {url} at {REF} (a minute or two)...", flush=True)
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--progress-bar", "off", "-c", keep,
+                          f"curriculum-helpers @ git+{url}@{REF}"], capture_output=True, text=True)
+    if pip.returncode != 0:
+        print(pip.stdout[-2000:], pip.stderr[-2000:], sep="\n")
+        raise RuntimeError(
+            f"Could not install the course package from {url} at {REF}. pip's last lines are above: "
+            f"'not found' or 'could not read' means that repository or REF does not exist or is private; "
+            f"a conflict means a requirement needs another version of a package this runtime has. "
+            f"Fix: if the course lives elsewhere (a fork, a renamed or private copy), set REPO = 'owner/name' "
+            f"and REF = one of its tags or commits at the top of this cell and run it again (on Kaggle, turn "
+            f"on Internet in the notebook's settings). Or (1) upload the repository folder to Google Drive, "
+            f"mount it (from google.colab import drive; drive.mount('/content/drive')), run "
+            f"!pip install -e '/content/drive/MyDrive/<folder>', restart the session and run this cell "
+            f"again; or (2) run the notebooks on your machine: clone the repository, `make setup` (or "
+            f"pip install -e '.[deploy,offline]'), then `make lab` (or jupyter lab).")
+    importlib.invalidate_caches()
+import helpers  # noqa: E402,F401
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "git+https://github.com/paper-curriculum/attention-dcgan@main"], check=True)
-try:
-    import helpers  # noqa: F401  (only checks that it is installed)
-except ImportError as exc:
-    raise ImportError("`helpers` is not installed: run `make setup` in the repository "
-                      "(or `pip install -e .`), then restart the kernel.") from exc
+if KEEP_ON_DRIVE:
+    from helpers.course import env
+
+    env.keep_on_drive()
 
 # %%
 import time
@@ -165,9 +236,13 @@ checks.check_true(gflops > 0.1, "matmul speed is plausible",
 # ### Seeds make runs repeatable
 #
 # Every notebook seeds Python, NumPy and torch with `env.seed_everything`. Same seed, same
-# numbers; that is what lets the tests (and your study group) compare runs exactly.
+# numbers; that is what lets the tests (and your study group) compare runs exactly. In `smoke`
+# and `local` it also asks for deterministic kernels; `full` (a GPU) lets cuDNN autotune its
+# kernels instead, which is faster but makes reruns agree only to rounding (the profile's
+# `deterministic` setting; `env.seed_everything(seed, deterministic=True)` turns it back on).
 
 # %%
+print(env.reproducibility_note())
 env.seed_everything(123)
 first = torch.randn(3)
 env.seed_everything(123)

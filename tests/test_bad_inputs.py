@@ -6,10 +6,11 @@ sentinel file and, where a run is involved, an existing good checkpoint), snapsh
 file's bytes, triggers the mistake, and then checks
 
 - the exception type and that its message contains the fix (the ``fix`` patterns);
-- no file appeared (no ``*.tmp``, no half-written cache folder) and none changed.
+- no file or folder appeared (no ``*.tmp``, no half-written cache folder) and no file changed.
 
-Some cases are also tested next to their code (test_data.py, test_config.py, ...); this file
-is the one list. The last test runs a notebook twice in one kernel.
+The cases are grouped under the items of the issue's list (``CATALOGUE``) and every one of them
+is run. Some are also tested next to their code (test_data.py, test_config.py, ...); this
+file is the one list. The last test runs a notebook twice in one kernel.
 """
 
 from __future__ import annotations
@@ -337,68 +338,105 @@ class Case:
     fix: tuple[str, ...]  # regexes the message must contain (the fix, and what went wrong)
 
 
-CASES = [
-    Case("data dir missing", data_dir_missing, env.DataDirError,
-         (r"CURRICULUM_DATA_DIR=.*dta.* does not exist", r"Fix: create it", "unset it")),
-    Case("dataset in a wrong layout", wrong_layout, DataLayoutError,
-         (r"outside the expected folder", r"Fix: move the files", r"MNIST/raw")),
-    Case("misaligned source/target lines", misaligned_lines, DataLayoutError,
-         (r"train.en has 3 lines but .*train.de has 2", r"Fix: line i of one file")),
-    Case("empty split (text)", empty_text_split, DataLayoutError,
-         (r"val split .* is empty", r"Fix: put one sentence per line")),
-    Case("empty split (image folder)", empty_image_folder, DataLayoutError,
-         (r"no images", r"Fix: put your images there")),
-    Case("empty split (fewer images than a batch)", fewer_images_than_a_batch, ValueError,
-         (r"yields no batches \(5 images, batch_size=8", r"Fix: add images, or lower batch_size")),
-    Case("corrupt image file", corrupt_image, DataLayoutError,
-         (r"1 unreadable image\(s\).*broken\.png", r"Fix: delete or re-save", "nothing was loaded")),
-    Case("grayscale/RGB mix, channels differ from the nets", grayscale_rgb_mix, ValueError,
-         (r"expects images of shape \[batch, 1, 16, 16\], got \(3, 3, 16, 16\)", r"Fix: .*1 channel")),
-    Case("image size not a power of two", image_size_not_a_power_of_two, ValueError,
-         (r"image_size=48", r"power of two", r"Fix: resize your images")),
-    Case("images not resized for the nets", images_not_resized_for_the_nets, ValueError,
-         (r"got \(8, 1, 28, 28\)", r"Fix: resize the data to 16x16")),
-    Case("checkpoint nz differs from the config", checkpoint_nz_differs, CheckpointError,
-         (r"nz: checkpoint 8, config 16", r"Fix: use the settings it was trained with",
-          "nothing was overwritten")),
-    Case("checkpoint d_model differs from the config", checkpoint_d_model_differs, CheckpointError,
-         (r"d_model: checkpoint 32, config 64", r"d_ff: checkpoint 64, config 128", r"Fix:")),
-    Case("checkpoint weights do not fit the model", checkpoint_loaded_into_another_model,
-         CheckpointError, (r"another architecture", r"size mismatch", r"nz=8", r"Fix: build the model")),
-    Case("resume from a checkpoint without resume state", checkpoint_without_resume_state,
-         CheckpointError, (r"not the state to resume training \(no optimizer, opt_d, noise_rng", r"Fix: pass another "
-                           r"checkpoint_path")),
-    Case("corrupt checkpoint", corrupt_checkpoint, CheckpointError,
-         (r"not a readable checkpoint", r"Fix: delete it and resume from an earlier one")),
-    Case("full profile without a GPU", full_profile_without_gpu, UserWarning,
-         (r"no CUDA GPU is visible", r"export CURRICULUM_PROFILE=local", r"Change runtime type")),
-    Case("offline download", offline_download, DataUnavailableError,
-         (r"MNIST is not available", r"download from .* failed", r"Fix, either",
-          r"CURRICULUM_PROFILE=smoke")),
-    Case("unknown profile", unknown_profile, ProfileError,
-         (r"'fulll' is not a run profile", r"Valid profiles: smoke, local, full", r"Fix: `export")),
-    Case("NaN loss (translation, huge learning rate)", nan_loss_translation_huge_lr, NonFiniteLossError,
-         (r"(nan|inf)", r"at step [5-8]", r"learning rate too high: lower cfg.lr_factor",
-          r"fp16 overflow", r"last good checkpoint .*translation.pt \(step 4\) is kept")),
-    Case("inf loss (DCGAN, injected)", inf_loss_dcgan_injected, NonFiniteLossError,
-         (r"loss_d=inf at step 5", r"lower cfg.lr", r"bf16", r"ckpt.pt \(step 4\) is kept")),
-    Case("GPU out of memory (DCGAN)", oom_dcgan, TrainingOutOfMemoryError,
-         (r"out of memory", r"batch_size=4 \(now 8\)", r"cfg.replace\(batch_size=4\)",
-          r"profile_config\('dcgan', batch_size=4\)", r"\(step 4\) is kept")),
-    Case("GPU out of memory (translation)", oom_translation, TrainingOutOfMemoryError,
-         (r"max_tokens=150 \(now 300\)", r"cfg.replace\(max_tokens=150\)", r"\(step 4\) is kept")),
-    Case("disk full while saving", disk_full_while_saving, CheckpointError,
-         (r"disk is full", r"previous version is untouched", r"Fix: free space")),
-]
+# The list of learner mistakes in issue #7, each item with the cases that show it ("a notebook
+# run twice in one kernel" is the last test of this file). Every case is run by the test below.
+CATALOGUE: dict[str, list[Case]] = {
+    "data dir missing": [
+        Case("data dir missing", data_dir_missing, env.DataDirError,
+             (r"CURRICULUM_DATA_DIR=.*dta.* does not exist", r"Fix: create it", "unset it")),
+    ],
+    "dataset present in a wrong layout": [
+        Case("dataset in a wrong layout", wrong_layout, DataLayoutError,
+             (r"outside the expected folder", r"Fix: move the files", r"MNIST/raw")),
+    ],
+    "misaligned source/target line counts": [
+        Case("misaligned source/target lines", misaligned_lines, DataLayoutError,
+             (r"train.en has 3 lines but .*train.de has 2", r"Fix: line i of one file")),
+    ],
+    "empty split": [
+        Case("empty split (text)", empty_text_split, DataLayoutError,
+             (r"val split .* is empty", r"Fix: put one sentence per line")),
+        Case("empty split (image folder)", empty_image_folder, DataLayoutError,
+             (r"no images", r"Fix: put your images there")),
+        Case("empty split (fewer images than a batch)", fewer_images_than_a_batch, ValueError,
+             (r"yields no batches \(5 images, batch_size=8", r"Fix: add images, or lower batch_size")),
+    ],
+    "corrupt image file": [
+        Case("corrupt image file", corrupt_image, DataLayoutError,
+             (r"1 unreadable image\(s\).*broken\.png", r"Fix: delete or re-save", "nothing was loaded")),
+    ],
+    "non-RGB/grayscale mix": [
+        Case("grayscale/RGB mix, channels differ from the nets", grayscale_rgb_mix, ValueError,
+             (r"expects images of shape \[batch, 1, 16, 16\], got \(3, 3, 16, 16\)", r"Fix: .*1 channel")),
+    ],
+    "image size not divisible as the nets need": [
+        Case("image size not a power of two", image_size_not_a_power_of_two, ValueError,
+             (r"image_size=48", r"power of two", r"Fix: resize your images")),
+        Case("images not resized for the nets", images_not_resized_for_the_nets, ValueError,
+             (r"got \(8, 1, 28, 28\)", r"Fix: resize the data to 16x16")),
+    ],
+    "nz/d_model of a checkpoint not matching the config": [
+        Case("checkpoint nz differs from the config", checkpoint_nz_differs, CheckpointError,
+             (r"nz: checkpoint 8, config 16", r"Fix: use the settings it was trained with",
+              "nothing was overwritten")),
+        Case("checkpoint d_model differs from the config", checkpoint_d_model_differs, CheckpointError,
+             (r"d_model: checkpoint 32, config 64", r"d_ff: checkpoint 64, config 128", r"Fix:")),
+        Case("checkpoint weights do not fit the model", checkpoint_loaded_into_another_model,
+             CheckpointError, (r"another architecture", r"size mismatch", r"nz=8", r"Fix: build the model")),
+    ],
+    "full profile requested without a GPU": [
+        Case("full profile without a GPU", full_profile_without_gpu, UserWarning,
+             (r"no CUDA GPU is visible", r"export CURRICULUM_PROFILE=local", r"Change runtime type")),
+    ],
+    "offline download": [
+        Case("offline download", offline_download, DataUnavailableError,
+             (r"MNIST is not available", r"download from .* failed", r"Fix, either",
+              r"CURRICULUM_PROFILE=smoke")),
+    ],
+    "unknown profile": [
+        Case("unknown profile", unknown_profile, ProfileError,
+             (r"'fulll' is not a run profile", r"Valid profiles: smoke, local, full", r"Fix: `export")),
+    ],
+    "NaN/inf loss": [
+        Case("NaN loss (translation, huge learning rate)", nan_loss_translation_huge_lr, NonFiniteLossError,
+             (r"(nan|inf)", r"at step [5-8]", r"learning rate too high: lower cfg.lr_factor",
+              r"fp16 overflow", r"last good checkpoint .*translation.pt \(step 4\) is kept")),
+        Case("inf loss (DCGAN, injected)", inf_loss_dcgan_injected, NonFiniteLossError,
+             (r"loss_d=inf at step 5", r"lower cfg.lr", r"bf16", r"ckpt.pt \(step 4\) is kept")),
+    ],
+    "out-of-memory on GPU": [
+        Case("GPU out of memory (DCGAN)", oom_dcgan, TrainingOutOfMemoryError,
+             (r"out of memory", r"batch_size=4 \(now 8\)", r"cfg.replace\(batch_size=4\)",
+              r"profile_config\('dcgan', batch_size=4\)", r"\(step 4\) is kept")),
+        Case("GPU out of memory (translation)", oom_translation, TrainingOutOfMemoryError,
+             (r"max_tokens=150 \(now 300\)", r"cfg.replace\(max_tokens=150\)", r"\(step 4\) is kept")),
+    ],
+    "disk full while saving": [
+        Case("disk full while saving", disk_full_while_saving, CheckpointError,
+             (r"disk is full", r"previous version is untouched", r"Fix: free space")),
+    ],
+    "(beyond the list) checkpoints that cannot be resumed": [
+        Case("resume from a checkpoint without resume state", checkpoint_without_resume_state,
+             CheckpointError, (r"not the state to resume training \(no optimizer, opt_d, noise_rng", r"Fix: pass another "
+                               r"checkpoint_path")),
+        Case("corrupt checkpoint", corrupt_checkpoint, CheckpointError,
+             (r"not a readable checkpoint", r"Fix: delete it and resume from an earlier one")),
+    ],
+}
+# (item, case) pairs; an item without a case becomes a failing (item, None) entry.
+CASES = [(item, case) for item, cases in CATALOGUE.items() for case in (cases or [None])]
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "__pycache__" not in p.parts}
+    """Every file (its SHA-256) and every folder under ``root``."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "<folder>"
+            for p in sorted(root.rglob("*")) if "__pycache__" not in p.parts}
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_gives_one_clear_message_and_leaves_everything_as_it_was(case, clean_env, monkeypatch):
+@pytest.mark.parametrize("item, case", CASES, ids=[f"{i}: {c.name if c else 'NO CASE'}" for i, c in CASES])
+def test_bad_input_gives_one_clear_message_and_leaves_everything_as_it_was(item, case, clean_env,
+                                                                           monkeypatch):
+    assert case is not None, f"no case covers {item!r}"
     root = clean_env
     action = case.setup(root, monkeypatch)
     sentinel = root / "runs" / "my_work" / "model.pt"  # something the learner saved earlier
@@ -423,31 +461,6 @@ def test_bad_input_gives_one_clear_message_and_leaves_everything_as_it_was(case,
     changed = [p for p in before if after.get(p) != before[p]]
     assert not changed, f"overwritten or removed: {changed}"
     assert not [p for p in root.rglob("*") if p.name.endswith(".tmp") or ".partial" in p.name]
-
-
-def test_the_catalogue_covers_the_issue_list():
-    """The list in issue #7, each mapped to at least one case above."""
-    issue = {
-        "data dir missing": ["data dir missing"],
-        "dataset present in a wrong layout": ["dataset in a wrong layout"],
-        "misaligned source/target line counts": ["misaligned source/target lines"],
-        "empty split": ["empty split (text)", "empty split (image folder)"],
-        "corrupt image file": ["corrupt image file"],
-        "non-RGB/grayscale mix": ["grayscale/RGB mix, channels differ from the nets"],
-        "image size not divisible as the nets need": ["image size not a power of two"],
-        "nz/d_model of a checkpoint not matching the config": [
-            "checkpoint nz differs from the config", "checkpoint d_model differs from the config"],
-        "full profile requested without a GPU": ["full profile without a GPU"],
-        "offline download": ["offline download"],
-        "unknown profile": ["unknown profile"],
-        "NaN/inf loss": ["NaN loss (translation, huge learning rate)", "inf loss (DCGAN, injected)"],
-        "out-of-memory on GPU": ["GPU out of memory (DCGAN)", "GPU out of memory (translation)"],
-        "disk full while saving": ["disk full while saving"],
-    }
-    names = {c.name for c in CASES}
-    for item, cases in issue.items():
-        assert set(cases) <= names, item
-    # "a notebook run twice in one kernel" is the test below
 
 
 # --------------------------------------------------------------------------- run twice

@@ -70,6 +70,15 @@ def test_quick_bench_writes_a_sane_json(clean_env, tmp_path):
     assert _finite_positive(d["images_in_memory"]["images_per_s"])
     assert _finite_positive(d["images_from_jpeg_folder"]["images_per_s"])
     assert _finite_positive(r["wall_s"])
+    k = r["decoding"]  # week 3's key/value cache against the uncached decoder, same model
+    assert "| Decoding 8 sentences, beam 4" in proc.stdout
+    for name in ("greedy", "beam4"):
+        row = k[name]
+        assert row["identical"] is True
+        assert _finite_positive(row["uncached_s"]) and _finite_positive(row["cached_s"])
+        assert row["ratio"] == pytest.approx(row["uncached_s"] / row["cached_s"], rel=0.02)
+        assert [p["tokens"] for p in k["by_length"][name]] == [1, 4]
+        assert k["pays_off_from_tokens"][name] in (1, 4, None)
 
 
 def test_optimized_dcgan_step_is_the_plain_update():

@@ -77,3 +77,21 @@ def test_thresholds_and_true():
     with pytest.raises(CheckFailed, match="cond: it broke"):
         check_true(False, "cond", "it broke")
     assert issubclass(CheckFailed, AssertionError)
+
+
+def test_paper_vs_run_table(capsys):
+    from helpers.course.compare import markdown, paper_vs_run
+
+    rows = paper_vs_run([("BLEU", "27.3 (Table 2)", "25.0 | Multi30k", "data"),
+                         {"what": "steps", "paper": "100,000 (§5.2)", "this run": "250"}])
+    assert rows[1] == {"what": "steps", "paper": "100,000 (§5.2)", "this run": "250", "what differs": ""}
+    printed = capsys.readouterr().out
+    assert "Paper vs. this run" in printed and "this run: 25.0 | Multi30k" in printed
+    table = markdown(rows)
+    assert "| what | paper | this run | what differs |" in table and "25.0 \\| Multi30k" in table
+    with pytest.raises(ValueError, match="'paper' is empty"):
+        paper_vs_run([("BLEU", "", "25.0")], show=False)
+    with pytest.raises(ValueError, match="give 3 or 4 fields"):
+        paper_vs_run([("BLEU", "27.3")], show=False)
+    with pytest.raises(ValueError, match="no rows"):
+        paper_vs_run([], show=False)

@@ -83,3 +83,17 @@ def test_unknown_family():
 def test_config_is_a_mapping():
     cfg = Config("x", "smoke", {"a": 1})
     assert list(cfg) == ["a"] and len(cfg) == 1 and "Config('x'" in repr(cfg)
+
+
+def test_readme_describes_the_full_translation_run_as_configured(clean_env):
+    """README says what `full` trains (not "paper-faithful"); the numbers must be the config's."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    full = Config("translation", "full", {**config.FAMILIES["translation"]["common"],
+                                          **config.FAMILIES["translation"]["full"]})  # no GPU warning
+    assert "paper-faithful" not in readme
+    assert f"about {full.max_tokens:,} tokens per batch" in readme
+    assert f"for {full.train_steps:,}\nsteps" in readme or f"for {full.train_steps:,} steps" in readme
+    assert f"stopped after {full.time_limit_s // 60} minutes" in readme
+    assert (full.d_model, full.n_layers, full.n_heads, full.d_ff) == (512, 6, 8, 2048)  # "the base model"

@@ -132,7 +132,7 @@ def test_offline_download_says_what_to_put_where(local, offline):
     assert str(local / "MNIST" / "raw") in text and "train-images-idx3-ubyte" in text
     assert "CURRICULUM_PROFILE=smoke" in text and "CURRICULUM_DATA_DIR" in text
     cache = Path(os.environ["CURRICULUM_CACHE_DIR"])
-    assert not any(p.name.startswith(".mnist.partial") for p in cache.iterdir())
+    assert not cache.exists(), "the failed download left its (empty) cache folder behind"
 
 
 def _fake_spec(name, downloads):
@@ -200,3 +200,93 @@ def test_real_fashion_mnist_from_the_debian_package(local, offline):
     images, labels = loaded.data["train"]
     assert images.shape == (60000, 28, 28) and loaded.data["test"][0].shape == (10000, 28, 28)
     assert torch.bincount(labels).tolist() == [6000] * 10
+
+
+# --------------------------------------------------------------------------- issue #16
+def test_a_plain_file_added_beside_a_downloaded_gz_is_refused(local):
+    """The manifest covers the files the loader reads: the download wrote x.gz, the loader
+    would prefer a plain x added later, so that x must not be read unchecked."""
+    _fake_spec("fake_plain", [])
+    assert load_dataset("fake_plain").origin == "download"
+    cache = Path(os.environ["CURRICULUM_CACHE_DIR"]) / "fake_plain" / "Fake" / "raw"
+    write_idx(cache / "train-labels-idx1-ubyte", np.full(12, 7))  # not from the download
+    with pytest.raises(ChecksumError, match="train-labels-idx1-ubyte was not part of the download"):
+        load_dataset("fake_plain")
+
+
+def test_a_file_added_to_a_cached_folder_dataset_is_refused(local):
+    from PIL import Image
+
+    def download(root: Path):
+        folder = root / "faces" / "images"
+        folder.mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (8, 8), (i, 0, 0)).save(folder / f"{i}.png")
+
+    register(DatasetSpec(name="fake_folder", title="FAKE", folder="faces", files=("images/",),
+                         source="https://example.invalid", load=lambda folder: folder / "images",
+                         download=download))
+    assert load_dataset("fake_folder").origin == "download"
+    cache = Path(os.environ["CURRICULUM_CACHE_DIR"]) / "fake_folder"
+    assert load_dataset("fake_folder").origin == "cache"
+    Image.new("RGB", (8, 8)).save(cache / "faces" / "images" / "added.png")
+    with pytest.raises(ChecksumError, match="added.png was not part of the download"):
+        load_dataset("fake_folder")
+
+
+@pytest.fixture
+def stalled_mirror():
+    """A server on loopback that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/"
+    server.close()
+
+
+def test_a_stalled_download_times_out_with_the_offline_message(local, monkeypatch, stalled_mirror):
+    """The real torchvision download code against a mirror that never answers: without a
+    timeout it would wait forever."""
+    import threading
+
+    import torchvision
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", [stalled_mirror])
+    monkeypatch.setattr(registry, "DOWNLOAD_TIMEOUT_S", 1.0, raising=False)
+    outcome = []
+
+    def load():
+        try:
+            load_dataset("mnist")
+        except Exception as exc:  # noqa: BLE001 - checked below
+            outcome.append(exc)
+
+    worker = threading.Thread(target=load, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "load_dataset hung on a stalled mirror"
+    assert isinstance(outcome[0], DataUnavailableError), outcome
+    text = str(outcome[0])
+    assert "MNIST is not available" in text and "timed out" in text
+    assert "train-images-idx3-ubyte" in text and "CURRICULUM_PROFILE=smoke" in text
+
+
+@pytest.mark.parametrize("header, why", [
+    (bytes([0, 0, 0x08, 3]) + b"".join(d.to_bytes(4, "big") for d in (2**31, 2**31, 4)),
+     "expected for shape"),  # 2^64 bytes: an int64 product wraps to 0 = the empty body
+    (bytes([0, 0, 0x08, 3]) + (5).to_bytes(4, "big"), "header"),  # 3 dimensions, 1 given
+])
+def test_malformed_idx_headers_are_layout_errors(tmp_path, header, why):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(header)
+    with pytest.raises(DataLayoutError, match=why):
+        read_idx(path)
+
+
+def test_mnist_files_named_with_a_dot_load(local, offline):
+    """Kaggle and other copies name them train-images.idx3-ubyte (dot before idx)."""
+    folder = make_idx_layout(local / "MNIST" / "raw")
+    for p in folder.iterdir():
+        p.rename(p.with_name(p.name.replace("-idx", ".idx")))
+    loaded = load_dataset("mnist")
+    assert loaded.origin == "local" and loaded.data["train"][0].shape == (12, 28, 28)

@@ -258,3 +258,29 @@ def test_registered_names_win_over_same_named_folders(clean_env, monkeypatch, tm
     assert "standin" in text
     with pytest.raises(DataLayoutError, match="no images"):
         gan_dataset(str(tmp_path / "mnist"), image_size=16)
+
+
+def test_vector_arithmetic_averages_three_exemplars_and_adds_small_uniform_noise():
+    """§6.3.2 / Figure 7: Y = mean(A) - mean(B) + mean(C), then Y + U(-0.25, 0.25) eight times."""
+    from helpers.dcgan import vector_arithmetic
+
+    a, b, c = torch.randn(3, 100), torch.randn(3, 100), torch.randn(3, 100)
+    out = vector_arithmetic(a, b, c, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (9, 100)
+    assert torch.allclose(out[0], a.mean(0) - b.mean(0) + c.mean(0), atol=1e-6)
+    jitter = out[1:] - out[0]
+    assert jitter.abs().max() <= 0.25 and jitter.abs().max() > 0.1  # uniform over the whole range
+    assert not torch.allclose(out[0], a[0] - b[0] + c[0])  # not single exemplars
+    again = vector_arithmetic(a, b, c, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+def test_pixel_features_are_label_free_thumbnails():
+    from helpers.gan_metrics import frechet_distance, pixel_features
+
+    images = torch.rand(64, 3, 32, 32) * 2 - 1
+    feats = pixel_features(images)
+    assert feats.shape == (64, 3 * 8 * 8)
+    assert torch.allclose(feats[0, :64].view(8, 8)[0, 0], images[0, 0, :4, :4].mean())
+    assert frechet_distance(feats, feats) < 1e-3
+    assert frechet_distance(feats, pixel_features(torch.zeros(64, 3, 32, 32))) > 1.0

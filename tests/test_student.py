@@ -103,7 +103,7 @@ def test_student_notebook_runs_and_every_blank_is_caught(path, tmp_path, monkeyp
 
 def test_every_colab_link_in_every_badge_row_points_at_an_existing_notebook():
     settings = nbtools.repo_settings()
-    prefix = f"https://colab.research.google.com/github/{settings['repo']}/blob/{settings['branch']}/"
+    prefix = f"https://colab.research.google.com/github/{settings['repo']}/blob/{settings['ref']}/"
     paths = list(ROOT.glob("notebooks/**/*.ipynb")) + list(STUDENT_ROOT.rglob("*.ipynb"))
     seen = 0
     for path in paths:

@@ -180,4 +180,53 @@ def test_resumable_run_keeps_the_newest_weight_snapshots(tmp_path):
     assert names == ["m.step0000006.pt", "m.step0000008.pt", "m.step0000010.pt"]
     saved = torch.load(run.snapshots()[-1], weights_only=True)
     assert torch.equal(saved["weight"], model.weight.detach())
-    assert run.summary() == {"steps_done": 10, "steps_planned": 10, "stopped_early": None}
+    assert run.summary() == {"steps_done": 10, "steps_planned": 10, "stopped_early": None,
+                             "time_limit_s": None}
+
+
+def test_time_limit_stop_is_reported_plainly_and_resumed(tmp_path, capsys):
+    """Issue #13, item 8: the run says it stopped early (steps done of planned, how to
+    continue), the record for metrics.json says so too, and the next run resumes there."""
+    from helpers.course.config import Config
+    from helpers.course.run import ResumableRun
+
+    cfg = Config("translation", "smoke", {"time_limit_s": 0.0})
+    model = torch.nn.Linear(2, 1)
+    run = ResumableRun(tmp_path / "m.pt", steps=10, model=model, every=5, time_limit_s=0.0)
+    for _ in run:
+        pass
+    record = training.report_run(run.history, cfg)
+    out = capsys.readouterr().out
+    assert record == {"steps_done": 1, "steps_planned": 10, "stopped_early": "time limit"}
+    assert "STOPPED EARLY (time limit" in out and "1 of 10 steps done" in out
+    assert "run this cell again to continue from step 1, or lift the limit" in out
+    assert "profile_config('translation', time_limit_s=None)" in out
+    again = ResumableRun(tmp_path / "m.pt", steps=10, model=model, every=5)
+    for _ in again:
+        pass
+    record = training.report_run(again.history, cfg)
+    out = capsys.readouterr().out
+    assert "Resuming from step 1 of 10" in out and "continued from step 1" in out
+    assert record == {"steps_done": 10, "steps_planned": 10, "stopped_early": None}
+    for _ in ResumableRun(tmp_path / "m.pt", steps=10, model=model):
+        pass
+    assert "Already trained (10 steps" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="no run summary"):
+        training.report_run(training.History())
+
+
+def test_a_fresh_run_removes_snapshots_left_from_a_deleted_checkpoint(tmp_path):
+    """Otherwise checkpoint averaging would mix an old run's weights into the new one's."""
+    from helpers.course.run import ResumableRun, snapshot_paths
+
+    model = torch.nn.Linear(2, 1)
+    for _ in ResumableRun(tmp_path / "m.pt", steps=8, model=model, every=2, keep=5):
+        pass
+    assert len(snapshot_paths(tmp_path / "m.pt")) == 4
+    (tmp_path / "m.pt").unlink()  # the learner deletes the checkpoint to train again
+    for _ in ResumableRun(tmp_path / "m.pt", steps=3, model=model, every=2, keep=5):
+        pass
+    assert [p.name for p in snapshot_paths(tmp_path / "m.pt")] == ["m.step0000002.pt", "m.step0000003.pt"]
+    for _ in ResumableRun(tmp_path / "m.pt", steps=3, model=model, every=2, keep=5):  # resumes: kept
+        pass
+    assert len(snapshot_paths(tmp_path / "m.pt")) == 2

@@ -151,6 +151,12 @@ class MarkovModel(nn.Module):
     def generator(self, hidden):
         return hidden @ self.log_table
 
+    def init_cache(self, memory):  # the cached interface: nothing to cache, the last token is all
+        return []
+
+    def decode_step(self, token, position, cache, src_mask):
+        return self.generator(F.one_hot(token, 5).float())
+
 
 EPS = 1e-6
 TABLE = [[0.2] * 5,                       # after pad (unused)
@@ -160,13 +166,61 @@ TABLE = [[0.2] * 5,                       # after pad (unused)
          [EPS, EPS, 0.95, 0.03, 0.02]]    # while "B" is almost surely followed by </s>
 
 
-def test_beam_search_beats_greedy_where_greedy_is_short_sighted():
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_beam_search_beats_greedy_where_greedy_is_short_sighted(use_cache):
     model = MarkovModel(TABLE)
     src = torch.tensor([[5, 2], [6, 2]])
-    greedy = T.greedy_decode(model, src, 1, 2, max_extra=5)
+    greedy = T.greedy_decode(model, src, 1, 2, max_extra=5, use_cache=use_cache)
     assert greedy[0, :2].tolist() == [3, 2], "greedy takes the likelier first word"
-    assert T.beam_search(model, src, 1, 2, beam_size=1) == [[3], [3]], "beam 1 is greedy"
-    assert T.beam_search(model, src, 1, 2, beam_size=4, alpha=0.6) == [[4], [4]]
+    assert T.beam_search(model, src, 1, 2, beam_size=1, use_cache=use_cache) == [[3], [3]], "beam 1 is greedy"
+    assert T.beam_search(model, src, 1, 2, beam_size=4, alpha=0.6, use_cache=use_cache) == [[4], [4]]
+
+
+@pytest.mark.parametrize("fast, positional", [(False, "sinusoidal"), (True, "sinusoidal"),
+                                              (False, "learned")])
+def test_decode_step_with_the_cache_equals_the_whole_decoder(fast, positional):
+    """Feeding the target one token at a time through the cache gives the logits of the full,
+    causally masked decoder at every position; the cache holds one entry per position."""
+    model = _small(fast=fast, positional=positional)
+    src = torch.tensor([[5, 6, 7, 8, 2], [9, 10, 2, 0, 0], [11, 2, 0, 0, 0]])
+    tgt = torch.tensor([[1, 12, 13, 14, 15, 16, 17], [1, 3, 4, 2, 0, 0, 0], [1, 18, 19, 5, 6, 7, 8]])
+    with torch.no_grad():
+        src_mask = T.padding_mask(src, 0)
+        memory = model.encode(src, src_mask)
+        full = model.generator(model.decode(tgt, memory, src_mask, T.causal_mask(tgt.size(1))))
+        cache = model.init_cache(memory)
+        steps = torch.stack([model.decode_step(tgt[:, t], t, cache, src_mask)
+                             for t in range(tgt.size(1))], dim=1)
+    torch.testing.assert_close(steps, full, atol=1e-5, rtol=1e-5)
+    for layer_cache in cache:
+        assert layer_cache["self"][0].shape == (3, 4, tgt.size(1), 8)  # [batch, heads, steps, d_k]
+        assert layer_cache["cross"][1].shape == (3, 4, src.size(1), 8)
+    with pytest.raises(ValueError, match="exceeds max_len=40"):
+        model.decode_step(tgt[:, 0], 40, model.init_cache(memory), src_mask)
+
+
+def test_cached_and_uncached_decoding_agree_on_a_random_model():
+    """An untrained model rarely stops early: long outputs, many beam reorderings."""
+    model = _small(fast=True)
+    g = torch.Generator().manual_seed(2)
+    src = torch.randint(3, 20, (6, 7), generator=g)
+    src[:, -1] = 2
+    src[4, 3:] = 0
+    for use in (True, False):
+        assert T.greedy_decode(model, src, 1, 2, max_extra=12, use_cache=use).tolist() == \
+            T.greedy_decode(model, src, 1, 2, max_extra=12, use_cache=not use).tolist()
+    cached = T.beam_search(model, src, 1, 2, beam_size=4, max_extra=12, use_cache=True)
+    assert cached == T.beam_search(model, src, 1, 2, beam_size=4, max_extra=12, use_cache=False)
+    assert max(len(seq) for seq in cached) >= 10
+
+
+def test_reorder_cache_keeps_the_rows_of_the_surviving_beams():
+    k = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 2, 3, 5)
+    cache = [{"self": (k, -k), "cross": (k, k)}]
+    T.reorder_cache(cache, torch.tensor([2, 2, 0, 3]))
+    assert cache[0]["self"][0][:, 0, 0, 0].tolist() == [2.0, 2.0, 0.0, 3.0]
+    assert cache[0]["self"][1][:, 0, 0, 0].tolist() == [-2.0, -2.0, 0.0, -3.0]
+    assert cache[0]["cross"][0] is k  # the same source for every beam of a sentence
 
 
 def test_length_penalty_favours_longer_outputs():

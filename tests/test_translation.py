@@ -205,6 +205,61 @@ def test_interrupted_training_resumes_bit_identically(clean_env, tmp_path):
     assert hist["train_loss"] == ref_hist["train_loss"]
 
 
+class _Writer:
+    """A stand-in for TensorBoard's SummaryWriter that remembers what it was given."""
+
+    def __init__(self):
+        self.scalars = []
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+
+def test_checkpoint_averaging_is_the_mean_of_the_kept_snapshots(clean_env, tmp_path):
+    """§6.1: the averaged model's weights are exactly the mean of the last 5 saved ones."""
+    from helpers.course.config import profile_config
+    from helpers.course.run import snapshot_paths
+    from helpers.translation import average_checkpoints
+
+    cfg = profile_config("translation", "smoke", train_steps=14, eval_every=7, max_tokens=300,
+                         d_model=32, d_ff=64)
+    data = prepare_translation(synthetic_translation(120, 10, 10), 200, name="average")
+    ckpt = tmp_path / "run.pt"
+    writer = _Writer()
+    model, history = _tiny_run(data, cfg, checkpoint_path=ckpt, checkpoint_every=2, keep_last=5,
+                               writer=writer)
+    kept = snapshot_paths(ckpt)
+    assert [p.name for p in kept] == [f"run.step{s:07d}.pt" for s in (6, 8, 10, 12, 14)]
+    saved = [torch.load(p, weights_only=True) for p in kept]
+    assert torch.equal(saved[-1]["encoder.0.ffn.w_1.weight"], model.state_dict()["encoder.0.ffn.w_1.weight"])
+    averaged = average_checkpoints(kept)
+    for name, value in averaged.items():
+        expected = torch.stack([s[name].double() for s in saved]).mean(0).to(value.dtype)
+        assert torch.allclose(value, expected, atol=1e-7, rtol=0), name
+    assert not torch.equal(averaged["encoder.0.ffn.w_1.weight"], saved[-1]["encoder.0.ffn.w_1.weight"])
+    model.load_state_dict(averaged)  # loads into the same architecture
+    # TensorBoard got what the history got
+    assert ("translation/val_loss", history["val_loss"][-1], 14) in writer.scalars
+    assert {tag for tag, *_ in writer.scalars} >= {"translation/train_loss", "translation/lr"}
+
+
+def test_checkpoint_averaging_refuses_other_models_and_nothing(tmp_path):
+    from helpers.translation import average_checkpoints
+
+    torch.save({"w": torch.ones(2)}, tmp_path / "a.pt")
+    torch.save({"w": torch.ones(3)}, tmp_path / "b.pt")
+    torch.save({"v": torch.ones(2)}, tmp_path / "c.pt")
+    torch.save({"model": {"w": torch.zeros(2)}, "step": 3}, tmp_path / "full.pt")
+    with pytest.raises(ValueError, match="no checkpoints to average"):
+        average_checkpoints([])
+    with pytest.raises(ValueError, match="has shape"):
+        average_checkpoints([tmp_path / "a.pt", tmp_path / "b.pt"])
+    with pytest.raises(ValueError, match="other weights"):
+        average_checkpoints([tmp_path / "a.pt", tmp_path / "c.pt"])
+    mean = average_checkpoints([tmp_path / "a.pt", tmp_path / "full.pt"])  # a full checkpoint works too
+    assert torch.equal(mean["w"], torch.full((2,), 0.5))
+
+
 def test_schedules():
     from torch import nn
 

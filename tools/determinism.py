@@ -14,6 +14,11 @@ Runs 1 and 2 must give the same metrics.json values, exactly (no tolerance); run
 run 2's values too, with no History grown and no extra output file. The notebooks run in path
 order, so the DCGAN final project finds week 4's checkpoint as it does in ``make test``.
 
+The long-run notebooks (:data:`RESUMED`: Transformer week 3, DCGAN week 4) are first run once
+more in run 2's folder with a time limit of ``--resume-limit`` seconds (a disconnect, at notebook
+level): training must stop early, say so, and leave a checkpoint mid-way; run 2 must then say
+it resumes at that step, finish, and still match run 1 exactly.
+
 Held fixed, because they change floating-point results without being a bug:
 ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (``--threads`` or ``DETERMINISM_THREADS``, default 1;
 torch's CPU reductions split work by thread count) and the device (the smoke profile runs on
@@ -104,6 +109,47 @@ PROBE = ("import json as _json\nfrom helpers.course.training import History as _
          "if isinstance(_v, _History)}, sort_keys=True))")
 
 
+# notebook (relative to notebooks/, no suffix) -> the config families whose time limit is cut
+RESUMED = {"transformer/week3_transformer": ("translation",), "dcgan/week4_training": ("dcgan",)}
+STOPPED_MARK = "STOPPED EARLY (time limit"
+
+
+def interrupt(notebook: Path, runs: Path, threads: int, timeout: int, families, limit_s: float
+              ) -> tuple[list[str], int | None]:
+    """Run ``notebook`` with ``time_limit_s = limit_s`` for ``families`` (a cell inserted after
+    the setup cell) up to the cell that says training stopped early (the rest would only
+    evaluate a partly trained model). Returns (problems, the step its checkpoint holds)."""
+    import nbformat
+
+    from helpers.course.training import checkpoint_step
+
+    nb, client = _client(notebook, timeout)
+    first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell(
+        "from helpers.course import config as _config\n"
+        + "".join(f"_config.FAMILIES[{f!r}]['smoke']['time_limit_s'] = {limit_s!r}\n" for f in families)))
+    with client.setup_kernel(env=_env(runs, threads)):
+        for index, cell in enumerate(nb.cells):
+            try:
+                client.execute_cell(cell, index)
+            except Exception:  # noqa: BLE001 - e.g. a loss check in the training cell itself
+                break
+            if STOPPED_MARK in _stream_text(nb):
+                break
+    text = _stream_text(nb)
+    rel = notebook.relative_to(ROOT / "notebooks").with_suffix("")
+    ckpts = [p for p in (runs / rel / "checkpoints" / "smoke").glob("*.pt") if ".step" not in p.name]
+    problems = [] if STOPPED_MARK in text else [f"the interrupted run did not print {STOPPED_MARK!r}"]
+    if len(ckpts) != 1:
+        return problems + [f"expected one checkpoint in {rel}/checkpoints/smoke, found {len(ckpts)}"], None
+    return problems, checkpoint_step(ckpts[0])
+
+
+def _stream_text(nb) -> str:
+    return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream")
+
+
 def _client(notebook: Path, timeout: int):
     import nbformat
     from nbclient import NotebookClient
@@ -132,7 +178,8 @@ def _files(folder: Path) -> set[str]:
 
 
 def run_twice_in_one_kernel(notebook: Path, runs: Path, threads: int = 1,
-                            timeout: int = 600, metrics: Path | None = None) -> tuple[list[str], dict | None]:
+                            timeout: int = 600, metrics: Path | None = None,
+                            texts: list[str] | None = None) -> tuple[list[str], dict | None]:
     """Execute every cell of ``notebook``, then every cell again, in ONE kernel (what a learner
     does with "Run all" twice). Returns the problems found (empty list: none) and the first pass's metrics.json:
 
@@ -153,6 +200,8 @@ def run_twice_in_one_kernel(notebook: Path, runs: Path, threads: int = 1,
             client.reset_execution_trackers()
             for index, cell in enumerate(nb.cells):
                 client.execute_cell(cell, index)
+            if texts is not None:
+                texts.append(_stream_text(nb))
             text = "".join(o.get("text", "") for o in probe.outputs if o.get("output_type") == "stream")
             line = next(ln for ln in text.splitlines() if ln.startswith("HISTORIES "))
             record = json.loads(metrics.read_text()) if metrics is not None and metrics.is_file() else None
@@ -176,11 +225,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="notebooks to check (default: every one that writes metrics.json)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("DETERMINISM_THREADS", 1)))
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    parser.add_argument("--resume-limit", type=float, default=1.0,
+                        help="time limit (s) of the interrupted run of each notebook in RESUMED")
     args = parser.parse_args(argv)
     notebooks = [p.resolve() for p in args.notebooks] or training_notebooks()
     start = time.perf_counter()
     results: dict[Path, tuple[list[str], list[str], int]] = {}
     same_kernel: dict[Path, list[str]] = {}
+    resumed: dict[Path, tuple[list[str], int | None]] = {}
     with tempfile.TemporaryDirectory(prefix="determinism-") as tmp:
         first, second = Path(tmp) / "run1", Path(tmp) / "run2"
         for nb in notebooks:  # run 1: a fresh kernel per notebook
@@ -194,12 +246,25 @@ def main(argv: list[str] | None = None) -> int:
         for nb in notebooks:  # run 2 and 3: a fresh kernel that runs the notebook twice
             rel = nb.relative_to(ROOT / "notebooks").with_suffix("")
             t0 = time.perf_counter()
+            if str(rel) in RESUMED:  # a run stopped by the time limit first; run 2 resumes it
+                resumed[nb] = interrupt(nb, second, args.threads, args.timeout, RESUMED[str(rel)],
+                                        args.resume_limit)
+                print(f"interrupted: {nb.relative_to(ROOT)} stopped at step {resumed[nb][1]} "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            texts: list[str] = []
             try:
                 same_kernel[nb], record = run_twice_in_one_kernel(
-                    nb, second, args.threads, args.timeout, metrics=second / rel / "metrics.json")
+                    nb, second, args.threads, args.timeout, metrics=second / rel / "metrics.json",
+                    texts=texts)
             except Exception as exc:  # noqa: BLE001
                 same_kernel[nb], record = [f"the notebook failed: {type(exc).__name__}: "
                                            f"{str(exc).strip().splitlines()[-1:]}"], None
+            if nb in resumed:
+                problems, step = resumed[nb]
+                if step is not None and f"Resuming from step {step} of" not in "".join(texts[:1]):
+                    problems.append(f"run 2 did not say 'Resuming from step {step} of ...'")
+                if step is not None and record is not None and not 0 < step < record["metrics"]["run"]["steps_planned"]:
+                    problems.append(f"the time limit stopped it at step {step}, not mid-training")
             print(f"runs 2+3 (one kernel): {nb.relative_to(ROOT)} ({time.perf_counter() - t0:.0f} s)",
                   flush=True)
             path = first / rel / "metrics.json"
@@ -220,6 +285,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"      run 1 vs 2: {line}")
         for line in problems:
             print(f"      run 2 vs 3 (same kernel): {line}")
+        if nb in resumed:
+            problems, step = resumed[nb]
+            failed += bool(problems) and not (diffs or same_kernel[nb])
+            print(f"      resume: stopped by the time limit at step {step}, run 2 resumed there and "
+                  f"{'matches run 1' if not diffs else 'DIFFERS from run 1'}" if not problems
+                  else f"      RESUME: {'; '.join(problems)}")
         shown = [e for e in excluded if e not in EXCLUDED_TOP]
         if shown:
             print(f"      not compared (timings): {', '.join(shown)}")

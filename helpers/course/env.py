@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from helpers.course.config import get_profile
+from helpers.course.config import get_profile, profile_setting
 
 DATA_DIR_ENV = "CURRICULUM_DATA_DIR"
 CACHE_DIR_ENV = "CURRICULUM_CACHE_DIR"
@@ -96,28 +96,71 @@ def mount_drive() -> Path | None:
     return DRIVE_ROOT
 
 
+def keep_on_drive(folder: str = "curriculum") -> Path | None:
+    """The setup cell's ``KEEP_ON_DRIVE`` switch (week 0): on Colab, mount Google Drive and keep
+    ``runs/`` (results and checkpoints) and the download cache in ``MyDrive/<folder>/``, so a
+    disconnect loses nothing and later notebooks find earlier ones' checkpoints. Elsewhere it
+    changes nothing and says so. Returns the Drive folder, or None."""
+    if not in_colab():
+        print(f"KEEP_ON_DRIVE: not on Colab, nothing to mount; results stay in {runs_dir()}")
+        return None
+    base = mount_drive() / folder
+    os.environ[RUNS_DIR_ENV] = str(base / "runs")
+    os.environ[CACHE_DIR_ENV] = str(base / "cache")
+    print(f"KEEP_ON_DRIVE: results and checkpoints in {base / 'runs'}, downloads in {base / 'cache'} "
+          f"(Google Drive): re-running a notebook after a disconnect continues from there.")
+    return base
+
+
+def on_drive(path: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(DRIVE_ROOT.resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def checkpoint_dir(track: str, notebook: str, profile: str | None = None) -> Path:
     """Folder for one notebook's checkpoints in one run profile (week 0).
 
     ``runs/<track>/<notebook>/checkpoints/<profile>``, so a ``smoke`` run never trips a later
-    ``local`` or ``full`` run of the same notebook (each profile has its own model sizes). On
-    Colab with Drive mounted it lives on Drive, so a disconnect loses nothing; call
-    :func:`mount_drive` first. ``profile`` defaults to the active one.
+    ``local`` or ``full`` run of the same notebook (each profile has its own model sizes).
+    ``runs/`` is on Google Drive after ``KEEP_ON_DRIVE = True`` (:func:`keep_on_drive`); on Colab
+    without it a warning says the checkpoints die with the runtime. ``profile`` defaults to the
+    active one.
     """
     profile = profile or get_profile(warn=False)
-    if in_colab() and DRIVE_ROOT.is_dir():
-        base = DRIVE_ROOT / "curriculum-runs" / track / notebook
-    else:
-        if in_colab():
-            warnings.warn(
-                "Checkpoints go to the Colab VM and are lost when it disconnects. "
-                "Run helpers.course.env.mount_drive() first to keep them on Google Drive.",
-                stacklevel=2,
-            )
-        base = runs_dir() / track / notebook
+    base = runs_dir() / track / notebook
+    if in_colab() and not on_drive(base):
+        warnings.warn(
+            f"Checkpoints go to {base} on the Colab machine and are lost when it disconnects. "
+            "Fix: set KEEP_ON_DRIVE = True in the first code cell and run the notebook again "
+            "(or call helpers.course.env.keep_on_drive()), so they are kept on Google Drive.",
+            stacklevel=2,
+        )
     path = base / "checkpoints" / profile
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def show_port(port: int, path: str = "/", *, height: int = 620) -> str:
+    """Show a web page served by this machine on ``port`` (week 4f's demo). On Colab the
+    browser cannot reach the runtime's 127.0.0.1, so the page is shown in the notebook through
+    Colab's own port proxy (``google.colab.output``); elsewhere a link to
+    ``http://127.0.0.1:<port><path>`` is shown. Returns how it was shown."""
+    if in_colab():
+        from google.colab import output  # type: ignore[import-not-found]
+
+        output.serve_kernel_port_as_iframe(port, path=path, height=height)
+        return f"Colab port proxy (port {port}, path {path})"
+    url = f"http://127.0.0.1:{port}{path}"
+    try:
+        from IPython.display import Markdown, display
+
+        display(Markdown(f"Open [{url}]({url}) in a browser on this machine."))
+    except ImportError:  # plain Python
+        print(f"Open {url} in a browser on this machine.")
+    return url
 
 
 # --------------------------------------------------------------------------- device
@@ -139,12 +182,19 @@ def get_device(profile: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def seed_everything(seed: int = 0, *, deterministic: bool = True) -> int:
+def seed_everything(seed: int = 0, *, deterministic: bool | None = None,
+                    profile: str | None = None) -> int:
     """Seed Python, NumPy and torch (CPU and every GPU) so a run can be repeated (week 0).
 
-    With ``deterministic=True`` cuDNN picks deterministic kernels and torch warns when an
-    operation has no deterministic version; CPU results are then bit-identical across runs.
+    ``deterministic`` (default: the setting of ``profile``, else of the active profile,
+    ``profile_setting("deterministic")``:
+    on for ``smoke`` and ``local``, off for ``full``): cuDNN picks deterministic kernels and
+    torch warns when an operation has no deterministic version, so results are bit-identical
+    across runs on the same machine. Off, cuDNN autotunes its kernels (``benchmark=True``) and
+    nothing is forced: faster on a GPU, and reruns agree only to rounding.
     """
+    if deterministic is None:
+        deterministic = bool(profile_setting("deterministic", profile))
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -153,6 +203,17 @@ def seed_everything(seed: int = 0, *, deterministic: bool = True) -> int:
     torch.backends.cudnn.deterministic = deterministic
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     return seed
+
+
+def reproducibility_note(profile: str | None = None) -> str:
+    """One line for a notebook to print: does this profile trade bit-identical reruns for speed?"""
+    name = get_profile(profile, warn=False)
+    if profile_setting("deterministic", name):
+        return (f"reproducibility: deterministic kernels, no cuDNN autotuning ({name} profile): "
+                f"the same seed gives the same numbers on this machine")
+    return (f"speed: cuDNN autotuning on, deterministic algorithms not forced ({name} profile): "
+            f"reruns agree only to rounding; env.seed_everything(seed, deterministic=True) "
+            f"makes them repeat exactly, at some cost in speed")
 
 
 @dataclass(frozen=True)
@@ -168,15 +229,29 @@ class AmpSettings:
         return self.dtype != torch.float32
 
 
+def amp_dtype(device: torch.device | str) -> torch.dtype:
+    """The 16-bit type a device computes fast, or fp32 (week 4, "mixed precision").
+
+    By CUDA compute capability: bf16 from 8.0 (A100, L4, RTX 30xx, H100), fp16 on 7.x (T4,
+    V100: tensor cores for fp16 only), fp32 below (no tensor cores) and on CPU and MPS.
+    ``torch.cuda.is_bf16_supported()`` is not the test: it answers True on a T4, which only
+    *emulates* bf16, several times slower than fp16.
+    """
+    device = torch.device(device)
+    if device.type != "cuda":
+        return torch.float32
+    major, _ = torch.cuda.get_device_capability(device)
+    if major >= 8:
+        return torch.bfloat16
+    return torch.float16 if major == 7 else torch.float32
+
+
 def amp_settings(device: torch.device | str | None = None) -> AmpSettings:
-    """bf16 where the GPU supports it (Ampere and newer), fp16 + GradScaler on older GPUs such
-    as Colab's T4, fp32 on the CPU (week 4, "mixed precision")."""
+    """Mixed precision for a device (week 4): bf16 on compute capability >= 8.0, fp16 with a
+    GradScaler on 7.x (Colab's T4, V100), fp32 on the CPU and older GPUs (:func:`amp_dtype`)."""
     device = torch.device(device) if device is not None else get_device()
-    if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            return AmpSettings("cuda", torch.bfloat16, False)
-        return AmpSettings("cuda", torch.float16, True)
-    return AmpSettings(device.type, torch.float32, False)
+    dtype = amp_dtype(device)
+    return AmpSettings(device.type, dtype, dtype == torch.float16)
 
 
 def autocast(amp: AmpSettings):
@@ -210,6 +285,8 @@ def environment_report() -> dict[str, Any]:
         "numpy": np.__version__,
         "profile": get_profile(warn=False),
         "device": str(get_device()),
+        "amp_dtype": str(amp_dtype(get_device())).replace("torch.", ""),
+        "deterministic": bool(profile_setting("deterministic")),
         "cpu_count": os.cpu_count(),
         "ram_gb": None if ram is None else round(ram, 1),
         "colab": in_colab(),

@@ -1,4 +1,5 @@
-"""Plots the notebooks share: attention heatmaps with a layer/head picker (Transformer weeks 2-3).
+"""Plots the notebooks share: attention heatmaps (seaborn) with a layer/head picker
+(Transformer weeks 2-3).
 """
 
 from __future__ import annotations
@@ -11,18 +12,24 @@ import torch
 
 def attention_heatmap(weights, query_labels: Sequence[str] | None = None,
                       key_labels: Sequence[str] | None = None, *, ax=None, title: str = ""):
-    """One attention matrix ``[query_len, key_len]`` as a heatmap; rows are queries (week 2)."""
+    """One attention matrix ``[query_len, key_len]`` as a seaborn heatmap; rows are queries,
+    each row sums to 1 (week 2)."""
+    import seaborn as sns
+
     w = torch.as_tensor(weights).detach().float().cpu()
     if w.dim() != 2:
         raise ValueError(f"expected a [query, key] matrix, got shape {tuple(w.shape)}; "
                          f"pick one batch item and one head first, e.g. weights[0, head]")
     if ax is None:
-        _, ax = plt.subplots(figsize=(0.45 * w.size(1) + 2, 0.45 * w.size(0) + 1.5))
-    ax.imshow(w.numpy(), cmap="viridis", vmin=0.0, vmax=max(float(w.max()), 1e-6))
+        _, ax = plt.subplots(figsize=(0.45 * w.size(1) + 2.5, 0.45 * w.size(0) + 1.5))
+    sns.heatmap(w.numpy(), ax=ax, cmap="viridis", vmin=0.0, vmax=max(float(w.max()), 1e-6),
+                xticklabels=list(key_labels) if key_labels is not None else False,
+                yticklabels=list(query_labels) if query_labels is not None else False,
+                cbar_kws={"label": "attention weight"})
     if key_labels is not None:
-        ax.set_xticks(range(len(key_labels)), key_labels, rotation=60, ha="right", fontsize=8)
+        ax.set_xticklabels(ax.get_xticklabels(), rotation=60, ha="right", fontsize=8)
     if query_labels is not None:
-        ax.set_yticks(range(len(query_labels)), query_labels, fontsize=8)
+        ax.set_yticklabels(ax.get_yticklabels(), rotation=0, fontsize=8)
     ax.set_xlabel("key (attended to)")
     ax.set_ylabel("query")
     if title:

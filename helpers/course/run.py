@@ -75,6 +75,13 @@ def _load_state(obj, state) -> None:
         obj.load_state_dict(state)
 
 
+def snapshot_paths(checkpoint_path) -> list[Path]:
+    """The weight snapshots a run with ``keep`` > 0 keeps beside ``checkpoint_path``
+    (``<stem>.step<N>.pt``), oldest first (Transformer §6.1, checkpoint averaging)."""
+    path = Path(checkpoint_path)
+    return sorted(path.parent.glob(f"{path.stem}.step*.pt"))
+
+
 def _format_seconds(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     if seconds < 90:
@@ -92,7 +99,8 @@ class ResumableRun:
       ``time_limit_s`` or after step ``stop_after`` (a simulated disconnect), saving then, every
       ``every`` steps and at the end, when ``path`` is given. With ``keep`` > 0 each of those
       saves also keeps the weights alone as ``<path stem>.step<N>.pt``, the newest ``keep`` of
-      them (for checkpoint averaging, Transformer §6.1): :meth:`snapshots` lists them.
+      them (for checkpoint averaging, Transformer §6.1): :meth:`snapshots` lists them. A fresh
+      run (no checkpoint at ``path``) first removes snapshots left from an earlier run there.
     - When ``path`` exists the run *resumes* from it: weights, optimizer, scheduler, GradScaler,
       ``others`` (more modules, optimizers, torch.Generators), RNG states, history and the
       position in the data (see :meth:`batches`), so an interrupted run ends bit-identical to
@@ -101,7 +109,8 @@ class ResumableRun:
       NaN/inf can reach a checkpoint; :meth:`log` fills ``history``, which also gets the
       epochs and seconds of the run at its end.
     - After a few dozen steps it prints how long the rest should take on this machine;
-      :meth:`summary` says whether the run finished or was stopped early (for metrics.json).
+      :meth:`summary` (also left on ``history.run_summary``) says whether the run finished or
+      was stopped early (for metrics.json).
 
     Under ``torchrun`` (``dist``, a :class:`helpers.ops.distributed.Context`) only rank 0 saves and
     shows progress, and every rank stops at the same step.
@@ -132,6 +141,9 @@ class ResumableRun:
         self._pending_rng = None
         if self.path is not None and self.path.exists():
             self._resume(architecture)
+        elif self.keep and self.dist.is_main:  # a fresh run: older snapshots are not its own
+            for old in self.snapshots():
+                old.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ checkpoint
     def _resume(self, architecture) -> None:
@@ -180,9 +192,7 @@ class ResumableRun:
 
     def snapshots(self) -> list[Path]:
         """The kept weight snapshots (``keep``), oldest first."""
-        if self.path is None:
-            return []
-        return sorted(self.path.parent.glob(f"{self.path.stem}.step*.pt"))
+        return [] if self.path is None else snapshot_paths(self.path)
 
     def _restore_rng(self) -> None:
         if self._pending_rng is not None:
@@ -204,6 +214,10 @@ class ResumableRun:
         bar = progress(total=self.steps, initial=self.step, desc=self.desc,
                        disable=not self.dist.is_main)
         first = self.step
+        if first and self.dist.is_main:
+            print(f"Resuming from step {first} of {self.steps} ({self.path})." if first < self.steps else
+                  f"Already trained ({self.steps} steps, {self.path}): loaded, nothing to train.",
+                  flush=True)
         try:
             while self.step < self.steps:
                 self.step += 1
@@ -232,6 +246,8 @@ class ResumableRun:
             bar.close()
         if self.step > first:  # a finished run that was only loaded adds nothing to its history
             self.history.log(self.step, epochs=self.epoch, seconds=self.seconds)
+        self.history.run_summary = {**self.summary(), "resumed_from": first,
+                                    "checkpoint": None if self.path is None else str(self.path)}
         if self.stopped_by == "time limit" and self.dist.is_main:
             print(f"Stopped by the time limit ({self.time_limit_s:.0f} s) after step {self.step} of "
                   f"{self.steps}." + (" Run again to continue from the checkpoint."
@@ -258,9 +274,11 @@ class ResumableRun:
         self.history.log(step, **plain)
 
     def summary(self) -> dict[str, Any]:
-        """Steps done of planned, and why the run ended early (None: it finished)."""
+        """Steps done of planned, why the run ended early (None: it finished) and the time
+        limit; after ``for step in run`` also on ``history.run_summary``, with ``resumed_from``
+        (the step it started from) and ``checkpoint``, for :func:`helpers.course.training.report_run`."""
         return {"steps_done": self.step, "steps_planned": self.steps,
-                "stopped_early": self.stopped_by}
+                "stopped_early": self.stopped_by, "time_limit_s": self.time_limit_s}
 
 
 class _Batches:

@@ -118,10 +118,14 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
 
 # --------------------------------------------------------------------------- history
 class History:
-    """Named series of (step, value) pairs: ``hist.log(step, loss=0.3, lr=1e-4)``."""
+    """Named series of (step, value) pairs: ``hist.log(step, loss=0.3, lr=1e-4)``.
+
+    A training loop's History also carries ``run_summary`` (steps done of planned, whether the
+    time limit stopped it): see :func:`report_run`."""
 
     def __init__(self) -> None:
         self._data: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        self.run_summary: dict[str, Any] | None = None
 
     def log(self, step: int, **values: float) -> None:
         for name, value in values.items():
@@ -175,6 +179,36 @@ class History:
         ax.legend()
         ax.grid(alpha=0.3)
         return ax
+
+
+def report_run(history: History, cfg=None, *, where: str = "this cell") -> dict[str, Any]:
+    """Say plainly how a training run ended (week 0): all steps done, or stopped early by the
+    time limit with the steps done of planned and how to continue. Returns the record for
+    metrics.json (``steps_done``, ``steps_planned``, ``stopped_early``)."""
+    summary = history.run_summary
+    if summary is None:
+        raise ValueError("this History has no run summary: pass the one a training loop returned "
+                         "(train_translation, train_dcgan)")
+    done, planned, why = summary["steps_done"], summary["steps_planned"], summary["stopped_early"]
+    if why is None:
+        start = summary.get("resumed_from", 0)
+        print(f"Training complete: {done} of {planned} steps" + (
+            "." if not start else f" (this run continued from step {start})." if start < planned
+            else " (loaded from the checkpoint, nothing left to train)."))
+    else:
+        family = getattr(cfg, "family", None)
+        limit = summary.get("time_limit_s")
+        lift = ""
+        if why == "time limit":
+            lift = (f", or lift the limit: cfg = profile_config({family!r}, time_limit_s=None)"
+                    if family else ", or raise time_limit_s")
+        how = (f"The checkpoint keeps the run: run {where} again to continue from step {done}{lift}."
+               if summary.get("checkpoint", True) else
+               f"No checkpoint was written (checkpoint_path=None): pass one to continue later{lift}.")
+        print(f"STOPPED EARLY ({why}{f', {limit:.0f} s' if limit and why == 'time limit' else ''}): "
+              f"{done} of {planned} steps done. {how} Until then the results below are for a "
+              f"partly trained model.")
+    return {"steps_done": done, "steps_planned": planned, "stopped_early": why}
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -250,6 +284,17 @@ def checkpoint_step(path: str | os.PathLike) -> int:
     if not path.is_file():
         return 0
     return int(load_checkpoint(path, restore_rng=False)["step"])
+
+
+def checkpoint_matches(path: str | os.PathLike, config: Mapping[str, Any],
+                       keys: Iterable[str] | None = None) -> bool:
+    """True when ``path`` holds no checkpoint yet or one saved with these settings (``keys``
+    only, when given): a run with ``config`` can resume from it (week 4, final project)."""
+    path = Path(path)
+    if not path.is_file():
+        return True
+    saved = load_checkpoint(path, restore_rng=False).get("config", {})
+    return not config_differences(saved, config, keys)
 
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any],

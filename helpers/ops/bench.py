@@ -5,8 +5,9 @@
     python -m helpers.ops.bench --device cpu --quick --out runs/bench/quick.json
 
 Rows: the Transformer step (week 2's attention in fp32 vs SDPA + autocast + fused Adam +
-compile), the DCGAN step (fp32 eager vs channels_last + fused Adam + compile) and the data
-pipeline alone. Rounds alternate between the two sides; each side reports its fastest round.
+compile), the DCGAN step (fp32 eager vs channels_last + fused Adam + compile), the data
+pipeline alone, and decoding (greedy and beam 4, with and without week 3's key/value cache,
+plus the output length from which the cache pays off). Rounds alternate between the two sides; each side reports its fastest round.
 Output: a table and ``runs/bench/bench-<device>.json``. Week 4b derives the MFU formula
 (:func:`transformer_flops`) and explains why the CPU recipe differs from the GPU one.
 """
@@ -14,6 +15,7 @@ Output: a table and ``runs/bench/bench-<device>.json``. Week 4b derives the MFU 
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import math
@@ -487,6 +489,87 @@ def bench_data(s: Sizes, *, workers: int = 0, repeats: int = 3) -> dict:
                                         "batches_per_s": round(n_f / folder_batch / sec_f, 2)}}
 
 
+# --------------------------------------------------------------------------- decoding
+def decoding_model(quick: bool, log: Callable[[str], None] = print):
+    """``(model, tokenizer, sentences, description)`` for the decoding rows: week 3's translator
+    for the active profile when its checkpoint exists, else the smoke translator (trained here
+    for 250 steps, about a minute on a CPU) and its test sentences; ``quick``: a tiny untrained
+    model (checks the code path only)."""
+    from helpers.course import env
+    from helpers.course.config import get_profile
+    from helpers.ops import demo
+
+    if quick:
+        from helpers.course.data.text import synthetic_translation
+        from helpers.transformer import Transformer
+        from helpers.translation import prepare_translation
+
+        splits = synthetic_translation(300, 8, 8)
+        tok = prepare_translation(splits, 200, name="bench-decoding").tokenizer
+        torch.manual_seed(0)
+        model = Transformer(tok.vocab_size, d_model=32, n_heads=4, d_ff=64, n_layers=1, dropout=0.0,
+                            max_len=64)
+        return model.eval(), tok, [s for s, _ in splits["test"]], "untrained tiny translator (--quick)"
+    profile = get_profile(warn=False)
+    if not (env.checkpoint_dir("transformer", "week3_transformer", profile) / "translator.pt").is_file():
+        profile = "smoke"
+    model, tok, _, source, test_pairs = demo.notebook_translator(profile, log=log)
+    return model, tok, [s for s, _ in test_pairs[:256]], f"{profile} translator, {source}"
+
+
+def bench_decoding(device: torch.device, *, quick: bool, log: Callable[[str], None] = print) -> dict:
+    """Seconds to translate a fixed set of sentences greedily and with beam 4, with and without
+    the key/value cache (same model, same process, alternating rounds, fastest round), whether
+    the outputs are identical, and the output length from which the cache is faster (decoding
+    exactly n tokens, EOS ignored). Transformer week 3."""
+    from helpers.ops.export import source_batch
+    from helpers.transformer import beam_search, greedy_decode
+    from helpers.translation import translate
+
+    model, tok, sentences, source = decoding_model(quick, log)
+    model.to(device).eval()
+    rounds = 2 if quick else 3
+    out: dict[str, Any] = {"model": source, "sentences": len(sentences),
+                           "size": {"d_model": model.d_model, "layers": len(model.decoder),
+                                    "vocab": model.generator.out_features}}
+    for name, beam in (("greedy", 1), ("beam4", 4)):
+        outputs: dict[bool, list[str]] = {}
+
+        def run(cache: bool, beam=beam, outputs=outputs):
+            outputs[cache] = translate(model, tok, sentences, device=device, beam_size=beam,
+                                       use_cache=cache)
+
+        t = interleaved_times({"uncached": lambda: run(False), "cached": lambda: run(True)}, device,
+                              warmup=0, rounds=rounds, steps_per_round=1)
+        out[name] = {"uncached_s": round(min(t["uncached"]), 3), "cached_s": round(min(t["cached"]), 3),
+                     "ratio": round(min(t["uncached"]) / min(t["cached"]), 2),
+                     "identical": outputs[True] == outputs[False],
+                     "mean_output_tokens": round(sum(len(tok.encode(x)) + 1 for x in outputs[True])
+                                                 / len(sentences), 1)}
+    # cost against output length: exactly n steps for a batch of sentences (EOS never matches)
+    src = source_batch(tok, sentences[:4 if quick else 32], model.tgt_embed.max_len).to(device)
+    sweep: dict[str, list[dict]] = {"greedy": [], "beam4": []}
+
+    def decode(kind: str, cache: bool, extra: int):
+        if kind == "greedy":
+            return greedy_decode(model, src, 1, -1, max_extra=extra, use_cache=cache)
+        return beam_search(model, src, 1, -1, beam_size=4, max_extra=extra, use_cache=cache)
+
+    for n in ((1, 4) if quick else (1, 2, 4, 8, 16, 32, 64)):
+        steps = {f"{kind} {c}": functools.partial(decode, kind, c == "cached", n - src.size(1))
+                 for kind in sweep for c in ("uncached", "cached")}
+        t = interleaved_times(steps, device, warmup=0, rounds=rounds, steps_per_round=1)
+        for name in sweep:
+            sweep[name].append({"tokens": n, "uncached_s": round(min(t[f"{name} uncached"]), 4),
+                                "cached_s": round(min(t[f"{name} cached"]), 4)})
+    out["by_length"] = {"sentences": src.size(0), **sweep}
+    out["pays_off_from_tokens"] = {
+        name: next((row["tokens"] for i, row in enumerate(rows)
+                    if all(r["cached_s"] < r["uncached_s"] for r in rows[i:])), None)
+        for name, rows in sweep.items()}
+    return out
+
+
 # --------------------------------------------------------------------------- report
 def _fmt(x, spec="{:,.0f}"):
     return "n/a" if x is None else spec.format(x)
@@ -494,15 +577,34 @@ def _fmt(x, spec="{:,.0f}"):
 
 def format_table(result: dict) -> str:
     """The benchmark as a Markdown table (the README's "Speed" section)."""
-    t, g, d = result["transformer"], result["dcgan"], result["data"]
     dev = result["device_name"]
+    head = (f"{dev}, torch {result['torch']}, {result['threads']} threads, "
+            f"bench wall time {result['wall_s']:.0f} s")
+    rows = ["| benchmark | naive / plain | optimized | ratio | notes |", "|---|---|---|---|---|"]
+    if "transformer" in result:
+        rows += _training_rows(result)
+    if "decoding" in result:
+        k = result["decoding"]
+        pays = k["pays_off_from_tokens"]
+        for name, label in (("greedy", "greedy"), ("beam4", "beam 4")):
+            r = k[name]
+            rows.append(
+                f"| Decoding {k['sentences']} sentences, {label}, s (uncached / key-value cache; "
+                f"d_model {k['size']['d_model']}, {k['size']['layers']} decoder layers) | "
+                f"{r['uncached_s']:.2f} | {r['cached_s']:.2f} | {r['ratio']:.2f}x | identical "
+                f"outputs: {'yes' if r['identical'] else 'NO'}; {r['mean_output_tokens']} tokens per "
+                f"output; the cache pays off from {pays[name] if pays[name] else 'no tested'} "
+                f"output tokens |")
+    return head + "\n\n" + "\n".join(rows)
+
+
+def _training_rows(result: dict) -> list[str]:
+    t, g, d = result["transformer"], result["dcgan"], result["data"]
     mfu = lambda r: ("n/a" if r["mfu"] is None  # noqa: E731
                      else f"{100 * r['mfu']:.1f} % (6ND: {100 * r['mfu_6nd']:.1f} %)")
     mem = lambda r: _fmt(r["peak_mem_mb"], "{:,.0f} MB")  # noqa: E731
     ts = t["size"]
     rows = [
-        "| benchmark | naive / plain | optimized | ratio | notes |",
-        "|---|---|---|---|---|",
         f"| Transformer step, tokens/s (d_model {ts['d_model']}, {ts['layers']} layers, vocab "
         f"{ts['vocab']:,}, {ts['batch']}x{ts['src_len']}+{ts['tgt_len']} tokens) | "
         f"{_fmt(t['naive']['tokens_per_s'])} | {_fmt(t['optimized']['tokens_per_s'])} | "
@@ -534,16 +636,15 @@ def format_table(result: dict) -> str:
                  "not measured | not measured | | no GPU in this run |",
                  "| DCGAN 64x64 step on a GPU, batch 128 | not measured | not measured | | "
                  "no GPU in this run |"]
-    head = (f"{dev}, torch {result['torch']}, {result['threads']} threads, "
-            f"bench wall time {result['wall_s']:.0f} s")
-    return head + "\n\n" + "\n".join(rows)
+    return rows
 
 
 def run(device: str | torch.device | None = None, *, quick: bool = False,
         compile_model: bool | None = None, amp: bool | None = None, dcgan_amp: bool = False,
         dcgan_compile_mode: str | None = None, workers: int = 0,
-        out: str | os.PathLike | None = None) -> dict:
-    """Run all three benchmarks and write the JSON (Transformer week 4b).
+        out: str | os.PathLike | None = None, decoding_only: bool = False) -> dict:
+    """Run the benchmarks and write the JSON (Transformer week 4b); ``decoding_only``: just the
+    decoding rows.
 
     Defaults per device: on CUDA autocast and ``torch.compile`` are on; on CPU both are off
     (bf16 autocast is usually slower on CPUs without bf16 matrix units, and compiling costs
@@ -570,6 +671,27 @@ def run(device: str | torch.device | None = None, *, quick: bool = False,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     sections = {}
+    if not decoding_only:
+        _training_benches(result, sections, device, s, compile_model=compile_model, amp=amp, peak=peak,
+                          dcgan_amp=dcgan_amp, dcgan_compile_mode=dcgan_compile_mode,
+                          workers=workers, quick=quick)
+    t0 = time.perf_counter()
+    result["decoding"] = bench_decoding(device, quick=quick)
+    sections["decoding"] = round(time.perf_counter() - t0, 1)
+    result["section_s"] = sections
+    result["wall_s"] = round(time.perf_counter() - start, 1)
+    path = Path(out) if out is not None else env.runs_dir() / "bench" / (
+        f"bench-{device.type}{'-decoding' if decoding_only else ''}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result["json"] = str(path)
+    result["table"] = format_table(result)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _training_benches(result, sections, device, s, *, compile_model, amp, peak, dcgan_amp,
+                      dcgan_compile_mode, workers, quick) -> None:
+    on_gpu = device.type == "cuda"
     t0 = time.perf_counter()
     result["transformer"] = bench_transformer(device, s, compile_model=compile_model, amp=amp,
                                               peak=peak)
@@ -582,14 +704,6 @@ def run(device: str | torch.device | None = None, *, quick: bool = False,
     sections["dcgan"], t0 = round(time.perf_counter() - t0, 1), time.perf_counter()
     result["data"] = bench_data(s, workers=workers, repeats=2 if quick else 3)
     sections["data"] = round(time.perf_counter() - t0, 1)
-    result["section_s"] = sections
-    result["wall_s"] = round(time.perf_counter() - start, 1)
-    path = Path(out) if out is not None else env.runs_dir() / "bench" / f"bench-{device.type}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    result["json"] = str(path)
-    result["table"] = format_table(result)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -608,12 +722,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch.compile mode for DCGAN, e.g. reduce-overhead (CUDA graphs)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers for the JPEG folder")
     p.add_argument("--out", default=None, help="JSON path (default runs/bench/bench-<device>.json)")
+    p.add_argument("--decoding-only", action="store_true",
+                   help="only the decoding rows (key/value cache vs none)")
     args = p.parse_args(argv)
     result = run(args.device, quick=args.quick, compile_model=args.compile_model, amp=args.amp,
                  dcgan_amp=args.dcgan_amp, dcgan_compile_mode=args.dcgan_compile_mode,
-                 workers=args.workers, out=args.out)
+                 workers=args.workers, out=args.out, decoding_only=args.decoding_only)
     print(result["table"])
-    if result["device"] != "cuda":
+    if result["device"] != "cuda" and "transformer" in result:
         print("\nGPU rows: not measured (no GPU in this run).")
     print(f"\nwrote {result['json']}")
     return 0

@@ -1,11 +1,13 @@
 """ONNX export and parity (week 4f, both tracks).
 
 The translator becomes two graphs, because greedy decoding is a Python loop: the encoder
-(``src`` -> ``memory``) and one decoder step (``tgt``, ``memory``, ``src_mask`` -> next-token
-``logits``); the DCGAN generator is one graph (``z`` -> images in [-1, 1]). All sizes are
-dynamic axes. Export uses the TorchScript-based exporter (``dynamo=False``, offline);
-graphs are checked with ``onnx.checker`` and compared with PyTorch
-(:func:`translator_parity`, :func:`generator_parity`).
+(``src`` -> ``memory`` and every decoder layer's encoder-decoder keys/values, ``cross``) and
+one *cached* decoder step (``token``, ``past``, ``cross``, ``src_mask`` -> next-token ``logits``
+and ``present`` = ``past`` plus this step's self-attention keys/values: week 3's key/value
+cache, so each step costs the same whatever the length); the DCGAN generator is one graph
+(``z`` -> images in [-1, 1]). All sizes are dynamic axes. Export uses the TorchScript-based
+exporter (``dynamo=False``, offline); graphs are checked with ``onnx.checker`` and compared
+with PyTorch (:func:`translator_parity`, :func:`generator_parity`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from torch import nn
 
 from helpers.course.files import atomic_write
-from helpers.transformer import MultiHeadAttention, Transformer, causal_mask, greedy_decode, padding_mask
+from helpers.transformer import MultiHeadAttention, Transformer, greedy_decode, padding_mask
 
 OPSET = 17
 
@@ -34,29 +36,35 @@ class ExportError(RuntimeError):
 
 # --------------------------------------------------------------------------- export wrappers
 class TranslatorEncoder(nn.Module):
-    """``src -> memory``: the encoder stack of a :class:`~helpers.transformer.Transformer`
-    (§3.1) as one exportable module (week 4f)."""
+    """``src -> (memory, cross)``: the encoder stack of a :class:`~helpers.transformer.Transformer`
+    (§3.1) and, for the decoding cache, every decoder layer's encoder-decoder keys and values
+    ``cross [layers, 2, batch, heads, src_len, d_k]`` (computed once per sentence; week 4f)."""
 
     def __init__(self, model: Transformer):
         super().__init__()
         self.model = model
 
     def forward(self, src):
-        return self.model.encode(src, padding_mask(src, self.model.pad_id))
+        memory = self.model.encode(src, padding_mask(src, self.model.pad_id))
+        cross = [torch.stack(c["cross"]) for c in self.model.init_cache(memory)]
+        return memory, torch.stack(cross)
 
 
 class TranslatorDecoderStep(nn.Module):
-    """``(tgt, memory, src_mask) -> logits`` of the next token after the prefix ``tgt``: one
-    step of greedy decoding (§6.1) as one exportable module (week 4f)."""
+    """``(token, past, cross, src_mask) -> (logits, present)``: one step of greedy decoding
+    (§6.1) with week 3's key/value cache, as one exportable module (week 4f). ``past`` holds
+    every decoder layer's self-attention keys and values so far, ``[layers, 2, batch, heads,
+    steps, d_k]`` (``steps`` = 0 at the first step); ``present`` adds this step's."""
 
     def __init__(self, model: Transformer):
         super().__init__()
         self.model = model
 
-    def forward(self, tgt, memory, src_mask):
-        tgt_mask = causal_mask(tgt.size(1), tgt.device)
-        hidden = self.model.decode(tgt, memory, src_mask, tgt_mask)[:, -1]
-        return self.model.generator(hidden)
+    def forward(self, token, past, cross, src_mask):
+        cache = [{"self": (past[i, 0], past[i, 1]), "cross": (cross[i, 0], cross[i, 1])}
+                 for i in range(past.size(0))]
+        logits = self.model.decode_step(token, past.size(4), cache, src_mask)
+        return logits, torch.stack([torch.stack(c["self"]) for c in cache])
 
 
 def _exportable(model: nn.Module) -> nn.Module:
@@ -94,29 +102,33 @@ def _onnx_export(module: nn.Module, args: tuple, path: Path, input_names: Sequen
 
 def export_translator(model: Transformer, out_dir: str | Path, *, example_len: int = 7) -> dict[str, Path]:
     """Export the translator as ``translator_encoder.onnx`` and ``translator_decoder.onnx``
-    (one greedy step) into ``out_dir``; every length and the batch size are dynamic (week 4f).
-    Returns ``{"encoder": path, "decoder": path}``."""
+    (one cached greedy step) into ``out_dir``; the batch size, the source length and the
+    number of cached steps are dynamic (week 4f). Returns ``{"encoder": path, "decoder": path}``."""
     out_dir = Path(out_dir)
     m = _exportable(model)
     vocab = m.src_embed.tokens.num_embeddings
     gen = torch.Generator().manual_seed(0)
     src = torch.randint(4, vocab, (2, example_len), generator=gen)
     src[1, -2:] = m.pad_id  # a padded row, so the mask is really used while tracing
-    tgt = torch.randint(4, vocab, (2, 3), generator=gen)
     enc = TranslatorEncoder(m)
     with torch.no_grad():
-        memory = enc(src)
+        _, cross = enc(src)
+        past = torch.randn(cross.shape[:4] + (3, cross.size(5)), generator=gen)  # 3 steps so far
+    token = torch.randint(4, vocab, (2,), generator=gen)
     src_mask = padding_mask(src, m.pad_id)
+    cache_axes = {2: "batch", 4: "steps"}
     paths = {
-        "encoder": _onnx_export(enc, (src,), out_dir / "translator_encoder.onnx", ["src"], ["memory"],
-                                {"src": {0: "batch", 1: "src_len"},
-                                 "memory": {0: "batch", 1: "src_len"}}),
-        "decoder": _onnx_export(TranslatorDecoderStep(m), (tgt, memory, src_mask),
-                                out_dir / "translator_decoder.onnx", ["tgt", "memory", "src_mask"],
-                                ["logits"], {"tgt": {0: "batch", 1: "tgt_len"},
-                                             "memory": {0: "batch", 1: "src_len"},
-                                             "src_mask": {0: "batch", 3: "src_len"},
-                                             "logits": {0: "batch"}}),
+        "encoder": _onnx_export(enc, (src,), out_dir / "translator_encoder.onnx", ["src"],
+                                ["memory", "cross"],
+                                {"src": {0: "batch", 1: "src_len"}, "memory": {0: "batch", 1: "src_len"},
+                                 "cross": {2: "batch", 4: "src_len"}}),
+        "decoder": _onnx_export(TranslatorDecoderStep(m), (token, past, cross, src_mask),
+                                out_dir / "translator_decoder.onnx",
+                                ["token", "past", "cross", "src_mask"], ["logits", "present"],
+                                {"token": {0: "batch"}, "past": cache_axes,
+                                 "cross": {2: "batch", 4: "src_len"},
+                                 "src_mask": {0: "batch", 3: "src_len"},
+                                 "logits": {0: "batch"}, "present": cache_axes}),
     }
     return paths
 
@@ -147,9 +159,40 @@ def ort_session(path: str | Path, threads: int | None = None):
     return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
-class OnnxTranslator:
-    """Greedy decoding with the two exported graphs on onnxruntime: the same loop, stopping rule
-    and padding as :func:`helpers.transformer.greedy_decode` (§6.1; week 4f)."""
+class StepTranslator:
+    """Greedy decoding over two pieces, ``encode(src) -> (memory, cross)`` and the cached
+    ``step(token, past, cross, src_mask) -> (logits, present)``, on NumPy arrays: the same
+    loop, stopping rule and padding as :func:`helpers.transformer.greedy_decode` (§6.1; week 4f).
+    :class:`OnnxTranslator` runs the exported graphs, :class:`TorchTranslator` the modules."""
+
+    pad_id: int
+    max_len: int
+
+    def greedy_decode(self, src, bos_id: int, eos_id: int, max_extra: int = 50,
+                      deadline: float | None = None) -> np.ndarray:
+        """``[batch, length]`` token ids after BOS, like ``greedy_decode``. ``deadline``
+        (a ``time.monotonic()`` value): raise ``TimeoutError`` once it has passed."""
+        src = np.asarray(src, dtype=np.int64)
+        src_mask = (src != self.pad_id)[:, None, None, :]
+        _, cross = self.encode(src)
+        past = np.zeros(cross.shape[:4] + (0, cross.shape[5]), dtype=cross.dtype)  # no steps yet
+        token = np.full(src.shape[0], bos_id, dtype=np.int64)
+        done = np.zeros(src.shape[0], dtype=bool)
+        out = []
+        for _ in range(min(src.shape[1] + max_extra, self.max_len - 1)):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"decoding stopped after {len(out)} tokens: time budget used up")
+            logits, past = self.step(token, past, cross, src_mask)
+            token = np.where(done, self.pad_id, logits.argmax(-1))
+            out.append(token)
+            done |= token == eos_id
+            if done.all():
+                break
+        return np.stack(out, axis=1) if out else np.zeros((src.shape[0], 0), dtype=np.int64)
+
+
+class OnnxTranslator(StepTranslator):
+    """The two exported translator graphs on onnxruntime (week 4f)."""
 
     def __init__(self, encoder_path: str | Path, decoder_path: str | Path, *, pad_id: int,
                  max_len: int, threads: int | None = None):
@@ -157,28 +200,35 @@ class OnnxTranslator:
         self.decoder = ort_session(decoder_path, threads)
         self.pad_id, self.max_len = pad_id, max_len
 
-    def encode(self, src: np.ndarray) -> np.ndarray:
-        return self.encoder.run(["memory"], {"src": np.asarray(src, dtype=np.int64)})[0]
+    def encode(self, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        memory, cross = self.encoder.run(["memory", "cross"], {"src": np.asarray(src, dtype=np.int64)})
+        return memory, cross
 
-    def step(self, tgt: np.ndarray, memory: np.ndarray, src_mask: np.ndarray) -> np.ndarray:
-        return self.decoder.run(["logits"], {"tgt": np.asarray(tgt, dtype=np.int64),
-                                             "memory": memory, "src_mask": src_mask})[0]
+    def step(self, token, past, cross, src_mask) -> tuple[np.ndarray, np.ndarray]:
+        logits, present = self.decoder.run(["logits", "present"], {
+            "token": np.asarray(token, dtype=np.int64), "past": past, "cross": cross,
+            "src_mask": src_mask})
+        return logits, present
 
-    def greedy_decode(self, src, bos_id: int, eos_id: int, max_extra: int = 50) -> np.ndarray:
-        """``[batch, length]`` token ids after BOS, like ``greedy_decode``."""
-        src = np.asarray(src, dtype=np.int64)
-        src_mask = (src != self.pad_id)[:, None, None, :]
-        memory = self.encode(src)
-        out = np.full((src.shape[0], 1), bos_id, dtype=np.int64)
-        done = np.zeros(src.shape[0], dtype=bool)
-        for _ in range(min(src.shape[1] + max_extra, self.max_len - 1)):
-            nxt = self.step(out, memory, src_mask).argmax(-1)
-            nxt = np.where(done, self.pad_id, nxt)
-            out = np.concatenate([out, nxt[:, None]], axis=1)
-            done |= nxt == eos_id
-            if done.all():
-                break
-        return out[:, 1:]
+
+class TorchTranslator(StepTranslator):
+    """The same two pieces in PyTorch (the modules that :func:`export_translator` exports),
+    so both backends of the demo server share one decoding loop (week 4f)."""
+
+    def __init__(self, model: Transformer):
+        self.model = model.cpu().eval()
+        self.encoder, self.decoder = TranslatorEncoder(self.model), TranslatorDecoderStep(self.model)
+        self.pad_id, self.max_len = model.pad_id, model.tgt_embed.max_len
+
+    @torch.no_grad()
+    def encode(self, src):
+        memory, cross = self.encoder(torch.as_tensor(np.asarray(src, dtype=np.int64)))
+        return memory.numpy(), cross.numpy()
+
+    @torch.no_grad()
+    def step(self, token, past, cross, src_mask):
+        logits, present = self.decoder(*(torch.from_numpy(np.asarray(a)) for a in (token, past, cross, src_mask)))
+        return logits.numpy(), present.numpy()
 
 
 class OnnxGenerator:
@@ -202,7 +252,7 @@ def source_batch(tokenizer, sentences: Sequence[str], max_len: int) -> torch.Ten
     return collate([(tokenizer.encode(s)[: max_len - 1] + [EOS], [BOS, EOS]) for s in sentences])[0]
 
 
-def translate_onnx(runner: OnnxTranslator, tokenizer, sentences: Sequence[str], *,
+def translate_onnx(runner: StepTranslator, tokenizer, sentences: Sequence[str], *,
                    batch_size: int = 64) -> list[str]:
     """Greedy translations with onnxruntime, batched like ``helpers.translation.translate``
     with ``beam_size=1`` (week 4f)."""
@@ -223,7 +273,7 @@ class TranslatorParity:
     """How closely the ONNX translator reproduces PyTorch (week 4f)."""
 
     memory_max_abs: float       # encoder output, largest |torch - onnx|
-    logits_max_abs: float       # decoder-step logits, largest |torch - onnx|
+    logits_max_abs: float       # cached decoder-step logits, largest |torch - onnx|
     sentences: int              # sentences decoded greedily by both
     identical: int              # of which the token ids are identical
     mismatches: list[tuple[str, str, str]]  # (source, torch, onnx) for the ones that differ
@@ -235,31 +285,33 @@ class TranslatorParity:
 
 
 @torch.no_grad()
-def translator_parity(model: Transformer, runner: OnnxTranslator, tokenizer,
+def translator_parity(model: Transformer, runner: StepTranslator, tokenizer,
                       sentences: Sequence[str], *, batch_size: int = 32) -> TranslatorParity:
     """Compare the PyTorch translator with its ONNX export on ``sentences``: the largest
-    absolute difference of the encoder output and of the decoder's next-token logits (with
-    teacher-forced prefixes), and whether greedy decoding gives identical ids (week 4f)."""
+    absolute difference of the encoder output and of the next-token logits at every step of
+    PyTorch's greedy translation (both runtimes fed the same tokens and their own caches), and
+    whether greedy decoding gives identical ids (week 4f)."""
     from helpers.translation import BOS, EOS
 
     model = model.cpu().eval()
+    reference = TorchTranslator(model)
     mem_err = logit_err = 0.0
     identical, mismatches = 0, []
     for start in range(0, len(sentences), batch_size):
         chunk = list(sentences[start:start + batch_size])
-        src = source_batch(tokenizer, chunk, runner.max_len)
-        src_mask = padding_mask(src, model.pad_id)
-        memory = model.encode(src, src_mask)
-        ort_memory = runner.encode(src.numpy())
-        mem_err = max(mem_err, float(np.abs(memory.numpy() - ort_memory).max()))
-        ids = greedy_decode(model, src, BOS, EOS)
-        prefix = torch.cat([torch.full((src.size(0), 1), BOS), ids[:, :-1]], 1) if ids.size(1) > 1 \
-            else torch.full((src.size(0), 1), BOS)
-        logits = model.generator(model.decode(prefix, memory, src_mask,
-                                              causal_mask(prefix.size(1)))[:, -1])
-        ort_logits = runner.step(prefix.numpy(), ort_memory, src_mask.numpy())
-        logit_err = max(logit_err, float(np.abs(logits.numpy() - ort_logits).max()))
-        ort_ids = runner.greedy_decode(src.numpy(), BOS, EOS)
+        src = source_batch(tokenizer, chunk, runner.max_len).numpy()
+        src_mask = (src != model.pad_id)[:, None, None, :]
+        (memory, cross), (ort_memory, ort_cross) = reference.encode(src), runner.encode(src)
+        mem_err = max(mem_err, float(np.abs(memory - ort_memory).max()))
+        ids = greedy_decode(model, torch.from_numpy(src), BOS, EOS).numpy()
+        past = ort_past = np.zeros(cross.shape[:4] + (0, cross.shape[5]), dtype=np.float32)
+        token = np.full(src.shape[0], BOS, dtype=np.int64)
+        for t in range(ids.shape[1]):  # teacher-forced along PyTorch's translation
+            logits, past = reference.step(token, past, cross, src_mask)
+            ort_logits, ort_past = runner.step(token, ort_past, ort_cross, src_mask)
+            logit_err = max(logit_err, float(np.abs(logits - ort_logits).max()))
+            token = ids[:, t]
+        ort_ids = runner.greedy_decode(src, BOS, EOS)
         for s, a, b in zip(chunk, ids.tolist(), ort_ids.tolist()):
             a, b = _strip(a, model.pad_id), _strip(b, model.pad_id)
             if a == b:

@@ -57,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = profile_config("translation", args.profile, **overrides)
     ctx = distributed.setup(args.device or env.get_device(cfg.profile))
     try:
-        env.seed_everything(cfg.seed)
+        env.seed_everything(cfg.seed, profile=cfg.profile)
         dataset = load_dataset("multi30k", profile=cfg.profile, n_train=cfg.dataset_size)
         data = prepare_translation(dataset.data, cfg.vocab_size, max_len=cfg.max_len,
                                    name=f"multi30k-{cfg.profile}")
-        env.seed_everything(cfg.seed)
+        env.seed_everything(cfg.seed, profile=cfg.profile)
         model = build_model(cfg, data.tokenizer.vocab_size)
         out = Path(args.out) if args.out else env.runs_dir() / "transformer" / "train_translation"
         if ctx.is_main:

@@ -1,20 +1,31 @@
 """The week 4f demo server: both trained models behind a small FastAPI app.
 
-    python -m helpers.ops.serve --train-smoke        # create runs/deploy if missing, then serve
+    python -m helpers.ops.serve --train-smoke        # create runs/deploy if needed, then serve
     python -m helpers.ops.serve --model-dir DIR --port 7860 --backend torch
 
 ``GET /`` a page to try both models, ``GET /health``, ``POST /translate`` ``{"text": ...}``,
 ``POST /generate`` ``{"seed": 0, "count": 16}`` (a PNG grid). The models come from a deploy
-bundle (:mod:`helpers.ops.demo`), loaded on first use, on onnxruntime (default) or PyTorch.
+bundle (:mod:`helpers.ops.demo`), loaded on first use (or by ``/health``) on onnxruntime
+(default) or PyTorch, and reloaded when the bundle changes; a model whose parity check failed
+is never served.
+
+Limits, so that one client cannot take the machine: request bodies over ``MAX_BODY_BYTES`` are
+refused before they are read; text and numbers are bounded; at most ``max_concurrent`` requests
+run a model at once (the others get 503 with ``Retry-After``); a translation stops after
+``time_budget_s`` (504) and after input length + 50 tokens (§6.1). Errors name the fix but
+never a folder or an inner exception (those go to the server's log). With the default
+loopback address only ``Host: 127.0.0.1`` or ``localhost`` is answered (DNS rebinding).
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import io
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +37,19 @@ from helpers.ops import demo, export
 MAX_TEXT_CHARS = 500
 MAX_COUNT = 64
 MAX_SEED = 2**31 - 1
+MAX_BODY_BYTES = 16 * 1024     # a 500-character request is < 4 kB even with every char escaped
+MAX_EXTRA_TOKENS = 50          # §6.1: "maximum output length ... input length + 50"
+MAX_CONCURRENT = 2             # model calls at once; more get 503 + Retry-After
+TIME_BUDGET_S = 10.0           # per translation
+RETRY_AFTER_S = 1
+LOOPBACK = ("127.0.0.1", "localhost")
 BACKENDS = ("onnx", "torch")
+MODELS = {"translator": "translator", "generator": "image generator"}
 
 
 class TranslateRequest(BaseModel):
-    text: str = Field(description=f"an English sentence, 1 to {MAX_TEXT_CHARS} characters")
+    text: str = Field(max_length=MAX_TEXT_CHARS,
+                      description=f"an English sentence, 1 to {MAX_TEXT_CHARS} characters")
 
 
 class GenerateRequest(BaseModel):
@@ -39,86 +58,125 @@ class GenerateRequest(BaseModel):
 
 
 class ModelUnavailable(RuntimeError):
-    """A model's files are missing or unreadable; the message names the command that fixes it."""
+    """A model cannot be served; the message says why and names the command that fixes it
+    (no folders, no inner exception text: it goes to clients)."""
+
+
+def log(message: str) -> None:
+    """The operator's log (stderr): full details, paths included."""
+    print(f"[serve] {message}", file=sys.stderr, flush=True)
+
+
+class _Slot:
+    """One model: what was loaded (or why it failed) for which state of its files."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.signature: tuple | None = None
+        self.value: Any = None
+        self.error: str | None = None
 
 
 class Models:
-    """Loads the translator and the generator from a bundle on first use, thread-safe (week 4f)."""
+    """The bundle's two models, each loaded on first use under its own lock (week 4f).
+
+    A load failure is remembered and reported at once on the next requests, until the files
+    change; a model is reloaded when its files or ``deploy.json`` change (a rebuilt bundle).
+    """
 
     def __init__(self, model_dir: Path, backend: str = "onnx"):
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r}: use one of {', '.join(BACKENDS)}")
         self.model_dir, self.backend = Path(model_dir), backend
-        self._lock = threading.Lock()
-        self._translator: Any = None
-        self._generator: Any = None
+        self._slots = {name: _Slot() for name in MODELS}
 
-    def _missing(self, files) -> list[str]:
-        return [f for f in files if not (self.model_dir / f).is_file()]
+    def _signature(self, name: str) -> tuple:
+        """Identity of the files behind ``name``: a rename or rewrite of any changes it."""
+        out = []
+        for f in (demo.BUNDLE_MANIFEST, *demo.BUNDLE_FILES[name]):
+            try:
+                st = (self.model_dir / f).stat()
+                out.append((f, st.st_ino, st.st_mtime_ns, st.st_size))
+            except OSError:
+                out.append((f, None))
+        return tuple(out)
 
-    def _unavailable(self, what: str, missing: list[str]) -> ModelUnavailable:
-        return ModelUnavailable(
-            f"the {what} is not available: {self.model_dir} has no {', '.join(missing)}. "
-            f"Create the models with `{demo.DEMO_COMMAND}` (or run the week 4f notebook), "
-            f"then try again; no restart needed.")
+    def get(self, name: str):
+        """The loaded ``name`` (``"translator"`` or ``"generator"``), or ModelUnavailable."""
+        slot = self._slots[name]
+        with slot.lock:
+            signature = self._signature(name)
+            if signature != slot.signature:  # first use, or the bundle changed: (re)load
+                slot.signature, slot.value, slot.error = signature, None, None
+            if slot.value is not None:
+                return slot.value
+            if slot.error is not None:
+                raise ModelUnavailable(slot.error)
+            try:
+                value = self._load(name)
+            except ModelUnavailable as exc:
+                slot.error = str(exc)
+                raise
+            except Exception:  # a broken file: details to the log, a plain message out
+                log(f"loading the {name} from {self.model_dir} failed:\n{traceback.format_exc()}")
+                slot.error = (f"the {MODELS[name]} cannot be loaded (the server log says why). "
+                              f"Rebuild the bundle with `{demo.DEMO_COMMAND}`.")
+                raise ModelUnavailable(slot.error) from None
+            if self._signature(name) != signature:  # replaced while we read it: not this one
+                slot.signature = None
+                raise ModelUnavailable(f"the {MODELS[name]} is being replaced; try again.")
+            slot.value = value
+            return value
 
-    def _load(self, attr: str, what: str, name: str, files, build):
-        """``self.<attr>``, built by ``build()`` on first use; ModelUnavailable when ``files``
-        are missing (naming ``what``) or ``build`` fails (naming ``name``)."""
-        with self._lock:
-            if getattr(self, attr) is None:
-                missing = self._missing(files)
-                if missing:
-                    raise self._unavailable(what, missing)
-                try:
-                    setattr(self, attr, build())
-                except Exception as exc:
-                    raise ModelUnavailable(
-                        f"the {name} in {self.model_dir} cannot be loaded ({type(exc).__name__}: "
-                        f"{exc}). Recreate it: delete the folder and run `{demo.DEMO_COMMAND}`.") from exc
-            return getattr(self, attr)
-
-    def translator(self):
-        def build():
+    def _load(self, name: str):
+        problem = demo.bundle_problem(self.model_dir, name)
+        if problem:
+            log(f"not serving the {name} of {self.model_dir}: {problem}")
+            raise ModelUnavailable(f"the {MODELS[name]} is not available: {problem}. Create the "
+                                   f"models with `{demo.DEMO_COMMAND}` (or run the week 4f "
+                                   f"notebook); no restart needed.")
+        if name == "translator":
             model, tok = demo.load_translator(self.model_dir)
-            max_len = model.tgt_embed.max_len
             if self.backend == "onnx":
-                model = export.OnnxTranslator(
+                runner = export.OnnxTranslator(
                     self.model_dir / "translator_encoder.onnx", self.model_dir / "translator_decoder.onnx",
-                    pad_id=model.pad_id, max_len=max_len)
-            return (self.backend, model, tok, max_len)
-        return self._load("_translator", "translator", "translator", demo.TRANSLATOR_FILES, build)
+                    pad_id=model.pad_id, max_len=model.tgt_embed.max_len)
+            else:
+                runner = export.TorchTranslator(model)
+            return runner, tok
+        if self.backend == "onnx":
+            return "onnx", export.OnnxGenerator(self.model_dir / "generator.onnx")
+        return "torch", demo.load_generator(self.model_dir)
 
-    def generator(self):
-        def build():
-            if self.backend == "onnx":
-                return ("onnx", export.OnnxGenerator(self.model_dir / "generator.onnx"))
-            return ("torch", demo.load_generator(self.model_dir))
-        return self._load("_generator", "image generator", "generator", demo.GENERATOR_FILES, build)
+    def status(self) -> dict[str, str | None]:
+        """``{name: None (ready) or why not}``, loading what is not loaded yet."""
+        out: dict[str, str | None] = {}
+        for name in MODELS:
+            try:
+                self.get(name)
+                out[name] = None
+            except ModelUnavailable as exc:
+                out[name] = str(exc)
+        return out
 
-    def status(self) -> dict[str, Any]:
-        return {"translator": not self._missing(demo.TRANSLATOR_FILES),
-                "generator": not self._missing(demo.GENERATOR_FILES)}
+
+class InputTooLong(ValueError):
+    """The text has more subword tokens than the model reads."""
 
 
-def translate_text(models: Models, text: str) -> str:
-    """Greedy translation of one sentence (week 4f)."""
-    import torch
-
-    from helpers.transformer import greedy_decode
+def translate_text(models: Models, text: str, deadline: float | None = None) -> str:
+    """Greedy translation of one sentence with the cached decoder (week 4f): at most input
+    length + 50 tokens (§6.1); ``TimeoutError`` once ``deadline`` (monotonic) has passed."""
     from helpers.translation import BOS, EOS
 
-    kind, runner, tok, max_len = models.translator()
+    runner, tok = models.get("translator")
     ids = tok.encode(text)
-    if len(ids) + 1 > max_len:
-        raise ValueError(f"the text is {len(ids)} subword tokens long; this model reads at most "
-                         f"{max_len - 1}. Send a shorter sentence.")
+    if len(ids) + 1 > runner.max_len:
+        raise InputTooLong(f"the text is {len(ids)} subword tokens long; this model reads at "
+                           f"most {runner.max_len - 1}. Send a shorter sentence.")
     src = np.asarray([ids + [EOS]], dtype=np.int64)
-    if kind == "onnx":
-        out = runner.greedy_decode(src, BOS, EOS)[0].tolist()
-    else:
-        out = greedy_decode(runner, torch.from_numpy(src), BOS, EOS)[0].tolist()
-    return tok.decode(out)
+    out = runner.greedy_decode(src, BOS, EOS, max_extra=MAX_EXTRA_TOKENS, deadline=deadline)
+    return tok.decode(out[0].tolist())
 
 
 def generate_png(models: Models, seed: int, count: int) -> bytes:
@@ -127,9 +185,8 @@ def generate_png(models: Models, seed: int, count: int) -> bytes:
     from PIL import Image
     from torchvision.utils import make_grid
 
-    kind, G = models.generator()
-    nz = G.nz
-    z = torch.randn(count, nz, generator=torch.Generator().manual_seed(seed))
+    kind, G = models.get("generator")
+    z = torch.randn(count, G.nz, generator=torch.Generator().manual_seed(seed))
     if kind == "onnx":
         images = torch.from_numpy(G(z))
     else:
@@ -147,67 +204,151 @@ def generate_png(models: Models, seed: int, count: int) -> bytes:
     return buf.getvalue()
 
 
+class BodyLimit:
+    """ASGI middleware: refuse a request body over ``max_bytes`` with 413, by its
+    ``Content-Length`` before reading anything, or (chunked uploads) as soon as more arrived."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await self._refuse(scope, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                from fastapi import HTTPException  # a starlette HTTPException
+
+                raise HTTPException(413, self._detail())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _detail(self) -> str:
+        return f"the request body is over {self.max_bytes} bytes; send one sentence at a time."
+
+    async def _refuse(self, scope, send):
+        from fastapi.responses import JSONResponse
+
+        response = JSONResponse({"detail": self._detail()}, status_code=413,
+                                headers={"Connection": "close"})
+        await response(scope, None, send)
+
+
 PAGE_FILE = Path(__file__).with_name("static") / "index.html"  # the page behind GET /
 
 
-def create_app(model_dir: str | Path | None = None, backend: str = "onnx"):
-    """The FastAPI app serving the bundle in ``model_dir`` (default ``runs/deploy``; week 4f)."""
+def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
+               max_concurrent: int = MAX_CONCURRENT, time_budget_s: float = TIME_BUDGET_S,
+               allowed_hosts: tuple[str, ...] | None = LOOPBACK):
+    """The FastAPI app serving the bundle in ``model_dir`` (default ``runs/deploy``; week 4f).
+    ``allowed_hosts``: the ``Host`` names answered (None: any)."""
     from fastapi import FastAPI, HTTPException
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.middleware.trustedhost import TrustedHostMiddleware
     from fastapi.responses import HTMLResponse, JSONResponse, Response
 
     models = Models(Path(model_dir) if model_dir is not None else demo.default_bundle_dir(), backend)
+    busy = threading.BoundedSemaphore(max_concurrent)
 
     app = FastAPI(title="Transformer + DCGAN demo", version="1")
     app.state.models = models
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts or ["*"]))
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # outermost: runs first
 
     @app.exception_handler(ModelUnavailable)
     async def unavailable(_request, exc: ModelUnavailable):
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request, exc: RequestValidationError):
+        parts = []
+        for err in exc.errors():
+            if err.get("type") == "json_invalid":
+                parts.append('the body is not valid JSON; send e.g. {"text": "..."}')
+                continue
+            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
+        return JSONResponse(status_code=422, content={"detail": "; ".join(parts)})
+
+    @app.exception_handler(Exception)
+    async def crashed(request, exc: Exception):
+        log(f"{request.method} {request.url.path} failed:\n"
+            + "".join(traceback.format_exception(exc)))
+        return JSONResponse(status_code=500, content={"detail": "internal error; see the server log"})
+
+    async def run_model(fn, *args):
+        """``fn(*args)`` in a worker thread, if fewer than ``max_concurrent`` already run."""
+        if not busy.acquire(blocking=False):
+            raise HTTPException(503, f"busy: {max_concurrent} requests are running; try again "
+                                     f"in {RETRY_AFTER_S} s.", headers={"Retry-After": str(RETRY_AFTER_S)})
+        try:
+            return await run_in_threadpool(fn, *args)
+        finally:
+            busy.release()
+
     template = PAGE_FILE.read_text(encoding="utf-8")
+    page_values = {"__BUNDLE__": models.model_dir.name,
+                   "__BACKEND__": "onnxruntime" if backend == "onnx" else "PyTorch",
+                   "__MAX_CHARS__": str(MAX_TEXT_CHARS), "__MAX_SEED__": str(MAX_SEED),
+                   "__MAX_COUNT__": str(MAX_COUNT)}
 
     @app.get("/", response_class=HTMLResponse)
     def page():
-        return (template.replace("__MODEL_DIR__", str(models.model_dir))
-                .replace("__BACKEND__", "onnxruntime" if backend == "onnx" else "PyTorch")
-                .replace("__MAX_CHARS__", str(MAX_TEXT_CHARS))
-                .replace("__MAX_SEED__", str(MAX_SEED)).replace("__MAX_COUNT__", str(MAX_COUNT)))
+        text = template
+        for key, value in page_values.items():
+            text = text.replace(key, html.escape(value))
+        return text
 
     @app.get("/health")
     def health():
-        status = models.status()
-        ready = all(status.values())
-        body = {"status": "ok" if ready else "models missing", "backend": backend,
-                "model_dir": str(models.model_dir), **status}
-        if not ready:
+        problems = models.status()
+        body: dict[str, Any] = {
+            "status": "ok" if not any(problems.values()) else "unavailable", "backend": backend,
+            **{name: problem is None for name, problem in problems.items()},
+            "limits": {"max_text_chars": MAX_TEXT_CHARS, "max_body_bytes": MAX_BODY_BYTES,
+                       "max_concurrent": max_concurrent, "time_budget_s": time_budget_s,
+                       "max_extra_tokens": MAX_EXTRA_TOKENS}}
+        if any(problems.values()):
+            body["problems"] = {name: p for name, p in problems.items() if p}
             body["fix"] = f"run `{demo.DEMO_COMMAND}` (or the week 4f notebook)"
         return body
 
     @app.post("/translate")
-    def translate(request: TranslateRequest):
+    async def translate(request: TranslateRequest):
         text = request.text.strip()
         if not text:
             raise HTTPException(422, "text is empty: send one English sentence, e.g. "
                                      '{"text": "The small dog sees the red car."}')
-        if len(text) > MAX_TEXT_CHARS:
-            raise HTTPException(413, f"text is {len(text)} characters long; the limit is "
-                                     f"{MAX_TEXT_CHARS}. Send one sentence at a time.")
         start = time.perf_counter()
         try:
-            translation = translate_text(models, text)
-        except ValueError as exc:
+            translation = await run_model(translate_text, models, text,
+                                          time.monotonic() + time_budget_s)
+        except InputTooLong as exc:
             raise HTTPException(413, str(exc)) from None
+        except TimeoutError:
+            raise HTTPException(504, f"the translation took longer than this server's time budget "
+                                     f"of {time_budget_s:g} s and was stopped. Send a shorter "
+                                     f"sentence.") from None
         return {"translation": translation, "backend": backend,
                 "milliseconds": round((time.perf_counter() - start) * 1000, 2)}
 
     @app.post("/generate")
-    def generate(request: GenerateRequest):
+    async def generate(request: GenerateRequest):
         if not 1 <= request.count <= MAX_COUNT:
             raise HTTPException(422, f"count={request.count} is out of range: ask for 1 to "
                                      f"{MAX_COUNT} images.")
         if not 0 <= request.seed <= MAX_SEED:
             raise HTTPException(422, f"seed={request.seed} is out of range: use 0 to {MAX_SEED}.")
-        png = generate_png(models, request.seed, request.count)
+        png = await run_model(generate_png, models, request.seed, request.count)
         return Response(png, media_type="image/png",
                         headers={"X-Seed": str(request.seed), "X-Count": str(request.count)})
 
@@ -223,33 +364,48 @@ def main(argv: list[str] | None = None) -> int:
                         help="interface to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--backend", choices=BACKENDS, default="onnx")
+    parser.add_argument("--max-concurrent", type=int, default=MAX_CONCURRENT,
+                        help=f"model calls at once; more get 503 + Retry-After (default {MAX_CONCURRENT})")
+    parser.add_argument("--time-budget", type=float, default=TIME_BUDGET_S,
+                        help=f"seconds per translation before it is stopped (default {TIME_BUDGET_S:g})")
+    parser.add_argument("--allowed-hosts", default=None,
+                        help="comma-separated Host names to answer (default: 127.0.0.1,localhost "
+                             "on a loopback address, any otherwise)")
     parser.add_argument("--train-smoke", action="store_true",
-                        help="if the bundle is incomplete, build it first: the notebooks' "
-                             "checkpoints when present, else smoke-size models trained on the CPU "
-                             "(one to two minutes)")
+                        help="if the bundle is incomplete or fails its checks, build it first: "
+                             "the notebooks' checkpoints when present, else smoke-size models "
+                             "trained on the CPU (one to two minutes)")
     parser.add_argument("--translator-steps", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--generator-steps", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-serve", action="store_true", help="build the bundle and exit")
     args = parser.parse_args(argv)
     model_dir = args.model_dir or demo.default_bundle_dir()
 
-    missing = [f for f in demo.TRANSLATOR_FILES + demo.GENERATOR_FILES
-               if not (model_dir / f).is_file()]
-    if missing and args.train_smoke:
-        print(f"{model_dir} lacks {', '.join(missing)}: building the demo models", flush=True)
+    problems = {n: p for n in demo.BUNDLE_FILES if (p := demo.bundle_problem(model_dir, n))}
+    if problems and args.train_smoke:
+        print(f"{model_dir}: {'; '.join(problems.values())}: building the demo models", flush=True)
         demo.build_bundle(model_dir, profile="smoke", translator_steps=args.translator_steps,
-                            generator_steps=args.generator_steps)
-    elif missing:
-        print(f"warning: {model_dir} lacks {', '.join(missing)}; those endpoints answer 503 "
-              f"until you run `{demo.DEMO_COMMAND}`", file=sys.stderr, flush=True)
+                          generator_steps=args.generator_steps)
+    elif problems:
+        print(f"warning: {model_dir}: {'; '.join(problems.values())}; those endpoints answer "
+              f"503 until you run `{demo.DEMO_COMMAND}`", file=sys.stderr, flush=True)
     if args.no_serve:
         return 0
 
     import uvicorn
 
+    if args.allowed_hosts:
+        allowed = tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip())
+    elif args.host in LOOPBACK:
+        allowed = LOOPBACK
+    else:
+        allowed = None
+        print(f"note: listening on {args.host} answers any Host header; pass --allowed-hosts "
+              f"with your domain to refuse others", file=sys.stderr, flush=True)
     print(f"serving {model_dir} on http://{args.host}:{args.port}/ (Ctrl+C stops)", flush=True)
-    uvicorn.run(create_app(model_dir, args.backend), host=args.host, port=args.port,
-                log_level="warning")
+    uvicorn.run(create_app(model_dir, args.backend, max_concurrent=args.max_concurrent,
+                           time_budget_s=args.time_budget, allowed_hosts=allowed),
+                host=args.host, port=args.port, log_level="warning")
     return 0
 
 

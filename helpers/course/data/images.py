@@ -1,14 +1,16 @@
 """Image datasets in their official layouts (week 0 registers them; the DCGAN track uses them).
 
-MNIST and Fashion-MNIST are read straight from the IDX files (plain or ``.gz``) in
-torchvision's layout, ``MNIST/raw/`` and ``FashionMNIST/raw/``, so a copy from anywhere
-(torchvision, the original site, Debian's ``dataset-fashion-mnist`` package) works.
+MNIST and Fashion-MNIST are read straight from the IDX files (plain or ``.gz``, also named
+``train-images.idx3-ubyte``) in torchvision's layout, ``MNIST/raw/`` and ``FashionMNIST/raw/``,
+so a copy from anywhere (torchvision, the original site, Kaggle, Debian's
+``dataset-fashion-mnist`` package) works.
 The offline stand-in is scikit-learn's bundled 8x8 handwritten digits, upscaled to 28x28.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +38,12 @@ def read_idx(path: str | Path) -> np.ndarray:
         raise DataLayoutError(f"{path} is not an IDX file (bad magic number). Fix: use the "
                               f"original *-idx?-ubyte files, not converted images.")
     ndim = raw[3]
+    if ndim == 0 or len(raw) < 4 + 4 * ndim:
+        raise DataLayoutError(f"{path} has a broken IDX header ({ndim} dimensions declared, "
+                              f"{max(0, len(raw) - 4) // 4} given). Fix: download it again.")
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python integers: a huge header cannot wrap
     body = raw[4 + 4 * ndim:]
     if len(body) != expected:
         raise DataLayoutError(f"{path} is truncated or corrupt: {len(body)} data bytes, "
@@ -46,11 +51,19 @@ def read_idx(path: str | Path) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype).reshape(dims)
 
 
+def _idx_names(stem: str) -> tuple[str, ...]:
+    """The accepted names of one IDX file, in the order they are looked for (the registry's
+    layout and manifest use the same order): plain, gzipped, and the common spelling with a
+    dot before ``idx`` (Kaggle and other copies: ``train-images.idx3-ubyte``)."""
+    dot = stem.replace("-idx", ".idx")
+    return (stem, stem + ".gz", dot, dot + ".gz")
+
+
 def _idx_file(folder: Path, stem: str) -> Path:
-    for name in (stem, stem + ".gz"):
+    for name in _idx_names(stem):
         if (folder / name).is_file():
             return folder / name
-    raise DataLayoutError(f"{folder} has neither {stem} nor {stem}.gz")
+    raise DataLayoutError(f"{folder} has none of {', '.join(_idx_names(stem))}")
 
 
 def load_idx_folder(folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -96,7 +109,7 @@ def _torchvision_download(cls_name: str):
 
 
 def _idx_layout() -> tuple[str, ...]:
-    return tuple(f"{stem}|{stem}.gz" for pair in IDX_FILES.values() for stem in pair)
+    return tuple("|".join(_idx_names(stem)) for pair in IDX_FILES.values() for stem in pair)
 
 
 MNIST = register(DatasetSpec(
@@ -288,16 +301,57 @@ CELEBA = register(DatasetSpec(
 ))
 
 
+def dataset_labels(dataset) -> torch.Tensor | None:
+    """The class labels of a :func:`gan_dataset` result, or None when it has none (an image
+    folder, e.g. CelebA or your own): label-dependent evaluations then switch to label-free
+    ones (DCGAN week 4, final project)."""
+    if isinstance(dataset, torch.utils.data.TensorDataset):
+        return dataset.tensors[1] if len(dataset.tensors) > 1 else None
+    item = dataset[0]
+    if isinstance(item, (tuple, list)) and len(item) > 1:
+        return torch.as_tensor([dataset[i][1] for i in range(len(dataset))])
+    return None
+
+
+def images_of(batch) -> torch.Tensor:
+    """The images of a DataLoader batch, with or without labels: ``(images, labels)`` or
+    ``images`` alone (an image folder)."""
+    return batch[0] if isinstance(batch, (list, tuple)) else batch
+
+
+def choose_dataset(source: str | Path, *, data_root: str | Path | None = None,
+                   cache_root: str | Path | None = None) -> str | Path:
+    """``"celeba|cifar10"`` (the DCGAN ``full`` default): the first of these data sets whose
+    official layout is complete in the data folder (or in the download cache), else the last
+    one, which :func:`load_dataset` then finds or downloads. Anything else is returned as is."""
+    from helpers.course import env
+
+    from .registry import get_spec, is_registered, missing_files
+
+    names = source.split("|") if isinstance(source, str) else []
+    if len(names) < 2 or not all(is_registered(n) for n in names):
+        return source
+    data = Path(data_root) if data_root is not None else env.data_dir(must_exist=False)
+    cache = Path(cache_root) if cache_root is not None else env.cache_dir()
+    for name in names[:-1]:
+        spec = get_spec(name)
+        if not missing_files(spec, data) or not missing_files(spec, cache / spec.name):
+            return name
+    return names[-1]
+
+
 def gan_dataset(source: str | Path, *, image_size: int = 64, channels: int | None = None,
                 profile: str | None = None, split: str = "train", limit: int | None = None):
     """One loader for the DCGAN track (week 2): ``"mnist"``, ``"fashion_mnist"``,
-    ``"cifar10"``, ``"celeba"`` or the path of any folder of images.
+    ``"cifar10"``, ``"celeba"``, a choice like ``"celeba|cifar10"`` (:func:`choose_dataset`)
+    or the path of any folder of images.
 
     Returns ``(dataset, description)``; every item is a float tensor ``[C, S, S]`` in [-1, 1].
     Small datasets are converted once and kept in memory; image folders are read lazily.
     """
     from .registry import is_registered, load_dataset
 
+    source = choose_dataset(source)
     path = Path(source)
     if not (isinstance(source, str) and is_registered(source)):  # anything else: a folder of images
         ds = ImageFolderDataset(path, image_size, channels or 3, limit=limit)

@@ -9,10 +9,12 @@ them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from helpers.course import env
 from helpers.course.config import get_profile
 
 MANIFEST = "curriculum-manifest.json"
+DOWNLOAD_TIMEOUT_S = 60.0  # a download that receives nothing for this long has failed
 
 
 class DataError(RuntimeError):
@@ -127,8 +130,9 @@ def missing_files(spec: DatasetSpec, root: Path) -> list[str]:
 
 def layout_text(spec: DatasetSpec, root: Path) -> str:
     lines = [f"  {root / spec.folder}/"]
-    lines += [f"      {entry.replace('|', '  (or ')}{')' if '|' in entry else ''}"
-              for entry in spec.files]
+    for entry in spec.files:
+        first, *others = _alternatives(entry)
+        lines.append(f"      {first}" + (f"  (or {', '.join(others)})" if others else ""))
     return "\n".join(lines)
 
 
@@ -171,7 +175,8 @@ def _layout_files(spec: DatasetSpec, root: Path) -> list[Path]:
 
 
 def write_manifest(spec: DatasetSpec, root: Path) -> Path:
-    """Record size and SHA-256 of every layout file (done once, right after a download)."""
+    """Record size and SHA-256 of every file the loader reads (the layout files, whichever
+    compression is present, and everything inside folder entries), right after a download."""
     files = {str(p.relative_to(root)): {"size": p.stat().st_size, "sha256": _sha256(p)}
              for p in _layout_files(spec, root)}
     path = root / MANIFEST
@@ -187,6 +192,11 @@ def verify_manifest(spec: DatasetSpec, root: Path, *, full: bool = True) -> None
         raise ChecksumError(f"the cache {root} has no {MANIFEST} (an interrupted download?). "
                             f"Fix: delete {root} and run again to download afresh.")
     recorded = json.loads(manifest_path.read_text())["files"]
+    added = sorted({str(p.relative_to(root)) for p in _layout_files(spec, root)} - set(recorded))
+    if added:  # e.g. a plain x beside the downloaded x.gz: the loader would read it unchecked
+        more = f" (and {len(added) - 1} more)" if len(added) > 1 else ""
+        raise ChecksumError(f"cached file {root / added[0]}{more} was not part of the download. "
+                            f"Fix: remove it, or delete {root} and run again to download a clean copy.")
     for rel, info in recorded.items():
         p = root / rel
         problem = None
@@ -264,9 +274,11 @@ def load_dataset(name: str, *, profile: str | None = None, allow_download: bool 
     if allow_download and spec.download is not None:
         partial = cache / f".{spec.name}.partial-{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
+        new_folders = [p for p in (partial, *partial.parents) if not p.exists()]
         partial.mkdir(parents=True)
         try:
-            spec.download(partial)
+            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+                spec.download(partial)
             still_missing = missing_files(spec, partial)
             if still_missing:
                 raise DataLayoutError(f"the download did not produce {', '.join(still_missing)}")
@@ -274,9 +286,16 @@ def load_dataset(name: str, *, profile: str | None = None, allow_download: bool 
             if cached.exists():  # an incomplete earlier copy: replace it
                 shutil.rmtree(cached)
             os.replace(partial, cached)
-        except Exception as exc:  # offline, blocked, disk full, source changed ...
+        except Exception as exc:  # offline, blocked, stalled, disk full, source changed ...
             shutil.rmtree(partial, ignore_errors=True)
-            reason = f"the download from {spec.source} failed ({type(exc).__name__}: {exc})"
+            for folder in new_folders[1:]:  # the cache folders this attempt created, if empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            if _timed_out(exc):
+                reason = (f"the download from {spec.source} timed out (nothing received for "
+                          f"{DOWNLOAD_TIMEOUT_S:g} s: offline, or a stalled server)")
+            else:
+                reason = f"the download from {spec.source} failed ({type(exc).__name__}: {exc})"
         else:
             return Loaded(spec.name, "download", cached / spec.folder,
                           spec.load(cached / spec.folder))
@@ -284,6 +303,26 @@ def load_dataset(name: str, *, profile: str | None = None, allow_download: bool 
         reason = "it cannot be downloaded automatically"
 
     raise DataUnavailableError(_unavailable_message(spec, root, cache, reason))
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float):
+    """Every socket opened without its own timeout (urllib, as torchvision uses it) gives up
+    after ``seconds`` without data, instead of waiting forever on a stalled server."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, TimeoutError) or isinstance(getattr(exc, "reason", None), TimeoutError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _unavailable_message(spec: DatasetSpec, root: Path, cache: Path, reason: str) -> str:
