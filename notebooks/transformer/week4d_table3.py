@@ -300,13 +300,53 @@ if "D: no label smoothing" in results:
 checks.check_true(all(math.isfinite(r["ppl"]) for r in results.values()) and len(results) == len(cfg.rows),
                   f"{len(results)} rows measured, every perplexity finite", f"{results}")
 
+# %% [markdown]
+# ## Paper vs. this run
+#
+# The rows the claims above rest on, beside the paper's; the other rows are in the table and
+# figure above. The paper's figures are Table 3's (dev newstest2013, base model, 100,000 steps).
+
+# %%
+from helpers.course.compare import paper_vs_run
+
+
+def row_change(name):
+    r = results[name]
+    return (f"PPL {r['ppl']:.2f} ({r['ppl'] / first['ppl'] - 1:+.1%}), BLEU {r['bleu']:.1f} "
+            f"({r['bleu'] - first['bleu']:+.1f}) vs the base")
+
+
+rows = [("base row", "dev PPL 4.92, BLEU 25.8: newstest2013, WMT14 EN-DE (Table 3)",
+         f"dev PPL {first['ppl']:.2f}, BLEU {first['bleu']:.1f}: "
+         f"{'the offline stand-in' if dataset.origin == 'standin' else dataset.name} dev, BLEU on {len(sources)} "
+         f"sentences, beam {cfg.beam_size}", "another data set: absolute numbers are not comparable")]
+if "base, seed 1" in results:
+    rows.append(("seed-to-seed gap (same settings)", "not reported (one run per row)",
+                 f"dev PPL {gap:.1%} apart, BLEU {abs(results['base, seed 1']['bleu'] - first['bleu']):.1f} apart",
+                 "a row's change smaller than this gap is noise"))
+for name in ("A: 1 head", "A: 16 heads", "C: N=2", "D: no dropout", "D: no label smoothing"):
+    if name in results:
+        r = results[name]
+        rows.append((f"row {name}", f"PPL {r['paper_ppl']:.2f} ({r['paper_ppl'] / 4.92 - 1:+.1%}), BLEU "
+                     f"{r['paper_bleu']:.1f} ({r['paper_bleu'] - 25.8:+.1f}) vs the base (Table 3)",
+                     row_change(name), "an undertrained miniature: see what it cannot show, above"))
+rows += [
+    ("model (base row)", "N = 6, d_model 512, d_ff 2048, h = 8, 65 M parameters (Table 3)",
+     f"N = {base.n_layers}, d_model {base.d_model}, d_ff {base.d_ff}, h = {base.n_heads}, "
+     f"{first['params'] / 1e6:.1f} M parameters", "the paper's sizes only on `full`"),
+    ("training per row", "100,000 steps of 25,000 tokens per side, 12 hours on 8 P100 GPUs (§5.2)",
+     f"{base.train_steps:,} steps of about {base.max_tokens:,} tokens per side on {device.type}, "
+     f"{sum(r['seconds'] for r in results.values()) / len(results) / 60:.1f} min per row", "minutes, not hours"),
+]
+comparison = paper_vs_run(rows)
+
 # %%
 print(training.write_metrics(
     "transformer", "week4d_table3",
     {"rows": {name: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
               for name, r in results.items()},
      "claims": claims, "seed_gap_ppl": round(gap, 4)},
-    config=cfg, extra={"base": dict(base), "dataset": dataset.describe(),
+    config=cfg, extra={"base": dict(base), "dataset": dataset.describe(), "paper_vs_run": comparison,
                        "bleu": f"beam {cfg.beam_size}, alpha {cfg.length_penalty}, first {len(sources)} dev sentences"}))
 
 # %% [markdown]
