@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from helpers.course.config import FAMILIES, profile_config
-from helpers.course.data import DataLayoutError, DataUnavailableError, load_dataset
+from helpers.course.data import DataLayoutError, DataUnavailableError, load_dataset, load_or_standin
 from helpers.transformer import label_smoothed_loss, smoothed_loss_floor
 
 
@@ -49,7 +49,7 @@ def offline_local(clean_env, monkeypatch):
 def test_missing_data_set_falls_back_to_the_standin_and_says_so(offline_local, capsys):
     with pytest.raises(DataUnavailableError):
         load_dataset("cnn_dailymail", allow_download=False, n_train=20, n_eval=5)
-    loaded = load_dataset("cnn_dailymail", allow_download=False, standin_if_missing=True, n_train=20, n_eval=5)
+    loaded = load_or_standin("cnn_dailymail", allow_download=False, n_train=20, n_eval=5)
     assert loaded.origin == "standin" and loaded.describe() == "cnn_dailymail: standin"
     assert len(loaded.data["train"]) == 20
     out = capsys.readouterr().out
@@ -61,7 +61,7 @@ def test_incomplete_folder_is_still_an_error_with_the_fallback(offline_local):
     (offline_local / "cnn_dailymail").mkdir()
     (offline_local / "cnn_dailymail" / "train.jsonl").write_text("{}\n")
     with pytest.raises(DataLayoutError, match="incomplete"):
-        load_dataset("cnn_dailymail", standin_if_missing=True)
+        load_or_standin("cnn_dailymail")
 
 
 # Every `local` threshold in helpers/course/config.py, with the value a correct implementation
