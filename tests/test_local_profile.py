@@ -85,11 +85,17 @@ NOT_REAL_DATA = {
 }
 
 
+# Sizes, not pass marks: they bound the input, so no run "meets" them.
+SIZE_KEYS = {"max_len", "max_tokens", "max_length", "max_source_length", "max_target_length",
+             "max_source_words"}
+
+
 def _local_thresholds():
     for family, spec in FAMILIES.items():
         values = {**spec.get("common", {}), **spec.get("local", {})}
         for key, value in values.items():
-            if (key.startswith("min_") or key.startswith("max_")) and isinstance(value, (int, float)):
+            if (key.startswith("min_") or key.startswith("max_")) and key not in SIZE_KEYS \
+                    and isinstance(value, (int, float)) and not isinstance(value, bool):
                 yield family, key
 
 

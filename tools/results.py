@@ -116,6 +116,25 @@ def _dcgan5(m: dict) -> str:
                  f"linear probe on {m.get('probe_dataset', '?')}: " + ", ".join(probe) if probe else None)
 
 
+def _dcgan4b(m: dict) -> str:
+    rows = [f"{name}: {row['frechet']:.1f}" for name, row in m.items() if isinstance(row, dict) and "frechet" in row]
+    return "classifier-feature Fréchet distance per row: " + "; ".join(rows) if rows else ""
+
+
+def _week4g(m: dict) -> str:
+    return _join(f"review perplexity {_num(m, 'perplexity_before', '{:.0f}')} before, "
+                 f"{_num(m, 'perplexity_after', '{:.0f}')} after fine-tuning" if _num(m, "perplexity_after") else None,
+                 f"{_num(m, 'perplexity_from_scratch', '{:.0f}')} trained on reviews only"
+                 if _num(m, "perplexity_from_scratch") else None)
+
+
+def _final_transformer(m: dict) -> str:
+    rouge = [f"{label} {_num(m, key + '_rougeL', '{:.1f}', 100)}" for label, key in
+             (("own Transformer", "own"), ("fine-tuned seq2seq", "finetuned"), ("Lead-3", "lead3"))
+             if _num(m, key + "_rougeL")]
+    return "ROUGE-L: " + ", ".join(rouge) if rouge else ""
+
+
 # track/notebook -> (headline formatter, the paper's figure or None)
 HEADLINES = {
     "transformer/week3_transformer": (
@@ -127,6 +146,13 @@ HEADLINES = {
                  "no label smoothing 4.67 / 25.3: compare directions, not values"),
     "transformer/week4e_custom_datasets": (_week4e, None),
     "transformer/week4f_deploy": (_week4f, None),
+    "transformer/week4g_gpt2_finetuning": (_week4g, "no figure in the papers for this data; GPT-2 (Radford et al. 2019) "
+                                                    "reports zero-shot perplexities on other corpora"),
+    "transformer/week5_final_project": (
+        _final_transformer, "See et al. 2017, CNN/DailyMail test: Lead-3 ROUGE-L 36.57, pointer-generator + "
+                            "coverage 36.38 (other data here when the stand-in runs)"),
+    "dcgan/week4b_ablations": (_dcgan4b, "§3's guidelines are stated as what made training stable; the paper "
+                                         "has no ablation table"),
     "dcgan/week4_training": (_dcgan4, "the paper reports no FID; samples only (Figures 2-4)"),
     "dcgan/week5_final_project": (
         _dcgan5, "Table 1: CIFAR-10 82.8 % with D trained on ImageNet-1k (other data here: not comparable)"),
