@@ -31,7 +31,7 @@
 # - read the attention maps of a trained translator.
 #
 # **Time:** about 6 hours with the video, readings and exercises (smoke profile: under a minute;
-# `local`: about 15 minutes of training on a CPU; `full`: about 15 minutes on one GPU).
+# `local`: about 12 minutes on 2 CPU cores, 11 of them training; `full`: about 15 minutes on one GPU).
 #
 # **Videos / readings (from the course plan):**
 # - Paper: [Attention Is All You Need](https://arxiv.org/abs/1706.03762), §3.3–3.5, §5 (Training),
