@@ -27,8 +27,8 @@
 #   compared with raw pixels and with an untrained discriminator;
 # - write up what you found.
 #
-# **Time:** a weekend (smoke profile: under a minute; `local`: about 6 to 11 minutes of computing on
-# 2 CPU cores after week 4, most of it the linear probe).
+# **Time:** a weekend (smoke profile: under a minute; `local`: about 8 minutes on 2 CPU cores
+# after week 4, most of it the linear probe).
 #
 # **Videos / readings (from the course plan):**
 # - Videos of week 4: [Building a GAN from scratch](https://youtu.be/_pIMdDWK5sc) (AssemblyAI) ·
