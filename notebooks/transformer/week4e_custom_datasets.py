@@ -148,7 +148,20 @@ from transformers import logging as hf_logging
 from helpers.course import summarization
 
 hf_logging.set_verbosity_error()
-model, tokenizer, prefix = summarization.load_seq2seq(cfg.model, seed=cfg.seed)
+try:
+    model, tokenizer, prefix = summarization.load_seq2seq(cfg.model, seed=cfg.seed)
+except OSError as exc:  # offline, and the pretrained model is not in the Hugging Face cache
+    smoke = profile_config("summarization", "smoke")
+    print(f"The pretrained model {cfg.model!r} is not available here ({str(exc).splitlines()[0][:150]}); "
+          "it is downloaded once from the Hugging Face hub and then cached. Instead, this run trains "
+          "the smoke profile's tiny T5 from random weights with the smoke profile's settings: its "
+          "scores say whether the pipeline works, not how good a pretrained summarizer is.")
+    cfg = cfg.replace(**{k: smoke[k] for k in ("model", "epochs", "batch_size", "lr", "min_rouge_l")})
+    if news.origin != "standin":  # smoke's threshold was calibrated on the stand-in articles only
+        cfg = cfg.replace(min_rouge_l=0.05)
+        print("No ROUGE-L threshold is calibrated for a model trained from scratch on real news: "
+              "the check below only asks for 0.05 (some overlap with the reference).")
+    model, tokenizer, prefix = summarization.load_seq2seq(cfg.model, seed=cfg.seed)
 print(f"{cfg.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
 
 # %% [markdown]
@@ -180,7 +193,10 @@ lead = summarization.rouge(references, [summarization.lead(art, 1) for art, _ in
 print({k: round(v, 3) for k, v in rouge.items()}, f"| lead-sentence baseline ROUGE-L {lead:.3f}")
 for gen, ref in list(zip(generated, references))[:3]:
     print(f"  generated: {gen}\n  reference: {ref}\n")
-checks.check_at_least(rouge["rougeL"], cfg.min_rouge_l, f"ROUGE-L F1 ({cfg.profile})")
+checks.check_at_least(rouge["rougeL"], cfg.min_rouge_l, f"ROUGE-L F1 ({cfg.profile} profile, {cfg.model})",
+                      hint="if the training loss fell but ROUGE is low, look at the generated summaries above: "
+                           "empty or repeated text points at generation (max length, the decoder start token), "
+                           "copied article text at too little training")
 
 # %% [markdown]
 # ## 2. Your own parallel corpus
