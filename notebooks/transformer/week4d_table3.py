@@ -27,8 +27,9 @@
 # - read perplexity and BLEU side by side, and say which differences are larger than noise;
 # - compare your trends (not your absolute numbers) with a paper's table.
 #
-# **Time:** about 1 hour to read and run on `local`; `full` trains 12 rows on a GPU (about
-# 2 hours). Smoke profile: a two-row version in under a minute.
+# **Time:** about 1.5 hours to read and run on `local` (its five rows train for about 27 minutes
+# on 2 CPU cores; a rerun loads the finished rows); `full` trains 16 rows of the paper's base
+# model on a GPU (not measured yet). Smoke profile: a two-row version in under a minute.
 #
 # **Videos / readings (from the course plan):**
 # - Paper: [Attention Is All You Need](https://arxiv.org/abs/1706.03762) §6.2 (Model
