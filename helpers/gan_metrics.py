@@ -15,6 +15,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import linalg
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
 from torch import nn
 
 
@@ -68,8 +72,6 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 512, featu
 def frechet_distance(feats_a: torch.Tensor, feats_b: torch.Tensor) -> float:
     """``||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^{1/2})`` (Heusel et al., 2017): FID when
     the features are Inception-v3 pool features, a stand-in score with any other features."""
-    from scipy import linalg
-
     a = feats_a.double().cpu().numpy()
     b = feats_b.double().cpu().numpy()
     mu_a, mu_b = a.mean(0), b.mean(0)
@@ -93,7 +95,7 @@ def inception_fid(real: torch.Tensor, fake: torch.Tensor, *, device="cpu", batch
     :func:`frechet_distance` on your own classifier's features instead (and say so: those
     numbers are *not* comparable with published FIDs).
     """
-    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.fid import FrechetInceptionDistance  # noqa: PLC0415 - Inception code, only for real FID
 
     fid = FrechetInceptionDistance(feature=2048, normalize=True).to(device)
     for images, is_real in ((real, True), (fake, False)):
@@ -154,10 +156,6 @@ def diversity_report(fake: torch.Tensor, real: torch.Tensor, classifier: nn.Modu
 
 def linear_probe(train_x, train_y, test_x, test_y, *, C: float = 0.01, max_iter: int = 2000) -> float:
     """§5.1: "a regularized linear L2-SVM classifier" on frozen features; returns test accuracy."""
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import LinearSVC
-
     clf = make_pipeline(StandardScaler(), LinearSVC(C=C, max_iter=max_iter))
     clf.fit(np.asarray(train_x, dtype=np.float32), np.asarray(train_y))
     return float((clf.predict(np.asarray(test_x, dtype=np.float32)) == np.asarray(test_y)).mean())

@@ -17,7 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sacrebleu
 import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
 from helpers.course import env, training
 from helpers.course.files import atomic_write_text
@@ -55,8 +57,6 @@ class SubwordTokenizer:
 
     @classmethod
     def train(cls, texts: Sequence[str], vocab_size: int) -> SubwordTokenizer:
-        from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
         tok.normalizer = normalizers.NFKC()
         tok.pre_tokenizer = pre_tokenizers.Metaspace()
@@ -68,8 +68,6 @@ class SubwordTokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> SubwordTokenizer:
-        from tokenizers import Tokenizer
-
         return cls(Tokenizer.from_file(str(path)))
 
     def save(self, path: str | Path) -> Path:
@@ -230,9 +228,8 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
     label smoothing (§5.4), clipping when ``cfg.clip_norm`` > 0, mixed precision per ``amp``.
     Logs training loss, gradient norm, learning rate and every ``cfg.eval_every`` steps the
     validation loss (also to TensorBoard with a ``SummaryWriter`` as ``writer``).
-    ``checkpoint_path``: resumable (:class:`helpers.course.run.ResumableRun`), ``keep_last``
-    weight snapshots for :func:`average_checkpoints` (§6.1). Under ``torchrun`` each process
-    trains on its share of every batch (:mod:`helpers.ops.distributed`).
+    ``checkpoint_path``: resumable (:class:`~helpers.course.run.ResumableRun`); ``keep_last``
+    snapshots for :func:`average_checkpoints` (§6.1); under torchrun, :mod:`helpers.ops.distributed`.
     """
     ctx = distributed.setup(device)  # a no-op without torchrun
     device = ctx.device
@@ -337,6 +334,4 @@ def translate(model: Transformer, tokenizer: SubwordTokenizer, sentences: Sequen
 def corpus_bleu(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     """Corpus BLEU with sacreBLEU's defaults: cased, detokenized text, 13a tokenization
     (comparable with published Multi30k and WMT numbers)."""
-    import sacrebleu
-
     return float(sacrebleu.corpus_bleu(list(hypotheses), [list(references)]).score)

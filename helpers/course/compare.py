@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from IPython import get_ipython
+from IPython.display import Markdown, display
+
 COLUMNS = ("what", "paper", "this run", "what differs")
 HEADING = "Paper vs. this run"  # the notebook section's heading (tools/nbtools.py checks it)
 
@@ -49,13 +52,7 @@ def paper_vs_run(rows: Iterable[Sequence[str] | Mapping[str, str]], *, title: st
     if not checked:
         raise ValueError("no rows to compare. Fix: add at least the headline figure.")
     if show:
-        try:
-            from IPython import get_ipython
-            from IPython.display import Markdown, display
-            in_notebook = get_ipython() is not None
-        except ImportError:  # pragma: no cover - IPython comes with Jupyter
-            in_notebook = False
-        if in_notebook:
+        if get_ipython() is not None:
             display(Markdown(markdown(checked, title)))
         else:
             print(title)

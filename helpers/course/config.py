@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+import torch
+
 PROFILE_ENV = "CURRICULUM_PROFILE"
 PROFILES = ("smoke", "local", "full")
 
@@ -246,10 +248,6 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a hard requirement
-        return False
     return torch.cuda.is_available()
 
 

@@ -21,7 +21,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torchvision
+from IPython.display import Markdown, display
 
+from helpers import __version__
 from helpers.course.config import get_profile, profile_setting
 
 DATA_DIR_ENV = "CURRICULUM_DATA_DIR"
@@ -90,7 +93,7 @@ def mount_drive() -> Path | None:
     if not in_colab():
         return None
     if not DRIVE_ROOT.is_dir():
-        from google.colab import drive  # type: ignore[import-not-found]
+        from google.colab import drive  # type: ignore[import-not-found]  # noqa: PLC0415 - Colab only
 
         drive.mount(str(DRIVE_ROOT.parent))
     return DRIVE_ROOT
@@ -149,17 +152,12 @@ def show_port(port: int, path: str = "/", *, height: int = 620) -> str:
     Colab's own port proxy (``google.colab.output``); elsewhere a link to
     ``http://127.0.0.1:<port><path>`` is shown. Returns how it was shown."""
     if in_colab():
-        from google.colab import output  # type: ignore[import-not-found]
+        from google.colab import output  # type: ignore[import-not-found]  # noqa: PLC0415 - Colab only
 
         output.serve_kernel_port_as_iframe(port, path=path, height=height)
         return f"Colab port proxy (port {port}, path {path})"
     url = f"http://127.0.0.1:{port}{path}"
-    try:
-        from IPython.display import Markdown, display
-
-        display(Markdown(f"Open [{url}]({url}) in a browser on this machine."))
-    except ImportError:  # plain Python
-        print(f"Open {url} in a browser on this machine.")
+    display(Markdown(f"Open [{url}]({url}) in a browser on this machine."))
     return url
 
 
@@ -302,13 +300,6 @@ def environment_report() -> dict[str, Any]:
                 "capability": f"{props.major}.{props.minor}",
             }
         )
-    try:
-        import torchvision
-
-        report["torchvision"] = torchvision.__version__
-    except ImportError:
-        report["torchvision"] = None
-    from helpers import __version__
-
+    report["torchvision"] = torchvision.__version__
     report["helpers"] = __version__
     return report

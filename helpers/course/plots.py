@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import seaborn as sns
 import torch
 
 
@@ -14,8 +16,6 @@ def attention_heatmap(weights, query_labels: Sequence[str] | None = None,
                       key_labels: Sequence[str] | None = None, *, ax=None, title: str = ""):
     """One attention matrix ``[query_len, key_len]`` as a seaborn heatmap; rows are queries,
     each row sums to 1 (week 2)."""
-    import seaborn as sns
-
     w = torch.as_tensor(weights).detach().float().cpu()
     if w.dim() != 2:
         raise ValueError(f"expected a [query, key] matrix, got shape {tuple(w.shape)}; "
@@ -51,10 +51,5 @@ def attention_explorer(weights: Mapping[str, torch.Tensor], query_labels=None, k
                           title=f"{layer}, head {head}")
         plt.show()
 
-    try:
-        import ipywidgets as widgets
-    except ImportError:  # pragma: no cover - ipywidgets is in requirements.txt
-        show()
-        return None
     return widgets.interact(show, layer=widgets.Dropdown(options=names, value=names[0]),
                             head=widgets.IntSlider(value=0, min=0, max=n_heads - 1))

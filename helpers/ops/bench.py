@@ -30,8 +30,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
+from helpers.course import env
+from helpers.course.config import get_profile
+from helpers.course.data.images import ImageFolderDataset
+from helpers.course.data.text import synthetic_translation
+from helpers.dcgan import Discriminator, Generator, dcgan_optimizers, train_step, weights_init
+from helpers.ops import demo
+from helpers.ops.export import source_batch
+from helpers.transformer import Transformer, beam_search, greedy_decode, label_smoothed_loss, paper_adam
+from helpers.translation import prepare_translation, translate
 
 # Dense tensor-core peaks in TFLOPS (bf16; fp16 where the GPU has no bf16), from the vendors'
 # data sheets, without sparsity. Matched in order against torch.cuda.get_device_name().
@@ -194,8 +206,6 @@ def _compile(module, enabled: bool, notes: list[str], **kwargs):
 
 def _amp_for(device: torch.device, amp: bool):
     """The optimized side's autocast: ``env.amp_settings`` (bf16 on CPU) when ``amp``, else fp32."""
-    from helpers.course import env
-
     if not amp:
         return env.AmpSettings(device.type, torch.float32, False)
     return env.AmpSettings("cpu", torch.bfloat16, False) if device.type == "cpu" else env.amp_settings(device)
@@ -231,9 +241,6 @@ def bench_transformer(device: torch.device, s: Sizes, *, compile_model: bool, am
                       peak: tuple[float, str] | None) -> dict:
     """Naive fp32 (week 2 attention, plain Adam) vs optimized training step, side by side
     (Transformer week 4b; §3.2.1 Eq. 1 computed two ways)."""
-    from helpers.course import env
-    from helpers.transformer import Transformer, label_smoothed_loss, paper_adam
-
     notes: list[str] = []
     gen = torch.Generator().manual_seed(0)
     src = torch.randint(4, s.vocab, (s.batch, s.src_len), generator=gen).to(device)
@@ -313,8 +320,6 @@ def optimized_dcgan_step(G, D, opt_g, opt_d, real, *, nz: int, rng=None, amp=Non
     """``helpers.dcgan.train_step`` without host synchronisation (DCGAN week 4, speed): the
     same D update then G update, under ``amp`` autocast if given, returning the two losses as
     device tensors instead of floats. ``G``/``D`` may be channels_last or compiled."""
-    from helpers.course import env
-
     b, device = real.size(0), real.device
     amp = amp or env.AmpSettings(device.type, torch.float32, False)
     scaler = scaler or env.grad_scaler(amp)
@@ -343,9 +348,6 @@ def bench_dcgan(device: torch.device, s: Sizes, *, compile_model: bool, amp: boo
                 compile_mode: str | None = None) -> dict:
     """Plain fp32 eager DCGAN update (``helpers.dcgan.train_step``) vs the optimized one
     (DCGAN week 4, §4 training setup)."""
-    from helpers.course import env
-    from helpers.dcgan import Discriminator, Generator, dcgan_optimizers, train_step, weights_init
-
     notes: list[str] = []
     nz, b = 100, s.gan_batch
     gen = torch.Generator().manual_seed(0)
@@ -430,10 +432,6 @@ def _best_of(fn: Callable[[], int], repeats: int) -> tuple[float, int]:
 
 def bench_data(s: Sizes, *, workers: int = 0, repeats: int = 3) -> dict:
     """Batches/s of the translation batcher (§5.1 token batches) and the image loaders alone."""
-    from helpers.course.data.images import ImageFolderDataset
-    from helpers.course.data.text import synthetic_translation
-    from helpers.translation import prepare_translation
-
     splits = synthetic_translation(s.pairs, 20, 20, seed=0)
     data = prepare_translation(splits, min(500, s.vocab), name="bench")
     epoch = [0]
@@ -462,9 +460,6 @@ def bench_data(s: Sizes, *, workers: int = 0, repeats: int = 3) -> dict:
 
     sec_t, n_t = _best_of(tensors, repeats)
     # a folder of JPEG files, decoded and resized on the fly: the CelebA / own-images path
-    import numpy as np
-    from PIL import Image
-
     with tempfile.TemporaryDirectory() as tmp:
         rng = np.random.default_rng(0)
         for i in range(s.folder_images):  # CelebA-aligned size, 178x218
@@ -495,15 +490,7 @@ def decoding_model(quick: bool, log: Callable[[str], None] = print):
     for the active profile when its checkpoint exists, else the smoke translator (trained here
     for 250 steps, about a minute on a CPU) and its test sentences; ``quick``: a tiny untrained
     model (checks the code path only)."""
-    from helpers.course import env
-    from helpers.course.config import get_profile
-    from helpers.ops import demo
-
     if quick:
-        from helpers.course.data.text import synthetic_translation
-        from helpers.transformer import Transformer
-        from helpers.translation import prepare_translation
-
         splits = synthetic_translation(300, 8, 8)
         tok = prepare_translation(splits, 200, name="bench-decoding").tokenizer
         torch.manual_seed(0)
@@ -522,10 +509,6 @@ def bench_decoding(device: torch.device, *, quick: bool, log: Callable[[str], No
     the key/value cache (same model, same process, alternating rounds, fastest round), whether
     the outputs are identical, and the output length from which the cache is faster (decoding
     exactly n tokens, EOS ignored). Transformer week 3."""
-    from helpers.ops.export import source_batch
-    from helpers.transformer import beam_search, greedy_decode
-    from helpers.translation import translate
-
     model, tok, sentences, source = decoding_model(quick, log)
     model.to(device).eval()
     rounds = 2 if quick else 3
@@ -650,8 +633,6 @@ def run(device: str | torch.device | None = None, *, quick: bool = False,
     (bf16 autocast is usually slower on CPUs without bf16 matrix units, and compiling costs
     minutes on two cores). Returns the result dict; the JSON path is ``result["json"]``.
     """
-    from helpers.course import env
-
     start = time.perf_counter()
     device = torch.device(device) if device is not None else (
         torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))

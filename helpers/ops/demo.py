@@ -30,8 +30,13 @@ import torch
 from torch import nn
 
 from helpers.course import env
+from helpers.course.config import profile_config
+from helpers.course.data import load_dataset
+from helpers.course.data.images import gan_dataset
 from helpers.course.files import atomic_write_text, to_plain
+from helpers.course.training import CheckpointError, load_checkpoint, save_checkpoint
 from helpers.dcgan import ARCHITECTURE_KEYS as GENERATOR_KEYS
+from helpers.dcgan import Generator, build_dcgan, train_dcgan
 from helpers.ops.export import (
     ExportError,
     OnnxGenerator,
@@ -42,6 +47,8 @@ from helpers.ops.export import (
     translator_parity,
 )
 from helpers.transformer import Transformer
+from helpers.translation import ARCHITECTURE_KEYS as TRANSLATOR_KEYS
+from helpers.translation import SubwordTokenizer, build_model, prepare_translation, train_translation
 
 BUNDLE_MANIFEST = "deploy.json"
 TRANSLATOR_FILES = ("tokenizer.json", "translator.pt", "translator_encoder.onnx",
@@ -71,11 +78,8 @@ def save_translator_bundle(model: Transformer, tokenizer, settings: Mapping[str,
     """Write ``tokenizer.json``, ``translator.pt`` and both ONNX graphs into ``out_dir`` and
     record them in ``deploy.json`` (week 4f). ``settings`` must hold the architecture
     (``helpers.translation.ARCHITECTURE_KEYS``)."""
-    from helpers.course.training import save_checkpoint
-    from helpers.translation import ARCHITECTURE_KEYS
-
     out_dir = Path(out_dir)
-    arch = {k: settings[k] for k in ARCHITECTURE_KEYS}
+    arch = {k: settings[k] for k in TRANSLATOR_KEYS}
     tokenizer.save(out_dir / "tokenizer.json")
     save_checkpoint(out_dir / "translator.pt", model=model, step=0, config=arch)
     export_translator(model, out_dir)
@@ -89,8 +93,6 @@ def save_generator_bundle(G: nn.Module, settings: Mapping[str, Any], out_dir: st
                           source: str) -> dict[str, Any]:
     """Write ``generator.pt`` and ``generator.onnx`` into ``out_dir`` and record them in
     ``deploy.json`` (week 4f). ``settings``: ``nz``, ``ngf``, ``channels``, ``image_size``."""
-    from helpers.course.training import save_checkpoint
-
     out_dir = Path(out_dir)
     arch = {k: settings[k] for k in GENERATOR_KEYS}
     save_checkpoint(out_dir / "generator.pt", model=G, step=0, config=arch)
@@ -104,8 +106,6 @@ def parity_limits() -> tuple[float, float]:
     """``(max_logit_error, max_pixel_error)``: the largest ONNX-vs-PyTorch differences a
     bundle may have (the ``deploy`` settings of helpers.course.config, the same in every
     profile)."""
-    from helpers.course.config import profile_config
-
     cfg = profile_config("deploy", "smoke")
     return cfg.max_logit_error, cfg.max_pixel_error
 
@@ -207,9 +207,6 @@ def _update_manifest(out_dir: Path, **entries: Any) -> None:
 
 def load_translator(out_dir: str | Path):
     """``(model, tokenizer)`` from a bundle's ``translator.pt`` and ``tokenizer.json`` (week 4f)."""
-    from helpers.course.training import load_checkpoint
-    from helpers.translation import SubwordTokenizer
-
     out_dir = Path(out_dir)
     missing = [f for f in ("tokenizer.json", "translator.pt") if not (out_dir / f).is_file()]
     if missing:
@@ -235,9 +232,6 @@ def load_generator(out_dir: str | Path):
 
 def _generator_from_checkpoint(path: Path):
     """``(G in eval mode, checkpoint)``: the generator rebuilt from a checkpoint's config."""
-    from helpers.course.training import load_checkpoint
-    from helpers.dcgan import Generator
-
     a = torch.load(path, map_location="cpu", weights_only=True)["config"]
     G = Generator(a["nz"], a["ngf"], a["channels"], a["image_size"])
     state = load_checkpoint(path, model=G, restore_rng=False)
@@ -251,11 +245,6 @@ def notebook_translator(profile: str | None = None, *, train_steps: int | None =
     ``runs/transformer/week3_transformer/checkpoints/<profile>/translator.pt`` when that checkpoint
     matches the profile's architecture, otherwise trained here for ``train_steps`` steps
     (week 4f). Returns ``(model, tokenizer, settings, source, test_pairs)``."""
-    from helpers.course.config import profile_config
-    from helpers.course.data import load_dataset
-    from helpers.course.training import CheckpointError, load_checkpoint
-    from helpers.translation import ARCHITECTURE_KEYS, build_model, prepare_translation, train_translation
-
     cfg = profile_config("translation", profile)
     dataset = load_dataset("multi30k", profile=cfg.profile, n_train=cfg.dataset_size)
     data = prepare_translation(dataset.data, cfg.vocab_size, max_len=cfg.max_len,
@@ -267,7 +256,7 @@ def notebook_translator(profile: str | None = None, *, train_steps: int | None =
     source = None
     if ckpt.is_file():
         try:
-            state = load_checkpoint(ckpt, model=model, config=settings, config_keys=ARCHITECTURE_KEYS,
+            state = load_checkpoint(ckpt, model=model, config=settings, config_keys=TRANSLATOR_KEYS,
                                     restore_rng=False)
             source = f"{ckpt} (week 3, step {state['step']})"
         except CheckpointError as exc:
@@ -286,10 +275,6 @@ def notebook_generator(profile: str | None = None, *, train_steps: int | None = 
     """The week 4 DCGAN generator: loaded from ``runs/dcgan/week4_training/checkpoints/
     <profile>/dcgan.pt`` when present, otherwise trained here on the profile's dataset for
     ``train_steps`` steps (week 4f). Returns ``(G, settings, source)``."""
-    from helpers.course.config import profile_config
-    from helpers.course.data.images import gan_dataset
-    from helpers.dcgan import build_dcgan, train_dcgan
-
     cfg = profile_config("dcgan", profile)
     ckpt = env.checkpoint_dir("dcgan", "week4_training", cfg.profile) / "dcgan.pt"
     if ckpt.is_file():

@@ -11,11 +11,13 @@ Without torchrun every method here is a no-op, so one GPU (or Colab) needs nothi
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,6 @@ class Context:
         module's own buffers are constants (positional encodings), so they are not re-sent."""
         if not self.enabled:
             return model
-        import inspect
-
-        from torch.nn.parallel import DistributedDataParallel
-
         ids = [self.device.index] if self.device.type == "cuda" else None
         newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
         no_resync = {"forward_sync_buffers": False} if newer else {"broadcast_buffers": False}

@@ -13,6 +13,7 @@ with PyTorch (:func:`translator_parity`, :func:`generator_parity`).
 from __future__ import annotations
 
 import copy
+import io
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ from torch import nn
 
 from helpers.course.files import atomic_write
 from helpers.transformer import MultiHeadAttention, Transformer, greedy_decode, padding_mask
+from helpers.translation import BOS, EOS, collate
 
 OPSET = 17
 
@@ -80,10 +82,7 @@ def _exportable(model: nn.Module) -> nn.Module:
 def _onnx_export(module: nn.Module, args: tuple, path: Path, input_names: Sequence[str],
                  output_names: Sequence[str], dynamic_axes: Mapping[str, Mapping[int, str]]) -> Path:
     """Export in memory, check the graph, then write it all-or-nothing (as ``atomic_save`` does)."""
-    import io
-
-    import onnx
-
+    import onnx  # noqa: PLC0415 - the [deploy] extra, loaded only to export
 
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -146,7 +145,7 @@ def export_generator(G: nn.Module, out_dir: str | Path) -> Path:
 def ort_session(path: str | Path, threads: int | None = None):
     """An ``onnxruntime.InferenceSession`` on the CPU (week 4f). ``threads`` defaults to
     PyTorch's intra-op thread count, so latency comparisons are fair."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # noqa: PLC0415 - the [deploy] extra, loaded only to run an export
 
     path = Path(path)
     if not path.is_file():
@@ -247,8 +246,6 @@ class OnnxGenerator:
 def source_batch(tokenizer, sentences: Sequence[str], max_len: int) -> torch.Tensor:
     """``[batch, src_len]`` source ids (``... </s>``, padded), as the translator reads them
     (week 4f; the same encoding as ``helpers.translation.translate``)."""
-    from helpers.translation import BOS, EOS, collate
-
     return collate([(tokenizer.encode(s)[: max_len - 1] + [EOS], [BOS, EOS]) for s in sentences])[0]
 
 
@@ -256,8 +253,6 @@ def translate_onnx(runner: StepTranslator, tokenizer, sentences: Sequence[str], 
                    batch_size: int = 64) -> list[str]:
     """Greedy translations with onnxruntime, batched like ``helpers.translation.translate``
     with ``beam_size=1`` (week 4f)."""
-    from helpers.translation import BOS, EOS
-
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
     out = [""] * len(sentences)
     for start in range(0, len(order), batch_size):
@@ -291,8 +286,6 @@ def translator_parity(model: Transformer, runner: StepTranslator, tokenizer,
     absolute difference of the encoder output and of the next-token logits at every step of
     PyTorch's greedy translation (both runtimes fed the same tokens and their own caches), and
     whether greedy decoding gives identical ids (week 4f)."""
-    from helpers.translation import BOS, EOS
-
     model = model.cpu().eval()
     reference = TorchTranslator(model)
     mem_err = logit_err = 0.0

@@ -20,6 +20,16 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
+from helpers.course import env
+from helpers.course.config import profile_config
+from helpers.course.data import load_dataset
+from helpers.course.files import atomic_write_text
+from helpers.course.training import atomic_save
+from helpers.ops import distributed
+from helpers.translation import build_model, prepare_translation, train_translation
+
 
 def _value(text: str):
     try:
@@ -29,14 +39,6 @@ def _value(text: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import torch
-
-    from helpers.course import env
-    from helpers.course.config import profile_config
-    from helpers.course.data import load_dataset
-    from helpers.ops import distributed
-    from helpers.translation import build_model, prepare_translation, train_translation
-
     p = argparse.ArgumentParser(prog="python -m helpers.ops.launch",
                                 description=__doc__.split("\n")[0])
     p.add_argument("--profile", default=None, help="smoke, local or full (default: $CURRICULUM_PROFILE)")
@@ -74,9 +76,6 @@ def main(argv: list[str] | None = None) -> int:
                                     checkpoint_every=args.checkpoint_every)
         torch.use_deterministic_algorithms(False)
         if ctx.is_main:
-            from helpers.course.files import atomic_write_text
-            from helpers.course.training import atomic_save
-
             atomic_save(model.state_dict(), out / "model.pt")
             atomic_write_text(json.dumps(history.state_dict()) + "\n", out / "history.json")
             losses = history["train_loss"]

@@ -30,9 +30,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from PIL import Image
 from pydantic import BaseModel, Field
+from torchvision.utils import make_grid
 
 from helpers.ops import demo, export
+from helpers.translation import BOS, EOS
 
 MAX_TEXT_CHARS = 500
 MAX_COUNT = 64
@@ -167,8 +177,6 @@ class InputTooLong(ValueError):
 def translate_text(models: Models, text: str, deadline: float | None = None) -> str:
     """Greedy translation of one sentence with the cached decoder (week 4f): at most input
     length + 50 tokens (§6.1); ``TimeoutError`` once ``deadline`` (monotonic) has passed."""
-    from helpers.translation import BOS, EOS
-
     runner, tok = models.get("translator")
     ids = tok.encode(text)
     if len(ids) + 1 > runner.max_len:
@@ -181,10 +189,6 @@ def translate_text(models: Models, text: str, deadline: float | None = None) -> 
 
 def generate_png(models: Models, seed: int, count: int) -> bytes:
     """A PNG grid of ``count`` generated images for latent vectors drawn with ``seed`` (week 4f)."""
-    import torch
-    from PIL import Image
-    from torchvision.utils import make_grid
-
     kind, G = models.get("generator")
     z = torch.randn(count, G.nz, generator=torch.Generator().manual_seed(seed))
     if kind == "onnx":
@@ -224,8 +228,6 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                from fastapi import HTTPException  # a starlette HTTPException
-
                 raise HTTPException(413, self._detail())
             return message
 
@@ -235,8 +237,6 @@ class BodyLimit:
         return f"the request body is over {self.max_bytes} bytes; send one sentence at a time."
 
     async def _refuse(self, scope, send):
-        from fastapi.responses import JSONResponse
-
         response = JSONResponse({"detail": self._detail()}, status_code=413,
                                 headers={"Connection": "close"})
         await response(scope, None, send)
@@ -245,17 +245,44 @@ class BodyLimit:
 PAGE_FILE = Path(__file__).with_name("static") / "index.html"  # the page behind GET /
 
 
+async def _unavailable(_request, exc: ModelUnavailable):
+    return JSONResponse(status_code=503, content={"detail": str(exc)})
+
+
+async def _invalid(_request, exc: RequestValidationError):
+    """A 422 whose detail names each bad field in words (not pydantic's nested list)."""
+    parts = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            parts.append('the body is not valid JSON; send e.g. {"text": "..."}')
+            continue
+        where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
+    return JSONResponse(status_code=422, content={"detail": "; ".join(parts)})
+
+
+async def _crashed(request, exc: Exception):
+    """A 500 that logs the traceback on the server and shows none to the client."""
+    log(f"{request.method} {request.url.path} failed:\n" + "".join(traceback.format_exception(exc)))
+    return JSONResponse(status_code=500, content={"detail": "internal error; see the server log"})
+
+
+def _page(bundle_name: str, backend: str) -> str:
+    """The demo page (static/index.html) with its placeholders filled, HTML-escaped."""
+    values = {"__BUNDLE__": bundle_name, "__BACKEND__": "onnxruntime" if backend == "onnx" else "PyTorch",
+              "__MAX_CHARS__": str(MAX_TEXT_CHARS), "__MAX_SEED__": str(MAX_SEED),
+              "__MAX_COUNT__": str(MAX_COUNT)}
+    text = PAGE_FILE.read_text(encoding="utf-8")
+    for key, value in values.items():
+        text = text.replace(key, html.escape(value))
+    return text
+
+
 def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
                max_concurrent: int = MAX_CONCURRENT, time_budget_s: float = TIME_BUDGET_S,
                allowed_hosts: tuple[str, ...] | None = LOOPBACK):
     """The FastAPI app serving the bundle in ``model_dir`` (default ``runs/deploy``; week 4f).
     ``allowed_hosts``: the ``Host`` names answered (None: any)."""
-    from fastapi import FastAPI, HTTPException
-    from fastapi.concurrency import run_in_threadpool
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.middleware.trustedhost import TrustedHostMiddleware
-    from fastapi.responses import HTMLResponse, JSONResponse, Response
-
     models = Models(Path(model_dir) if model_dir is not None else demo.default_bundle_dir(), backend)
     busy = threading.BoundedSemaphore(max_concurrent)
 
@@ -264,26 +291,9 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts or ["*"]))
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # outermost: runs first
 
-    @app.exception_handler(ModelUnavailable)
-    async def unavailable(_request, exc: ModelUnavailable):
-        return JSONResponse(status_code=503, content={"detail": str(exc)})
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_request, exc: RequestValidationError):
-        parts = []
-        for err in exc.errors():
-            if err.get("type") == "json_invalid":
-                parts.append('the body is not valid JSON; send e.g. {"text": "..."}')
-                continue
-            where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
-            parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
-        return JSONResponse(status_code=422, content={"detail": "; ".join(parts)})
-
-    @app.exception_handler(Exception)
-    async def crashed(request, exc: Exception):
-        log(f"{request.method} {request.url.path} failed:\n"
-            + "".join(traceback.format_exception(exc)))
-        return JSONResponse(status_code=500, content={"detail": "internal error; see the server log"})
+    app.add_exception_handler(ModelUnavailable, _unavailable)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(Exception, _crashed)
 
     async def run_model(fn, *args):
         """``fn(*args)`` in a worker thread, if fewer than ``max_concurrent`` already run."""
@@ -295,18 +305,11 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
         finally:
             busy.release()
 
-    template = PAGE_FILE.read_text(encoding="utf-8")
-    page_values = {"__BUNDLE__": models.model_dir.name,
-                   "__BACKEND__": "onnxruntime" if backend == "onnx" else "PyTorch",
-                   "__MAX_CHARS__": str(MAX_TEXT_CHARS), "__MAX_SEED__": str(MAX_SEED),
-                   "__MAX_COUNT__": str(MAX_COUNT)}
+    page_html = _page(models.model_dir.name, backend)
 
     @app.get("/", response_class=HTMLResponse)
     def page():
-        text = template
-        for key, value in page_values.items():
-            text = text.replace(key, html.escape(value))
-        return text
+        return page_html
 
     @app.get("/health")
     def health():
@@ -391,8 +394,6 @@ def main(argv: list[str] | None = None) -> int:
               f"503 until you run `{demo.DEMO_COMMAND}`", file=sys.stderr, flush=True)
     if args.no_serve:
         return 0
-
-    import uvicorn
 
     if args.allowed_hosts:
         allowed = tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip())

@@ -15,8 +15,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision
+import torchvision.transforms.functional as TF
+from PIL import Image
+from sklearn.datasets import load_digits
 
-from .registry import DataLayoutError, DatasetSpec, register
+from helpers.course import env
+
+from .registry import (
+    DataLayoutError,
+    DatasetSpec,
+    get_spec,
+    is_registered,
+    load_dataset,
+    missing_files,
+    register,
+)
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -84,8 +98,6 @@ def load_idx_folder(folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]
 def digits_standin(size: int = 28, n_test: int = 297) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """scikit-learn's 1,797 bundled 8x8 digits, upscaled to ``size`` x ``size`` uint8 images
     (offline, no download: the smoke profile's stand-in for MNIST-like data)."""
-    from sklearn.datasets import load_digits
-
     digits = load_digits()
     x = torch.from_numpy(digits.images).float().unsqueeze(1) / 16.0  # [N, 1, 8, 8] in [0, 1]
     x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
@@ -99,8 +111,6 @@ def digits_standin(size: int = 28, n_test: int = 297) -> dict[str, tuple[torch.T
 
 def _torchvision_download(cls_name: str):
     def download(root: Path) -> None:
-        import torchvision
-
         cls = getattr(torchvision.datasets, cls_name)
         for train in (True, False):
             cls(root=str(root), train=train, download=True)  # torchvision checks the MD5s
@@ -172,8 +182,6 @@ def _to_8bit(im):
     """16-bit and float images (``I;16``, ``I``, ``F``: scans, medical and depth images) as
     8-bit grayscale. PIL's own ``convert("L")`` clips them at 255, which turns a 16-bit image
     almost entirely white."""
-    from PIL import Image
-
     if not (im.mode.startswith("I") or im.mode == "F"):
         return im
     a = np.asarray(im, dtype=np.float64)
@@ -195,8 +203,6 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     def __init__(self, root: str | Path, image_size: int = 64, channels: int = 3,
                  check: str = "open", limit: int | None = None):
-        from PIL import Image
-
         self.root = Path(root)
         if not self.root.is_dir():
             raise DataLayoutError(f"image folder {self.root} does not exist. Fix: point to the "
@@ -229,9 +235,6 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        import torchvision.transforms.functional as TF
-        from PIL import Image
-
         path = self.files[index]
         try:
             with Image.open(path) as im:
@@ -247,8 +250,6 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
 def load_cifar10_folder(folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """CIFAR-10's python layout, read (and MD5-checked) by torchvision: uint8 [N, 32, 32, 3]."""
-    import torchvision
-
     out = {}
     for split, train in (("train", True), ("test", False)):
         try:
@@ -261,15 +262,11 @@ def load_cifar10_folder(folder: Path) -> dict[str, tuple[torch.Tensor, torch.Ten
 
 
 def _cifar_download(root: Path) -> None:
-    import torchvision
-
     torchvision.datasets.CIFAR10(root=str(root), train=True, download=True)
     (root / "cifar-10-python.tar.gz").unlink(missing_ok=True)
 
 
 def _celeba_download(root: Path) -> None:
-    import torchvision
-
     torchvision.datasets.CelebA(root=str(root), split="all", download=True)
 
 
@@ -324,10 +321,6 @@ def choose_dataset(source: str | Path, *, data_root: str | Path | None = None,
     """``"celeba|cifar10"`` (the DCGAN ``full`` default): the first of these data sets whose
     official layout is complete in the data folder (or in the download cache), else the last
     one, which :func:`load_dataset` then finds or downloads. Anything else is returned as is."""
-    from helpers.course import env
-
-    from .registry import get_spec, is_registered, missing_files
-
     names = source.split("|") if isinstance(source, str) else []
     if len(names) < 2 or not all(is_registered(n) for n in names):
         return source
@@ -349,8 +342,6 @@ def gan_dataset(source: str | Path, *, image_size: int = 64, channels: int | Non
     Returns ``(dataset, description)``; every item is a float tensor ``[C, S, S]`` in [-1, 1].
     Small datasets are converted once and kept in memory; image folders are read lazily.
     """
-    from .registry import is_registered, load_dataset
-
     source = choose_dataset(source)
     path = Path(source)
     if not (isinstance(source, str) and is_registered(source)):  # anything else: a folder of images

@@ -15,6 +15,7 @@ differ are refused, naming both files and their counts.
 from __future__ import annotations
 
 import gzip
+import json
 import random
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -149,7 +150,7 @@ def _write_lines(path: Path, lines: Iterable[str]) -> None:
 def _download_multi30k(root: Path) -> None:
     """From the Hugging Face hub (``bentrevett/multi30k``: task 1, en-de, the 2016 flickr
     test set), written out in the official raw layout."""
-    from datasets import load_dataset as hf_load_dataset
+    from datasets import load_dataset as hf_load_dataset  # noqa: PLC0415 - heavy, only to download
 
     hf = hf_load_dataset("bentrevett/multi30k", cache_dir=str(root / ".hf-cache"))
     folder = root / "multi30k"
@@ -230,7 +231,7 @@ def load_glue_sst2(folder: Path) -> dict[str, Labeled]:
 
 
 def _download_sst2(root: Path) -> None:
-    from datasets import load_dataset as hf_load_dataset
+    from datasets import load_dataset as hf_load_dataset  # noqa: PLC0415 - heavy, only to download
 
     hf = hf_load_dataset("glue", "sst2", cache_dir=str(root / ".hf-cache"))
     folder = root / "SST-2"
@@ -275,8 +276,6 @@ def synthetic_summaries(n: int = 600, seed: int = 0, sentences: int = 3) -> list
 def load_summarization_folder(folder: Path) -> dict[str, list[tuple[str, str]]]:
     """``{split}.jsonl`` files with one ``{"article": ..., "highlights": ...}`` object per line
     (the field names of the CNN/DailyMail release on the Hugging Face hub)."""
-    import json
-
     out = {}
     for split in ("train", "validation", "test"):
         path = folder / f"{split}.jsonl"
@@ -297,9 +296,7 @@ def load_summarization_folder(folder: Path) -> dict[str, list[tuple[str, str]]]:
 
 
 def _download_cnn_dailymail(root: Path) -> None:
-    import json
-
-    from datasets import load_dataset as hf_load_dataset
+    from datasets import load_dataset as hf_load_dataset  # noqa: PLC0415 - heavy, only to download
 
     hf = hf_load_dataset("abisee/cnn_dailymail", "3.0.0", cache_dir=str(root / ".hf-cache"))
     folder = root / "cnn_dailymail"
