@@ -217,6 +217,8 @@ def _short_data(text: str) -> str:
         return "-"
     name, _, rest = text.partition(":")
     rest = rest.strip()
+    if "stand-in" in rest or "NOT available" in rest:
+        return f"{name} (offline stand-in)"
     origin = rest.split()[0] if rest else ""
     label = {"local": "real, local copy", "cache": "real, cached download", "download": "real, downloaded",
              "standin": "offline stand-in"}.get(origin.rstrip(":,"), rest[:40])

@@ -30,7 +30,8 @@
 # - put any parallel corpus into the course's plain-text layout and train on it;
 # - design a held-out test that measures *generalization*, not memorization.
 #
-# **Time:** about 3 hours (smoke profile: under a minute; `full`: about 30 minutes on a GPU).
+# **Time:** about 3 hours (smoke profile: under a minute; `local`: about 3 minutes on 2 CPU cores
+# offline, on the stand-in articles; `full`: about 30 minutes on a GPU).
 #
 # **Videos / readings (from the course plan):**
 # - [Fine-tuning large language models, with example code](https://youtu.be/eC6Hd1hFvos) (Shaw Talebi;
