@@ -19,6 +19,8 @@ help:
 	@echo "make bench   time naive vs optimized training steps and the data pipeline (table + runs/bench/*.json)"
 	@echo "make determinism   run every training notebook 3x (smoke), compare metrics.json exactly (not in make test)"
 	@echo "make colab   the Colab-like lane: a fresh Colab-like venv, the generated setup cell, notebooks (not in make test)"
+	@echo "make results docs/RESULTS.md from runs/**/metrics.json (RUNS=runs/local to pick a folder); run notebooks"
+	@echo "             and record wall time + checks with: python tools/results.py run notebooks/<track>/<nb>.ipynb"
 	@echo "make demo    serve the translator + DCGAN demo on http://127.0.0.1:8000 (builds smoke models in runs/deploy if missing)"
 
 $(PY):
@@ -80,6 +82,12 @@ bench: $(BIN)/pytest
 # kernels, then the second kernel again); README "Determinism". DETERMINISM_THREADS=1 by default.
 determinism: $(BIN)/pytest
 	$(PY) tools/determinism.py
+
+# The results page: one table of every run under runs/ (RUNS=... for another folder; runs/make-test
+# is left out), written between the markers of docs/RESULTS.md; the text around them is kept.
+.PHONY: results
+results: $(BIN)/pytest
+	$(PY) tools/results.py table $(if $(RUNS),--runs $(RUNS))
 
 # Not part of `make test`: a fresh virtual environment pre-populated like Colab (ipywidgets 7.7,
 # a stand-in google.colab), the generated setup cell installing from a snapshot of this checkout,

@@ -362,6 +362,18 @@ def label_smoothed_loss(logits, target, smoothing: float = 0.1, pad_id: int = 0)
                            ignore_index=pad_id, label_smoothing=smoothing)
 
 
+def smoothed_loss_floor(smoothing: float, vocab_size: int) -> float:
+    """The lowest value :func:`label_smoothed_loss` can take (week 3): the entropy of the
+    smoothed target, reached only when the model predicts it exactly. With eps_ls=0.1 and a
+    6,000-token vocabulary it is about 1.2 nats, so a training loss of 3 is far from "stuck"."""
+    if not 0.0 <= smoothing < 1.0 or vocab_size < 2:
+        raise ValueError(f"need 0 <= smoothing < 1 and vocab_size >= 2, got {smoothing}, {vocab_size}")
+    if smoothing == 0.0:
+        return 0.0
+    true, other = 1.0 - smoothing + smoothing / vocab_size, smoothing / vocab_size
+    return -(true * math.log(true) + (vocab_size - 1) * other * math.log(other))
+
+
 # --------------------------------------------------------------------------- decoding (§6.1)
 def reorder_cache(cache: list[dict], index: torch.Tensor) -> None:
     """Beam search: keep the cached rows of the beams that were extended (``index`` into the

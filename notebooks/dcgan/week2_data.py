@@ -26,7 +26,8 @@
 # - find broken images *before* training and mix grayscale, colour and transparent images safely;
 # - check a `DataLoader`: shapes, value range, a picture of a batch, and its speed.
 #
-# **Time:** about 2 hours with the videos and readings (smoke profile: under a minute).
+# **Time:** about 2 hours with the videos and readings (smoke profile, and `local` on real
+# Fashion-MNIST: under a minute).
 #
 # **Videos / readings (from the course plan):**
 # - [Custom image Datasets and DataLoaders in PyTorch](https://www.youtube.com/watch?v=ZoZHd0Zm3RY) (Aladdin Persson)

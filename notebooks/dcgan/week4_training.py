@@ -28,7 +28,7 @@
 # - checkpoint a run and pick it up again.
 #
 # **Time:** about 6 hours with the videos and readings (smoke profile: under a minute; `local`:
-# about 15 minutes of training on a CPU; `full`: about 20 minutes on one GPU).
+# about 4 minutes on 2 CPU cores; `full`: about 20 minutes on one GPU).
 #
 # **Videos / readings (from the course plan):**
 # - [Building a GAN from scratch](https://youtu.be/_pIMdDWK5sc) (AssemblyAI) ·

@@ -27,7 +27,8 @@
 #   compared with raw pixels and with an untrained discriminator;
 # - write up what you found.
 #
-# **Time:** a weekend (smoke profile: under a minute).
+# **Time:** a weekend (smoke profile: under a minute; `local`: about 8 minutes on 2 CPU cores
+# after week 4, most of it the linear probe).
 #
 # **Videos / readings (from the course plan):**
 # - Videos of week 4: [Building a GAN from scratch](https://youtu.be/_pIMdDWK5sc) (AssemblyAI) ·
@@ -101,6 +102,7 @@ if KEEP_ON_DRIVE:
 # %%
 import copy
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
@@ -207,7 +209,12 @@ if cfg.fid == "inception":
         fid = inception_fid(real_images, fake_images, device=device)
         fid_random = inception_fid(real_images, random_images, device=device)
     except Exception as exc:  # no weights and no internet, or torch-fidelity missing
-        print(f"Inception FID unavailable ({type(exc).__name__}: {str(exc)[:120]}); using the offline stand-in.")
+        weights = Path(torch.hub.get_dir()) / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
+        print(f"Inception FID is not available here ({type(exc).__name__}: {str(exc).splitlines()[0][:120]}). "
+              f"It needs the Inception-v3 weights (about 100 MB, downloaded once from the torch-fidelity "
+              f"releases on GitHub to {weights}). Instead: the Fréchet distance on the features of a small "
+              f"classifier trained here on {cfg.dataset}; it says whether training helped, and is NOT "
+              f"comparable with published FIDs.")
         fid_kind = "classifier"
 if fid_kind == "classifier" and labels is None:
     print("No labels to train the stand-in classifier on: the offline stand-in uses 8x8 thumbnails.")
@@ -339,6 +346,25 @@ results = {name: sum(accs) / len(accs) for name, accs in curves.items()}
 gain = results["DCGAN D features"] - results["untrained D features"]
 checks.check_at_least(gain, cfg.min_probe_gain,
                       "trained D features beat the untrained D (mean accuracy gain over the label budgets)")
+
+# %% [markdown]
+# **What to conclude.** Expect the trained discriminator to beat the untrained one by only a
+# point or two here (our `local` run on Fashion-MNIST: 80.4 % vs 79.5 %, raw pixels 74.6 %; the
+# numbers of your run are above). That is not a bug, and it is worth understanding:
+#
+# - **Random convolutional features are a strong baseline.** An untrained D still computes
+#   thousands of local, max-pooled filter responses (3,584 here), and a linear classifier on
+#   such random features already beats raw pixels by a wide margin (Jarrett et al. 2009 and
+#   Saxe et al. 2011 found the same). So most of what the probe sees comes from the
+#   *architecture*; the trained D adds what training taught it on top.
+# - **The gain is small but in the right direction**, which is all the check above asks
+#   (`cfg.min_probe_gain` = 0: trained ≥ untrained, averaged over the label budgets). A
+#   negative gain would mean training made D's features *worse* for classification: look at
+#   the samples and the losses of week 4 first (a collapsed or diverged run).
+# - **The paper's claim is stronger** because its D learned from ImageNet-1k, far more varied
+#   than Fashion-MNIST, and was tested on CIFAR-10, where random features do worse. We did not
+#   measure whether a longer run widens the gap (it costs another 15 minutes on a CPU): try it
+#   as an exercise with `profile_config("dcgan", train_steps=4500)` in both week 4 and here.
 
 # %% [markdown]
 # ## 4. Paper vs. this run

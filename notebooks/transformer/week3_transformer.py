@@ -31,7 +31,7 @@
 # - read the attention maps of a trained translator.
 #
 # **Time:** about 6 hours with the video, readings and exercises (smoke profile: under a minute;
-# `local`: about 15 minutes of training on a CPU; `full`: about 15 minutes on one GPU).
+# `local`: about 12 minutes on 2 CPU cores, 11 of them training; `full`: about 15 minutes on one GPU).
 #
 # **Videos / readings (from the course plan):**
 # - Paper: [Attention Is All You Need](https://arxiv.org/abs/1706.03762), §3.3–3.5, §5 (Training),
@@ -420,7 +420,9 @@ for step in training.progress(range(1, toy_cfg.train_steps + 1), desc="reverse t
     src, tgt = (t.to(device) for t in reverse_batch(toy_cfg.batch_size, toy_cfg.seq_len, gen))
     toy.train()
     logits = toy(src, tgt[:, :-1])                    # teacher forcing: read <s> y1..yn
-    loss = T.label_smoothed_loss(logits, tgt[:, 1:], smoothing=0.0, pad_id=PAD)  # predict y1..yn </s>
+    # predict y1..yn </s>; with the paper's label smoothing (§5.4): without it the loss heads for 0,
+    # where Adam's normalized steps stay large and training spikes now and then
+    loss = T.label_smoothed_loss(logits, tgt[:, 1:], smoothing=toy_cfg.label_smoothing, pad_id=PAD)
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
@@ -435,7 +437,13 @@ print("input   ", src[0].tolist())
 print("output  ", pred[0, :n].tolist())
 toy_history.plot("loss", logy=True, title="reverse task: training loss")
 plt.show()
-checks.check_decreasing(toy_history["loss"], "toy training loss", min_drop=0.5)
+toy_floor = T.smoothed_loss_floor(toy_cfg.label_smoothing, toy_cfg.vocab_size)
+toy_tail = toy_history["loss"][-max(1, len(toy_history) // 10):]
+toy_progress = (toy_history["loss"][0] - sum(toy_tail) / len(toy_tail)) / (toy_history["loss"][0] - toy_floor)
+checks.check_at_least(toy_progress, 0.8, f"toy training loss: share of the way from step 1 down to the "
+                      f"label-smoothing floor {toy_floor:.2f}",
+                      hint="check that optimizer.step() and zero_grad() run every step, that the decoder reads "
+                           "tgt[:, :-1] and the loss compares with tgt[:, 1:] (shifted by one)")
 checks.check_at_least(exact, toy_cfg.min_accuracy, "exact-match accuracy on new sequences")
 
 # %% [markdown]
@@ -525,7 +533,23 @@ print("checkpoint:", ckpt_path)
 fig, ax = plt.subplots(figsize=(6, 3))
 history.plot("train_loss", "val_loss", ax=ax, title="translation: loss (train: label-smoothed)")
 plt.show()
-checks.check_decreasing(history["train_loss"], "translation training loss", min_drop=0.5)
+# Label smoothing puts a floor under the training loss: even a perfect model pays the entropy
+# of the smoothed target (about 1.2 nats here), so we measure how much of the way from step 1
+# to that floor the loss has come, not how close it is to 0.
+floor = T.smoothed_loss_floor(cfg.label_smoothing, tok.vocab_size)
+losses = history["train_loss"]
+tail = losses[-max(1, len(losses) // 10):]  # the last 10 % of the logged values
+loss_progress = (losses[0] - sum(tail) / len(tail)) / (losses[0] - floor)
+print(f"smoothed training loss: {losses[0]:.2f} at step 1, {sum(tail) / len(tail):.2f} at the end; "
+      f"floor {floor:.2f}: {loss_progress:.0%} of the way down")
+checks.check_at_least(
+    loss_progress, cfg.min_loss_progress,
+    "translation training loss: share of the way from step 1 down to the label-smoothing floor",
+    hint=(f"training stopped after {steps_done} of {cfg.train_steps} steps: run the training cell again "
+          f"to continue from the checkpoint; " if steps_done < cfg.train_steps else "")
+    + "check that optimizer.step() and zero_grad() run every step and the learning-rate schedule "
+      "is not stuck at 0 (plot history['lr']); that the loss compares the output with the target "
+      "shifted by one (tgt_out, not tgt_in); that cfg.lr_factor and warmup_steps are the profile's.")
 
 # %% [markdown]
 # ## 6. Decoding and BLEU (§6.1)
@@ -554,7 +578,15 @@ print(f"test BLEU: greedy {bleu_greedy:.1f} ({greedy_seconds:.1f} s), "
 for src_text, hyp, ref in list(zip(sources, beam, references))[:4]:
     print(f"\nsource    : {src_text}\nbeam      : {hyp}\nreference : {ref}")
 
-checks.check_at_least(bleu_beam, cfg.min_bleu, f"test BLEU ({cfg.profile} profile)")
+checks.check_at_least(
+    bleu_beam, cfg.min_bleu, f"test BLEU, beam {cfg.beam_size} ({cfg.profile} profile)",
+    hint=(f"training stopped after {steps_done} of {cfg.train_steps} steps (time limit): run the training "
+          f"cell again to finish it, then this cell; " if steps_done < cfg.train_steps else "")
+    + (f"greedy BLEU is {bleu_greedy:.1f}, so training worked and the beam search is the suspect (the "
+       f"length penalty, or scores of finished hypotheses); " if bleu_greedy >= cfg.min_bleu else
+       f"greedy BLEU is low too ({bleu_greedy:.1f}): look at the loss check and curves above first; ")
+    + "then at the examples printed above: empty or repeated output points at decoding, wrong "
+      "words at training.")
 
 # %% [markdown]
 # ### Checkpoint averaging (§6.1)

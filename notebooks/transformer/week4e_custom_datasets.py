@@ -30,7 +30,8 @@
 # - put any parallel corpus into the course's plain-text layout and train on it;
 # - design a held-out test that measures *generalization*, not memorization.
 #
-# **Time:** about 3 hours (smoke profile: under a minute; `full`: about 30 minutes on a GPU).
+# **Time:** about 3 hours (smoke profile: under a minute; `local`: about 3 minutes on 2 CPU cores
+# offline, on the stand-in articles; `full`: about 30 minutes on a GPU).
 #
 # **Videos / readings (from the course plan):**
 # - [Fine-tuning large language models, with example code](https://youtu.be/eC6Hd1hFvos) (Shaw Talebi;
@@ -107,7 +108,7 @@ from pathlib import Path
 
 from helpers.course import checks, env, training
 from helpers.course.config import profile_config
-from helpers.course.data import load_dataset
+from helpers.course.data import load_or_standin
 
 cfg = profile_config("summarization")
 env.seed_everything(cfg.seed)
@@ -122,10 +123,11 @@ print(cfg)
 # `data/cnn_dailymail/{train,validation,test}.jsonl` (one `{"article", "highlights"}` object per
 # line, the hub's field names), then downloads it. Offline (`smoke`), the stand-in articles are
 # three generated sentences and the summary is the first sentence without its adjectives and
-# place: a *lead* summary, the strong baseline on real news too.
+# place: a *lead* summary, the strong baseline on real news too. In `local` or `full` without
+# the data and without internet, the cell says what is missing and uses the stand-in too.
 
 # %%
-news = load_dataset("cnn_dailymail", n_train=cfg.n_train, n_eval=cfg.n_eval)
+news = load_or_standin("cnn_dailymail", n_train=cfg.n_train, n_eval=cfg.n_eval)  # says what is missing
 train_rows = news.data["train"][: cfg.n_train]
 eval_rows = news.data["validation"][: cfg.n_eval]
 print(news.describe(), f"- {len(train_rows)} training and {len(eval_rows)} evaluation articles")
@@ -147,7 +149,20 @@ from transformers import logging as hf_logging
 from helpers.course import summarization
 
 hf_logging.set_verbosity_error()
-model, tokenizer, prefix = summarization.load_seq2seq(cfg.model, seed=cfg.seed)
+try:
+    model, tokenizer, prefix = summarization.load_seq2seq(cfg.model, seed=cfg.seed)
+except OSError as exc:  # offline, and the pretrained model is not in the Hugging Face cache
+    smoke = profile_config("summarization", "smoke")
+    print(f"The pretrained model {cfg.model!r} is not available here ({str(exc).splitlines()[0][:150]}); "
+          "it is downloaded once from the Hugging Face hub and then cached. Instead, this run trains "
+          "the smoke profile's tiny T5 from random weights with the smoke profile's settings: its "
+          "scores say whether the pipeline works, not how good a pretrained summarizer is.")
+    cfg = cfg.replace(**{k: smoke[k] for k in ("model", "epochs", "batch_size", "lr", "min_rouge_l")})
+    if news.origin != "standin":  # smoke's threshold was calibrated on the stand-in articles only
+        cfg = cfg.replace(min_rouge_l=0.05)
+        print("No ROUGE-L threshold is calibrated for a model trained from scratch on real news: "
+              "the check below only asks for 0.05 (some overlap with the reference).")
+    model, tokenizer, prefix = summarization.load_seq2seq(cfg.model, seed=cfg.seed)
 print(f"{cfg.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters")
 
 # %% [markdown]
@@ -179,7 +194,10 @@ lead = summarization.rouge(references, [summarization.lead(art, 1) for art, _ in
 print({k: round(v, 3) for k, v in rouge.items()}, f"| lead-sentence baseline ROUGE-L {lead:.3f}")
 for gen, ref in list(zip(generated, references))[:3]:
     print(f"  generated: {gen}\n  reference: {ref}\n")
-checks.check_at_least(rouge["rougeL"], cfg.min_rouge_l, f"ROUGE-L F1 ({cfg.profile})")
+checks.check_at_least(rouge["rougeL"], cfg.min_rouge_l, f"ROUGE-L F1 ({cfg.profile} profile, {cfg.model})",
+                      hint="if the training loss fell but ROUGE is low, look at the generated summaries above: "
+                           "empty or repeated text points at generation (max length, the decoder start token), "
+                           "copied article text at too little training")
 
 # %% [markdown]
 # ## 2. Your own parallel corpus

@@ -32,7 +32,8 @@
 # - start the course's FastAPI demo (`python -m helpers.ops.serve`), call its endpoints, and know
 #   what it takes to put it on Hugging Face Spaces (`docs/DEPLOY.md`).
 #
-# **Time:** about 2 hours (smoke profile: under a minute).
+# **Time:** about 2 hours (smoke profile: under a minute; `local`: about a minute on 2 CPU cores
+# after week 3 and DCGAN week 4, 4 minutes when it must train a generator itself).
 #
 # **Videos / readings (from the course plan):**
 # - [ONNX: exporting a PyTorch model](https://pytorch.org/tutorials/beginner/onnx/export_simple_model_to_onnx_tutorial.html) ·

@@ -34,8 +34,9 @@
 # - score summaries with ROUGE-1/2/L and a baseline that keeps the comparison honest;
 # - put your figures next to a paper's and say exactly what differs.
 #
-# **Time:** a weekend for your own version (smoke profile: under a minute; `local`: about 15
-# minutes on a CPU; `full`: about 1.5 hours on one GPU).
+# **Time:** a weekend for your own version (smoke profile: under a minute; `local`: up to 15
+# minutes of training on 2 CPU cores with CNN/DailyMail, 3 minutes on the offline stand-in;
+# `full`: about 1.5 hours on one GPU).
 #
 # **Videos / readings (from the course plan):**
 # - [Code walkthrough of the Transformer in PyTorch](https://youtu.be/U0s0f995w14) (week 3) and

@@ -17,6 +17,7 @@ from .registry import (  # noqa: F401
     available,
     get_spec,
     load_dataset,
+    load_or_standin,
     missing_files,
     register,
     verify_manifest,

@@ -218,7 +218,7 @@ def load_dataset(name: str, *, profile: str | None = None, allow_download: bool 
     """Load a registered dataset: stand-in (smoke profile), local layout, cache, download.
 
     ``standin_options`` size the smoke profile's stand-in (e.g. ``n_train=2000``); the real
-    dataset is always loaded whole.
+    dataset is always loaded whole. See :func:`load_or_standin` for runs that go on without it.
     """
     spec = get_spec(name)
     if get_profile(profile, warn=False) == "smoke":
@@ -288,6 +288,23 @@ def load_dataset(name: str, *, profile: str | None = None, allow_download: bool 
         reason = "it cannot be downloaded automatically"
 
     raise DataUnavailableError(_unavailable_message(spec, root, cache, reason))
+
+
+def load_or_standin(name: str, **options: Any) -> Loaded:
+    """:func:`load_dataset`, or, when the real data set cannot be had (no copy, no cache, no
+    internet), the smoke profile's offline stand-in (``origin == "standin"``) after printing what
+    is missing and how to get it. A folder that is there but incomplete still raises."""
+    try:
+        return load_dataset(name, **options)
+    except DataUnavailableError as exc:
+        spec = get_spec(name)
+        if spec.standin is None:
+            raise
+        print(f"{exc}\nInstead, this run uses the offline stand-in of the smoke profile: its numbers "
+              f"say whether the code works, not how well it does on {spec.title}.", flush=True)
+        standin_options = {k: v for k, v in options.items()
+                           if k not in ("profile", "allow_download", "data_root", "cache_root")}
+        return Loaded(spec.name, "standin", None, spec.standin(**standin_options))
 
 
 @contextlib.contextmanager

@@ -1,0 +1,122 @@
+"""tools/results.py: the results page is generated from metrics.json and execution.json files."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers.course import training
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("results", ROOT / "tools" / "results.py")
+results = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(results)
+
+
+def _execution(runs, track, notebook, **fields):
+    record = {"track": track, "notebook": notebook, "profile": "local", "passed": True, "error": None,
+              "wall_s": 754.0, "load_average": 3.2, "hardware": "CPU: Test CPU (2 cores)",
+              "finished_at": "2026-11-29T02:00:00+00:00", **fields}
+    folder = runs / track / notebook
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "execution.json").write_text(json.dumps(record))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    runs = tmp_path / "runs" / "local"
+    config = {"profile": "local", "d_model": 256}
+    training.write_metrics("transformer", "week3_transformer",
+                           {"test_bleu_beam": 31.23, "test_bleu_greedy": 29.5, "train_steps": 2400},
+                           config=config, extra={"dataset": "multi30k: local from /data/multi30k"}, runs=runs)
+    _execution(runs, "transformer", "week3_transformer")
+    training.write_metrics("dcgan", "week5_final_project",
+                           {"fid_kind": "classifier", "fid": 12.5, "fid_untrained_G": 900.0,
+                            "probe_dataset": "fashion_mnist", "probe_raw_pixels": 0.71,
+                            "probe_DCGAN_D_features": 0.74},
+                           config=config, extra={"dataset": "fashion_mnist: local from /d: 60000 images"},
+                           runs=runs)
+    _execution(runs, "dcgan", "week5_final_project", passed=False,
+               error="CheckFailed: probe gain: -0.02 is below the required 0")
+    _execution(runs, "dcgan", "week2_data", wall_s=95.0)  # a notebook without metrics.json
+    # smoke runs of `make test` are left out unless asked for
+    training.write_metrics("transformer", "week3_transformer", {"test_bleu_beam": 99.0},
+                           config={"profile": "smoke"}, runs=tmp_path / "runs" / "make-test")
+    return tmp_path / "runs"
+
+
+def test_table_has_one_row_per_run_with_headline_paper_time_and_checks(runs):
+    text = results.table(results.find_runs([runs]))
+    rows = [line for line in text.splitlines() if line.startswith("| transformer") or line.startswith("| dcgan")]
+    assert len(rows) == 3, text
+    week3 = next(r for r in rows if "week3_transformer" in r)
+    assert "| local |" in week3 and "multi30k (real, local copy)" in week3
+    assert "test2016 sacreBLEU 31.2 (beam 4)" in week3 and "29.5 greedy" in week3
+    assert "27.3 BLEU EN-DE" in week3  # the paper's figure beside it
+    assert "12.6 min (load 3.2)" in week3 and "all passed" in week3
+    assert "CPU: Test CPU (2 cores)" in week3 and "2026-11-29" in week3
+    final = next(r for r in rows if "week5_final_project" in r)
+    assert "FAILED: CheckFailed: probe gain" in final and "82.8 %" in final
+    assert "DCGAN D features 74.0%" in final
+    week2 = next(r for r in rows if "week2_data" in r)
+    assert "no metrics.json" in week2 and "1.6 min" in week2
+    assert "99.0" not in text  # the make-test smoke run is not on the page
+
+
+def test_make_test_runs_are_read_when_asked_for(runs):
+    found = results.find_runs([runs / "make-test"])
+    assert list(found) == [("smoke", "transformer", "week3_transformer")]
+
+
+def test_page_keeps_the_hand_written_text_and_replaces_only_the_table(runs, tmp_path):
+    page = tmp_path / "RESULTS.md"
+    assert results.main(["table", "--runs", str(runs), "--out", str(page)]) == 0
+    text = page.read_text()
+    assert text.startswith("# Results") and "week3_transformer" in text
+    page.write_text(text.replace("# Results", "# Results\n\nOur notes.") + "\nMore notes.\n")
+    training.write_metrics("transformer", "week3_transformer", {"test_bleu_beam": 33.0},
+                           config={"profile": "local"}, runs=runs / "local")
+    assert results.main(["table", "--runs", str(runs), "--out", str(page)]) == 0
+    text = page.read_text()
+    assert "Our notes." in text and text.endswith("More notes.\n")
+    assert "sacreBLEU 33.0" in text and "sacreBLEU 31.2" not in text
+    assert text.count(results.BEGIN) == 1 and text.count(results.END) == 1
+
+
+def test_bad_files_get_a_message_naming_them(runs, tmp_path, capsys):
+    bad = runs / "local" / "transformer" / "week4a_finetuning" / "metrics.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("{not json")
+    assert results.main(["table", "--runs", str(runs), "--out", str(tmp_path / "R.md")]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "Fix:" in err
+    page = tmp_path / "nomarkers.md"
+    page.write_text("# my own page\n")
+    bad.unlink()
+    assert results.main(["table", "--runs", str(runs), "--out", str(page)]) == 2
+    assert "markers" in capsys.readouterr().err and page.read_text() == "# my own page\n"
+    assert results.main(["table", "--runs", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_run_records_wall_time_and_the_failed_check(tmp_path, monkeypatch):
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x = 1 + 1"),
+        nbformat.v4.new_code_cell("from helpers.course import checks\n"
+                                  "checks.check_at_least(x, 3, 'two plus two')"),
+    ])
+    path = tmp_path / "demo" / "failing.ipynb"
+    path.parent.mkdir()
+    nbformat.write(nb, path)
+    monkeypatch.setenv("CURRICULUM_PROFILE", "smoke")
+    record = results.execute(path, runs_dir=tmp_path / "runs", timeout=120)
+    assert record["passed"] is False
+    assert record["error"].startswith("CheckFailed: two plus two: 2 is below the required 3")
+    assert record["wall_s"] > 0 and record["profile"] == "smoke" and "cores" in record["hardware"]
+    assert record["kernel_cpu_s"] > 0  # the kernel's CPU time: comparable across loaded machines
+    saved = json.loads((tmp_path / "runs" / "demo" / "failing" / "execution.json").read_text())
+    assert saved["error"] == record["error"]
+    executed = nbformat.read(record["executed_notebook"], as_version=4)
+    assert any(o.get("ename") == "CheckFailed" for o in executed.cells[1].outputs)
