@@ -215,6 +215,21 @@ def test_time_limit_stop_is_reported_plainly_and_resumed(tmp_path, capsys):
         training.report_run(training.History())
 
 
+def test_a_stop_mid_interval_adds_no_snapshot(tmp_path):
+    """A run stopped by its time limit (or a disconnect) at step 3 saves its checkpoint there, but
+    keeps snapshots only on the schedule: resumed, it averages the same weights as a run that
+    was never interrupted (found by make determinism: week 3 averaged steps 31, 100, 200, 250)."""
+    from helpers.course.run import ResumableRun, snapshot_paths
+
+    model = torch.nn.Linear(2, 1)
+    for _ in ResumableRun(tmp_path / "m.pt", steps=8, model=model, every=2, keep=5, stop_after=3):
+        pass
+    assert [p.name for p in snapshot_paths(tmp_path / "m.pt")] == ["m.step0000002.pt"]
+    for _ in ResumableRun(tmp_path / "m.pt", steps=8, model=model, every=2, keep=5):
+        pass
+    assert [p.name for p in snapshot_paths(tmp_path / "m.pt")] == [f"m.step000000{i}.pt" for i in (2, 4, 6, 8)]
+
+
 def test_a_fresh_run_removes_snapshots_left_from_a_deleted_checkpoint(tmp_path):
     """Otherwise checkpoint averaging would mix an old run's weights into the new one's."""
     from helpers.course.run import ResumableRun, snapshot_paths

@@ -97,9 +97,10 @@ class ResumableRun:
 
     - ``for step in run`` counts from the saved step + 1 to ``steps``; it stops early at
       ``time_limit_s`` or after step ``stop_after`` (a simulated disconnect), saving then, every
-      ``every`` steps and at the end, when ``path`` is given. With ``keep`` > 0 each of those
-      saves also keeps the weights alone as ``<path stem>.step<N>.pt``, the newest ``keep`` of
-      them (for checkpoint averaging, Transformer §6.1): :meth:`snapshots` lists them. A fresh
+      ``every`` steps and at the end, when ``path`` is given. With ``keep`` > 0 each scheduled
+      save (not one forced by a stop) also keeps the weights alone as ``<path stem>.step<N>.pt``,
+      the newest ``keep`` of them (for checkpoint averaging, Transformer §6.1): :meth:`snapshots`
+      lists them. A fresh
       run (no checkpoint at ``path``) first removes snapshots left from an earlier run there.
     - When ``path`` exists the run *resumes* from it: weights, optimizer, scheduler, GradScaler,
       ``others`` (more modules, optimizers, torch.Generators), RNG states, history and the
@@ -184,7 +185,9 @@ class ResumableRun:
         save_checkpoint(self.path, model=self.model, optimizer=self.optimizer,
                         scheduler=self.scheduler, scaler=self.scaler, step=self.step,
                         config=self.config, extra=extra)
-        if self.keep:
+        if self.keep and (self.step == self.steps or (self.every and self.step % self.every == 0)):
+            # only the scheduled saves: a stop mid-interval (time limit) must not add a snapshot,
+            # or a resumed run would average other weights than an uninterrupted one
             atomic_save(self.model.state_dict(),
                         self.path.with_name(f"{self.path.stem}.step{self.step:07d}.pt"))
             for old in self.snapshots()[:-self.keep]:
