@@ -178,7 +178,7 @@ checks.check_true(not too_many, "every head count divides d_model", f"{too_many}
 # %% [markdown]
 # ## Train every row
 #
-# Same data, same seed (except the seed row), same number of steps; only the row's change
+# Same data, same seed (except the two "seed 1" rows), same number of steps; only the row's change
 # differs. Each row saves a checkpoint in `runs/transformer/week4d_table3/checkpoints/<profile>/`,
 # so running this cell again after a disconnect continues where it stopped, and a finished row
 # is loaded instead of trained again. Perplexity is measured on the whole dev split without
