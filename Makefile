@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 PY      = $(BIN)/python
 NOTEBOOK_TIMEOUT ?= 300
 
-.PHONY: help setup test lint unit notebooks profiles check-sync sync student lab new clean bench determinism demo colab
+.PHONY: help setup test lint unit robustness notebooks profiles check-sync sync student lab new clean bench determinism demo colab
 
 help:
 	@echo "make setup   create $(VENV) and install requirements, test tools and helpers (editable)"
@@ -17,6 +17,7 @@ help:
 	@echo "make new NB=notebooks/<track>/<name> TITLE='...'   start a notebook from the template"
 	@echo "make clean   remove caches and runs/ (keeps $(VENV) and data/)"
 	@echo "make bench   time naive vs optimized training steps and the data pipeline (table + runs/bench/*.json)"
+	@echo "make robustness    the SIGKILL tests of checkpoints and resume (about 2 min; not in make test, CI runs it)"
 	@echo "make determinism   run every training notebook 3x (smoke), compare metrics.json exactly (not in make test)"
 	@echo "make colab   the Colab-like lane: a fresh Colab-like venv, the generated setup cell, notebooks (not in make test)"
 	@echo "make results docs/RESULTS.md from runs/**/metrics.json (RUNS=runs/local to pick a folder); run notebooks"
@@ -42,7 +43,12 @@ lint: $(BIN)/pytest
 	$(BIN)/ruff check .
 
 unit: $(BIN)/pytest
-	CURRICULUM_PROFILE=smoke $(BIN)/pytest tests
+	CURRICULUM_PROFILE=smoke $(BIN)/pytest -m "not robustness" tests
+
+# The SIGKILL loops of the checkpoint writer (tests marked `robustness`, about 2 minutes): not in
+# `make test`, run by CI after it.
+robustness: $(BIN)/pytest
+	CURRICULUM_PROFILE=smoke $(BIN)/pytest -m robustness tests
 
 # A fresh runs folder each time, so a second `make test` trains again instead of loading the
 # finished checkpoints of the first (your own runs in runs/ are not touched).

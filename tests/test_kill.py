@@ -14,9 +14,12 @@ import sys
 import textwrap
 import time
 
+import pytest
 import torch
 
 from helpers.course.training import load_checkpoint
+
+pytestmark = pytest.mark.robustness  # minutes of SIGKILLs: `make robustness` (CI), not `make test`
 
 KILLS, MIN_MID_WRITE = 20, 8
 

@@ -13,6 +13,8 @@ import textwrap
 import pytest
 import torch
 
+pytestmark = pytest.mark.robustness  # minutes of SIGKILLs: `make robustness` (CI), not `make test`
+
 STEPS, EVERY = 30, 3
 
 CHILD = textwrap.dedent(f"""
