@@ -117,7 +117,7 @@ from transformers import logging as hf_logging
 from helpers.course import checks, env, summarization, training
 from helpers.course.compare import paper_vs_run
 from helpers.course.config import profile_config
-from helpers.course.data import DataUnavailableError, Loaded, get_spec, load_dataset
+from helpers.course.data import load_or_standin
 from helpers.translation import build_model, prepare_translation, train_translation, translate
 
 hf_logging.set_verbosity_error()
@@ -140,16 +140,10 @@ print(cfg)
 # a summarizer must do, but the figures describe the stand-in, not the news.
 
 # %%
-try:
-    news = load_dataset("cnn_dailymail", n_train=cfg.n_train, n_eval=max(cfg.n_val, cfg.n_eval))
-    data_note = news.describe()
-except DataUnavailableError as exc:
-    print(f"CNN/DailyMail is missing here, so this run does NOT use it:\n{exc}\n")
-    n_standin = cfg.n_train or 20000  # `full` asks for all of CNN/DailyMail (None)
-    news = Loaded("cnn_dailymail", "standin", None, get_spec("cnn_dailymail").standin(
-        n_train=n_standin, n_eval=max(cfg.n_val, cfg.n_eval)))
-    data_note = ("cnn_dailymail: NOT available; ran on the week-4e stand-in instead "
-                 f"(generated articles, {n_standin} for training)")
+n_standin = cfg.n_train or 20000  # stand-in size if CNN/DailyMail is missing (`full` asks for all of it)
+news = load_or_standin("cnn_dailymail", n_train=n_standin, n_eval=max(cfg.n_val, cfg.n_eval))  # says what is missing
+data_note = (news.describe() if news.origin != "standin" else
+             f"cnn_dailymail: the week-4e stand-in (generated articles, {n_standin} for training), not real news")
 on_standin = news.origin == "standin"
 
 
