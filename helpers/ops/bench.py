@@ -524,7 +524,7 @@ def bench_decoding(device: torch.device, *, quick: bool, log: Callable[[str], No
 
         t = interleaved_times({"uncached": lambda: run(False), "cached": lambda: run(True)}, device,
                               warmup=0, rounds=rounds, steps_per_round=1)
-        out[name] = {"uncached_s": round(min(t["uncached"]), 3), "cached_s": round(min(t["cached"]), 3),
+        out[name] = {"uncached_s": round(min(t["uncached"]), 5), "cached_s": round(min(t["cached"]), 5),
                      "ratio": round(min(t["uncached"]) / min(t["cached"]), 2),
                      "identical": outputs[True] == outputs[False],
                      "mean_output_tokens": round(sum(len(tok.encode(x)) + 1 for x in outputs[True])
@@ -543,8 +543,8 @@ def bench_decoding(device: torch.device, *, quick: bool, log: Callable[[str], No
                  for kind in sweep for c in ("uncached", "cached")}
         t = interleaved_times(steps, device, warmup=0, rounds=rounds, steps_per_round=1)
         for name in sweep:
-            sweep[name].append({"tokens": n, "uncached_s": round(min(t[f"{name} uncached"]), 4),
-                                "cached_s": round(min(t[f"{name} cached"]), 4)})
+            sweep[name].append({"tokens": n, "uncached_s": round(min(t[f"{name} uncached"]), 5),
+                                "cached_s": round(min(t[f"{name} cached"]), 5)})
     out["by_length"] = {"sentences": src.size(0), **sweep}
     out["pays_off_from_tokens"] = {
         name: next((row["tokens"] for i, row in enumerate(rows)
