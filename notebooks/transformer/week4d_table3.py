@@ -27,9 +27,10 @@
 # - read perplexity and BLEU side by side, and say which differences are larger than noise;
 # - compare your trends (not your absolute numbers) with a paper's table.
 #
-# **Time:** about 1.5 hours to read and run on `local` (its five rows train for about 27 minutes
-# on 2 CPU cores; a rerun loads the finished rows); `full` trains 16 rows of the paper's base
-# model on a GPU (not measured yet). Smoke profile: a two-row version in under a minute.
+# **Time:** about 1.5 hours to read and run on `local` (its five rows train for about 18 minutes
+# on 2 CPU cores, measured; a rerun loads the finished rows); `full` trains 16 rows of the
+# paper's base model on a GPU (not measured yet). Smoke profile: a two-row version in under a
+# minute.
 #
 # **Videos / readings (from the course plan):**
 # - Paper: [Attention Is All You Need](https://arxiv.org/abs/1706.03762) §6.2 (Model
@@ -263,8 +264,9 @@ plt.show()
 # - **Label smoothing raises perplexity** (row D; the paper: 4.67 without vs 4.92 with, −5 %).
 #   Smoothing trains the model to keep $\epsilon_{ls}$ of its probability spread over the
 #   vocabulary ("this hurts perplexity, as the model learns to be more unsure", §5.4). Our one
-#   pair (seed 0) is printed below; its change is smaller than the seed-to-seed gap, so it is a
-#   hint, not a result. An exercise: add "D: no label smoothing, seed 1" and see if it holds.
+#   pair (seed 0) is printed below, beside the seed-to-seed gap: one pair cannot tell a change
+#   of about that size from chance, so it is a hint, not a result. An exercise: add
+#   "D: no label smoothing, seed 1" and see if it holds.
 # - **Label smoothing's BLEU gain.** The paper gains 0.5 BLEU from it, after 100,000 steps on
 #   4.5 M sentence pairs; half a BLEU point is well inside our seed-to-seed gap.
 # - **Dropout and depth** (rows C and D). Undertrained models favour less regularization and
