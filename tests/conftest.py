@@ -10,3 +10,13 @@ def clean_env(monkeypatch, tmp_path):
     monkeypatch.setenv("CURRICULUM_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("CURRICULUM_RUNS_DIR", str(tmp_path / "runs"))
     return tmp_path
+
+
+@pytest.fixture
+def local(clean_env, monkeypatch):
+    """Profile 'local', data dir and cache in a tmp folder; returns the data dir."""
+    monkeypatch.setenv("CURRICULUM_PROFILE", "local")
+    data = clean_env / "data"
+    data.mkdir()
+    monkeypatch.setenv("CURRICULUM_DATA_DIR", str(data))
+    return data

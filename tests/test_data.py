@@ -48,16 +48,6 @@ def make_idx_layout(folder: Path, n_train=12, n_test=5, gz=False, skip=()):
 
 
 @pytest.fixture
-def local(clean_env, monkeypatch):
-    """Profile 'local', data dir and cache in a tmp folder."""
-    monkeypatch.setenv("CURRICULUM_PROFILE", "local")
-    data = clean_env / "data"
-    data.mkdir()
-    monkeypatch.setenv("CURRICULUM_DATA_DIR", str(data))
-    return data
-
-
-@pytest.fixture
 def offline(monkeypatch):
     """No network at all: every name lookup fails, as on a machine without internet."""
     def no_network(*args, **kwargs):

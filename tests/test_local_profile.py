@@ -34,16 +34,12 @@ def test_smoothed_loss_floor_values_and_bad_input():
 
 
 @pytest.fixture
-def offline_local(clean_env, monkeypatch):
-    monkeypatch.setenv("CURRICULUM_PROFILE", "local")
-    data = clean_env / "data"
-    data.mkdir()
-    monkeypatch.setenv("CURRICULUM_DATA_DIR", str(data))
-
+def offline_local(local, monkeypatch):
+    """The ``local`` profile (conftest) with every name lookup failing, as on an offline laptop."""
     def no_network(*args, **kwargs):
         raise socket.gaierror(-2, "Name or service not known (test: offline)")
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    return data
+    return local
 
 
 def test_missing_data_set_falls_back_to_the_standin_and_says_so(offline_local, capsys):
