@@ -37,7 +37,19 @@ setup: $(PY)
 $(BIN)/pytest:
 	@echo "No test environment in $(VENV). Run 'make setup' first." >&2; exit 1
 
-test: lint unit notebooks profiles check-sync
+# Each stage in turn, timed; the times are printed at the end (and when a stage fails), so a slow
+# stage is visible. Target: <= 10 minutes on 2 quiet cores.
+TEST_STAGES = lint unit notebooks profiles check-sync
+test: $(BIN)/pytest
+	@start=$$(date +%s); times=""; \
+	for stage in $(TEST_STAGES); do \
+	  t=$$(date +%s); \
+	  if ! $(MAKE) --no-print-directory $$stage; then \
+	    echo "make test: stage '$$stage' FAILED after $$(( $$(date +%s) - t )) s (before it:$$times)" >&2; exit 1; \
+	  fi; \
+	  times="$$times $$stage $$(( $$(date +%s) - t )) s,"; \
+	done; \
+	echo "make test passed; stage times:$$times total $$(( $$(date +%s) - start )) s"
 
 lint: $(BIN)/pytest
 	$(BIN)/ruff check .

@@ -113,15 +113,20 @@ PROBE = ("import json as _json\nfrom helpers.course.training import History as _
 
 
 # notebook (relative to notebooks/, no suffix) -> the config families whose time limit is cut
-RESUMED = {"transformer/week3_transformer": ("translation",), "dcgan/week4_training": ("dcgan",)}
+RESUMED = {"transformer/week3_transformer": ("translation",), "dcgan/week4_training": ("dcgan",),
+           "transformer/week4d_table3": ("table3",), "transformer/week5_final_project": ("summarizer",),
+           "dcgan/week5_final_project": ("dcgan",)}
 STOPPED_MARK = "STOPPED EARLY (time limit"
+NOT_JUDGED_MARK = "not judged"
 
 
 def interrupt(notebook: Path, runs: Path, threads: int, timeout: int, families, limit_s: float
               ) -> tuple[list[str], int | None]:
-    """Run ``notebook`` with ``time_limit_s = limit_s`` for ``families`` (a cell inserted after
-    the setup cell) up to the cell that says training stopped early (the rest would only
-    evaluate a partly trained model). Returns (problems, the step its checkpoint holds)."""
+    """Run the whole of ``notebook`` with ``time_limit_s = limit_s`` for ``families`` (a cell
+    inserted after the setup cell): an early stop is a normal outcome, so every cell must run
+    (plots show what was logged, checks that need a finished run say "not judged"), training
+    must say it stopped early, and metrics.json must record it. Returns (problems, the step its
+    checkpoint holds)."""
     import nbformat
 
     from helpers.course.training import checkpoint_step
@@ -131,21 +136,42 @@ def interrupt(notebook: Path, runs: Path, threads: int, timeout: int, families, 
     nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell(
         "from helpers.course import config as _config\n"
         + "".join(f"_config.FAMILIES[{f!r}]['smoke']['time_limit_s'] = {limit_s!r}\n" for f in families)))
+    problems = []
     with client.setup_kernel(env=_env(runs, threads)):
         for index, cell in enumerate(nb.cells):
             try:
                 client.execute_cell(cell, index)
-            except Exception:  # noqa: BLE001 - e.g. a loss check in the training cell itself
-                break
-            if STOPPED_MARK in _stream_text(nb):
+            except Exception as exc:  # noqa: BLE001 - the finding: a cell that cannot take an early stop
+                lines = [ln for ln in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines() if ln.strip()]
+                problems.append(f"cell {index} failed after the early stop: {type(exc).__name__}: "
+                                f"{' | '.join(lines[-3:])[-600:]}")
                 break
     text = _stream_text(nb)
     rel = notebook.relative_to(ROOT / "notebooks").with_suffix("")
+    if STOPPED_MARK not in text:
+        problems.append(f"the interrupted run did not print {STOPPED_MARK!r}")
+    if not problems and NOT_JUDGED_MARK not in text:
+        problems.append(f"no check said {NOT_JUDGED_MARK!r} after the early stop")
+    metrics = runs / rel / "metrics.json"
+    if not problems:
+        record = json.loads(metrics.read_text()) if metrics.is_file() else {}
+        if not _records_early_stop(record.get("metrics", {})):
+            problems.append(f"{rel}/metrics.json does not record the early stop")
     ckpts = [p for p in (runs / rel / "checkpoints" / "smoke").glob("*.pt") if ".step" not in p.name]
-    problems = [] if STOPPED_MARK in text else [f"the interrupted run did not print {STOPPED_MARK!r}"]
-    if len(ckpts) != 1:
-        return problems + [f"expected one checkpoint in {rel}/checkpoints/smoke, found {len(ckpts)}"], None
-    return problems, checkpoint_step(ckpts[0])
+    if not ckpts:
+        return problems + [f"no checkpoint in {rel}/checkpoints/smoke"], None
+    return problems, min(checkpoint_step(p) for p in ckpts)
+
+
+def _records_early_stop(metrics) -> bool:
+    """Somewhere in metrics.json a run record says ``stopped_early`` (a reason, not null)."""
+    if isinstance(metrics, dict):
+        if metrics.get("stopped_early"):
+            return True
+        return any(_records_early_stop(v) for v in metrics.values())
+    if isinstance(metrics, list):
+        return any(_records_early_stop(v) for v in metrics)
+    return False
 
 
 def _stream_text(nb) -> str:

@@ -9,6 +9,11 @@ checks make a wrong result fail loudly, with a message a learner can act on::
 
 Each raises :class:`CheckFailed` (an ``AssertionError``) and returns quietly otherwise,
 printing a one-line confirmation when ``verbose=True`` (the default in notebooks).
+
+A check of a result that needs a whole training run takes ``run=`` (the record
+:func:`helpers.course.training.report_run` returned): when the time limit stopped that run early,
+the check prints "not judged" with the steps done and how to continue, instead of failing on a
+partly trained model (:func:`not_judged`).
 """
 
 from __future__ import annotations
@@ -26,6 +31,22 @@ class CheckFailed(AssertionError):
 def _ok(verbose: bool, text: str) -> None:
     if verbose:
         print(f"✓ {text}")
+
+
+def not_judged(run, name: str, seen: str = "") -> bool:
+    """True, after saying so, when ``run`` (the record :func:`helpers.course.training.report_run`
+    returned) was stopped early: a check of a result that needs the whole run does not judge a
+    partly trained model. The check's name goes to ``run["not_judged"]`` (so metrics.json
+    records it); run the notebook again to continue training, and the check runs then."""
+    if not run or not run.get("stopped_early"):
+        return False
+    print(f"– not judged: {name}{f' ({seen})' if seen else ''}: training stopped after "
+          f"{run['steps_done']} of {run['steps_planned']} steps ({run['stopped_early']}); run the "
+          f"notebook again to continue from the checkpoint, and this check runs then")
+    run.setdefault("not_judged", [])
+    if name not in run["not_judged"]:
+        run["not_judged"].append(name)
+    return True
 
 
 def _fail(name: str, what: str, hint: str | None = None) -> None:
@@ -55,8 +76,10 @@ def check_shape(tensor, expected: Sequence[int | None], name: str = "tensor", *,
 
 
 def check_close(actual, expected, *, atol: float = 1e-5, rtol: float = 0.0, name: str = "result",
-                hint: str | None = None, verbose: bool = True) -> float:
+                hint: str | None = None, verbose: bool = True, run=None) -> float | None:
     """``|actual - expected| <= atol + rtol * |expected|`` everywhere; returns the max abs error."""
+    if not_judged(run, name):
+        return None
     actual_t = torch.as_tensor(actual).detach()
     expected_t = torch.as_tensor(expected).detach()
     if actual_t.shape != expected_t.shape:
@@ -85,8 +108,10 @@ def check_close(actual, expected, *, atol: float = 1e-5, rtol: float = 0.0, name
 
 
 def check_range(tensor, low: float, high: float, name: str = "tensor", *,
-                hint: str | None = None, verbose: bool = True) -> None:
+                hint: str | None = None, verbose: bool = True, run=None) -> None:
     """Every value lies in ``[low, high]`` (e.g. a Tanh output in [-1, 1])."""
+    if not_judged(run, name):
+        return
     t = torch.as_tensor(tensor).detach()
     lo, hi = float(t.min()), float(t.max())
     if not (low <= lo and hi <= high) or math.isnan(lo) or math.isnan(hi):
@@ -106,9 +131,11 @@ def check_finite(tensor, name: str = "tensor", *, hint: str | None = None,
 
 
 def check_decreasing(values: Iterable[float], name: str = "loss", *, window: int | None = None,
-                     min_drop: float = 0.0, hint: str | None = None, verbose: bool = True) -> float:
+                     min_drop: float = 0.0, hint: str | None = None, verbose: bool = True, run=None) -> float | None:
     """The mean of the last ``window`` values is below the mean of the first ``window``
     by more than ``min_drop`` (a relative fraction, e.g. 0.2 = 20 % lower). Returns the drop."""
+    if not_judged(run, name):
+        return None
     vals = [float(v) for v in values]
     if len(vals) < 2:
         _fail(name, f"needs at least 2 values to see a trend, got {len(vals)}",
@@ -132,8 +159,10 @@ def check_decreasing(values: Iterable[float], name: str = "loss", *, window: int
 
 
 def check_at_least(value: float, threshold: float, name: str = "metric", *,
-                   hint: str | None = None, verbose: bool = True) -> None:
+                   hint: str | None = None, verbose: bool = True, run=None) -> None:
     """A metric reaches the threshold stated for this profile."""
+    if not_judged(run, name, f"{float(value):.4g}, needs at least {threshold:g}"):
+        return
     v = float(value)
     if not v >= threshold:
         _fail(name, f"{v:.4g} is below the required {threshold:g}", hint)
@@ -141,8 +170,10 @@ def check_at_least(value: float, threshold: float, name: str = "metric", *,
 
 
 def check_at_most(value: float, threshold: float, name: str = "metric", *,
-                  hint: str | None = None, verbose: bool = True) -> None:
+                  hint: str | None = None, verbose: bool = True, run=None) -> None:
     """A cost (error, loss, seconds) stays at or below the threshold."""
+    if not_judged(run, name, f"{float(value):.4g}, allowed at most {threshold:g}"):
+        return
     v = float(value)
     if not v <= threshold:
         _fail(name, f"{v:.4g} is above the allowed {threshold:g}", hint)
@@ -150,8 +181,10 @@ def check_at_most(value: float, threshold: float, name: str = "metric", *,
 
 
 def check_true(condition: bool, name: str, what: str, *, hint: str | None = None,
-               verbose: bool = True) -> None:
+               verbose: bool = True, run=None) -> None:
     """A general condition, with the sentence to show when it does not hold."""
+    if not_judged(run, name):
+        return
     if not condition:
         _fail(name, what, hint)
     _ok(verbose, name)

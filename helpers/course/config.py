@@ -109,19 +109,23 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
     # real Multi30k, docs/RESULTS.md; 1,500 steps showed the same directions in 27), with the
     # one-head row paired with the base in two seeds (the seed-to-seed gap is several percent);
     # min_ppl_gap: the smallest average dev-perplexity change "1 head vs several" must reach.
+    # time_limit_s: for all rows together (each row resumes from its checkpoint on the next run;
+    # local measured 18.4 min on 2 quiet cores, so a slower laptop stops and continues).
     "table3": {
         "common": {"seed": 0, "beam_size": 4, "length_penalty": 0.6},
         "smoke": {"translation_overrides": {}, "rows": ["base", "A: 1 head"], "train_steps": 150,
-                  "warmup_steps": 100, "eval_sentences": 100, "min_ppl_gap": 0.02},
+                  "warmup_steps": 100, "eval_sentences": 100, "min_ppl_gap": 0.02, "time_limit_s": None},
         "local": {"translation_overrides": {"d_model": 128, "n_heads": 8, "d_ff": 512},
                   "rows": ["base", "A: 1 head", "D: no label smoothing", "base, seed 1", "A: 1 head, seed 1"],
-                  "train_steps": 1000, "warmup_steps": 300, "eval_sentences": 500, "min_ppl_gap": 0.03},
+                  "train_steps": 1000, "warmup_steps": 300, "eval_sentences": 500, "min_ppl_gap": 0.03,
+                  "time_limit_s": 1800},
         "full": {"translation_overrides": {}, "rows": ["base", "base, seed 1", "A: 1 head", "A: 1 head, seed 1", "A: 4 heads",
                                                        "A: 16 heads", "A: 32 heads", "C: N=2", "C: N=4",
                                                        "C: d_ff/2", "C: d_ff*2", "D: no dropout",
                                                        "D: dropout 0.2", "D: no label smoothing",
                                                        "D: label smoothing 0.2", "E: learned positions"],
-                 "train_steps": 3000, "warmup_steps": 2000, "eval_sentences": 1014, "min_ppl_gap": 0.02},
+                 "train_steps": 3000, "warmup_steps": 2000, "eval_sentences": 1014, "min_ppl_gap": 0.02,
+                 "time_limit_s": 3600},
     },
     # Transformer week 4e: summarization with a pretrained seq2seq model (full: t5-small on
     # CNN/DailyMail); offline, the same Seq2SeqTrainer code trains a tiny T5 from scratch.

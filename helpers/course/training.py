@@ -157,10 +157,16 @@ class History:
                                         for k, series in state.items()})
 
     def plot(self, *names: str, ax=None, smooth: int = 1, logy: bool = False, title: str = ""):
-        """Plot the named series (all when none named) against the step; returns the axes."""
+        """Plot the named series (all when none named) against the step; returns the axes. A
+        series a run stopped early by its time limit never logged is named on the plot (an
+        unknown name otherwise raises ``KeyError``)."""
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 3.5))
-        for name in names or self.names():
+        stopped = (self.run_summary or {}).get("stopped_early")
+        missing = [n for n in names if n not in self._data]
+        if missing and not stopped:
+            self[missing[0]]  # raises KeyError naming what was logged
+        for name in [n for n in names or self.names() if n not in missing]:
             values = np.asarray(self[name])
             steps = np.asarray(self.steps(name))
             if smooth > 1 and len(values) >= smooth:
@@ -168,12 +174,17 @@ class History:
                 values = np.convolve(values, kernel, mode="valid")
                 steps = steps[smooth - 1:]
             ax.plot(steps, values, label=name)
+        if missing:  # e.g. a validation loss that the early-stopped run never reached
+            ax.text(0.5, 0.5, f"not logged yet: {', '.join(missing)}\n(stopped after "
+                    f"{self.run_summary['steps_done']} of {self.run_summary['steps_planned']} steps)",
+                    transform=ax.transAxes, ha="center", va="center", color="gray")
         ax.set_xlabel("step")
         if logy:
             ax.set_yscale("log")
         if title:
             ax.set_title(title)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
         ax.grid(alpha=0.3)
         return ax
 

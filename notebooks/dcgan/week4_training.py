@@ -289,13 +289,14 @@ plt.show()
 loss_d, loss_g = history["loss_d"], history["loss_g"]
 checks.check_true(max(loss_d) - min(loss_d) > 0.05 and max(loss_g) - min(loss_g) > 0.05,
                   "both losses move during training",
-                  f"D loss range {min(loss_d):.3f}..{max(loss_d):.3f}, G loss range {min(loss_g):.3f}..{max(loss_g):.3f}")
+                  f"D loss range {min(loss_d):.3f}..{max(loss_d):.3f}, G loss range {min(loss_g):.3f}..{max(loss_g):.3f}",
+                  run=run_status)  # a run stopped early by its time limit is "not judged"
 checks.check_true(all(0 < v < 20 for v in loss_d + loss_g), "no loss collapsed to 0 or exploded",
                   "a loss at 0 means one player won outright; lower the learning rate or check the data")
 mean_real = sum(history["d_real"]) / len(history["d_real"])
 mean_fake = sum(history["d_fake"]) / len(history["d_fake"])
 checks.check_true(mean_real > mean_fake, f"on average D(x) = {mean_real:.2f} > D(G(z)) = {mean_fake:.2f}",
-                  "D rates fakes as more real than real images: check the labels in the D step")
+                  "D rates fakes as more real than real images: check the labels in the D step", run=run_status)
 
 # %% [markdown]
 # ## 5. Watching progress: the fixed-noise grids
@@ -507,7 +508,7 @@ fid_untrained = frechet_distance(real_feats, features_of(G_untrained(
     torch.randn(len(real_images), cfg.nz, generator=torch.Generator().manual_seed(7))).detach()))
 print(f"Fréchet distance on {feature_kind}: untrained G {fid_untrained:.1f} -> trained G {fid_trained:.1f}")
 checks.check_true(fid_trained < fid_untrained, "training moved G's images towards the real ones",
-                  f"distance {fid_trained:.1f} is not below the untrained {fid_untrained:.1f}")
+                  f"distance {fid_trained:.1f} is not below the untrained {fid_untrained:.1f}", run=run_status)
 
 # %% [markdown]
 # ## 8. Checkpoint and resume

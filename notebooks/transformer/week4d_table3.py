@@ -184,12 +184,15 @@ checks.check_true(not too_many, "every head count divides d_model", f"{too_many}
 # so running this cell again after a disconnect continues where it stopped, and a finished row
 # is loaded instead of trained again. Perplexity is measured on the whole dev split without
 # label smoothing (like the paper's); BLEU on its first `cfg.eval_sentences` sentences.
+# `cfg.time_limit_s` bounds all rows together: when it runs out, the row in training is saved
+# and the rows after it wait; run the notebook again and it continues there.
 
 # %%
 val_batches = data.batches("val", base.max_tokens, shuffle=False)
 eval_pairs = data.splits["val"][: cfg.eval_sentences]
 sources, references = [s for s, _ in eval_pairs], [t for _, t in eval_pairs]
-results = {}
+deadline = None if cfg.time_limit_s is None else time.monotonic() + cfg.time_limit_s
+results, steps_done, stopped = {}, 0, None
 for name in cfg.rows:
     changes, paper_ppl, paper_bleu = ROWS[name]
     row_cfg = base.replace(**changes)
@@ -197,14 +200,24 @@ for name in cfg.rows:
     model = build_model(row_cfg, data.tokenizer.vocab_size)
     slug = "".join(c if c.isalnum() else "_" for c in name.lower())
     start = time.perf_counter()
-    train_translation(model, data, row_cfg, device=device, log_every=50,
-                      checkpoint_path=env.checkpoint_dir("transformer", "week4d_table3") / f"{slug}.pt")
+    left = None if deadline is None else max(0.001, deadline - time.monotonic())
+    history = train_translation(model, data, row_cfg, device=device, log_every=50, time_limit_s=left,
+                                checkpoint_path=env.checkpoint_dir("transformer", "week4d_table3") / f"{slug}.pt")
+    steps_done += history.run_summary["steps_done"]
+    if history.run_summary["stopped_early"]:  # saved mid-row: this row and the rest wait for the next run
+        stopped = history.run_summary["stopped_early"]
+        print(f"row {name!r}: ", end="")
+        training.report_run(history, row_cfg, where="the notebook")
+        break
     ppl = math.exp(evaluate_loss(model, val_batches, device))  # without label smoothing, like the paper
     hyps = translate(model, data.tokenizer, sources, device=device, beam_size=cfg.beam_size, alpha=cfg.length_penalty)
     bleu = corpus_bleu(hyps, references)
     results[name] = {"ppl": ppl, "bleu": bleu, "params": model.num_parameters(),
                      "seconds": time.perf_counter() - start, "paper_ppl": paper_ppl, "paper_bleu": paper_bleu}
     print(f"{name:24s} dev PPL {ppl:7.2f}  BLEU {bleu:5.1f}  ({results[name]['seconds']:.0f} s)")
+# all rows together, for the checks below ("not judged" while rows are missing) and metrics.json
+run_status = {"steps_done": steps_done, "steps_planned": len(cfg.rows) * base.train_steps,
+              "stopped_early": stopped, "rows_done": len(results), "rows_planned": len(cfg.rows)}
 
 # %% [markdown]
 # ## Our miniature beside the paper
@@ -214,31 +227,35 @@ for name in cfg.rows:
 # the paper's.
 
 # %%
-first = results["base"]
-print(f"{'row':24s} {'params':>8s} {'PPL':>7s} {'change':>7s} {'BLEU':>6s} {'change':>7s}   | paper: "
-      f"{'PPL':>5s} {'change':>7s} {'BLEU':>5s} {'change':>6s}")
-for name, r in results.items():
-    paper = (f"{r['paper_ppl']:5.2f} {r['paper_ppl'] / 4.92 - 1:+7.1%} {r['paper_bleu']:5.1f} "
-             f"{r['paper_bleu'] - 25.8:+6.1f}" if r["paper_ppl"] else f"{'-':>5s} {'':7s} {'-':>5s}")
-    print(f"{name:24s} {r['params'] / 1e6:7.2f}M {r['ppl']:7.2f} {r['ppl'] / first['ppl'] - 1:+7.1%} "
-          f"{r['bleu']:6.1f} {r['bleu'] - first['bleu']:+7.1f}   |        {paper}")
+first = results.get("base")  # None until the base row has finished (time limit: run again)
+if first is None:
+    print(f"No row has finished yet ({run_status['rows_done']} of {run_status['rows_planned']}): run the "
+          f"notebook again to continue training; the table follows then.")
+else:
+    print(f"{'row':24s} {'params':>8s} {'PPL':>7s} {'change':>7s} {'BLEU':>6s} {'change':>7s}   | paper: "
+          f"{'PPL':>5s} {'change':>7s} {'BLEU':>5s} {'change':>6s}")
+    for name, r in results.items():
+        paper = (f"{r['paper_ppl']:5.2f} {r['paper_ppl'] / 4.92 - 1:+7.1%} {r['paper_bleu']:5.1f} "
+                 f"{r['paper_bleu'] - 25.8:+6.1f}" if r["paper_ppl"] else f"{'-':>5s} {'':7s} {'-':>5s}")
+        print(f"{name:24s} {r['params'] / 1e6:7.2f}M {r['ppl']:7.2f} {r['ppl'] / first['ppl'] - 1:+7.1%} "
+              f"{r['bleu']:6.1f} {r['bleu'] - first['bleu']:+7.1f}   |        {paper}")
 
-names = list(results)
-fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.4), sharey=True)
-for ax, key, paper_key, paper_base, label in (
-        (axes[0], "ppl", "paper_ppl", 4.92, "dev perplexity, change from the base row (lower is better)"),
-        (axes[1], "bleu", "paper_bleu", 25.8, "dev BLEU, change from the base row (higher is better)")):
-    ours = [results[n][key] / first[key] - 1 if key == "ppl" else results[n][key] - first[key] for n in names]
-    paper = [(results[n][paper_key] / paper_base - 1 if key == "ppl" else results[n][paper_key] - paper_base)
-             if results[n][paper_key] else float("nan") for n in names]
-    ax.barh(names, ours, label="this run")
-    ax.scatter(paper, range(len(names)), color="black", zorder=3, label="paper (Table 3)")
-    ax.axvline(0, color="gray")
-    ax.set_xlabel(label, fontsize=8)
-axes[0].invert_yaxis()
-axes[0].legend(fontsize=8)
-plt.tight_layout()
-plt.show()
+    names = list(results)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(names) + 1.4), sharey=True)
+    for ax, key, paper_key, paper_base, label in (
+            (axes[0], "ppl", "paper_ppl", 4.92, "dev perplexity, change from the base row (lower is better)"),
+            (axes[1], "bleu", "paper_bleu", 25.8, "dev BLEU, change from the base row (higher is better)")):
+        ours = [results[n][key] / first[key] - 1 if key == "ppl" else results[n][key] - first[key] for n in names]
+        paper = [(results[n][paper_key] / paper_base - 1 if key == "ppl" else results[n][paper_key] - paper_base)
+                 if results[n][paper_key] else float("nan") for n in names]
+        ax.barh(names, ours, label="this run")
+        ax.scatter(paper, range(len(names)), color="black", zorder=3, label="paper (Table 3)")
+        ax.axvline(0, color="gray")
+        ax.set_xlabel(label, fontsize=8)
+    axes[0].invert_yaxis()
+    axes[0].legend(fontsize=8)
+    plt.tight_layout()
+    plt.show()
 
 # %% [markdown]
 # ## What this miniature can show, and what it cannot
@@ -277,8 +294,8 @@ plt.show()
 #   the paper's 32-head row (16); expect it to behave like the paper's 32 heads, not its 16.
 
 # %%
-gap = abs(results["base, seed 1"]["ppl"] / first["ppl"] - 1) if "base, seed 1" in results else 0.0
-if "base, seed 1" in results:
+gap = abs(results["base, seed 1"]["ppl"] / first["ppl"] - 1) if first and "base, seed 1" in results else 0.0
+if first and "base, seed 1" in results:
     print(f"seed-to-seed: dev PPL {first['ppl']:.2f} vs {results['base, seed 1']['ppl']:.2f} ({gap:.1%} apart), "
           f"BLEU {first['bleu']:.1f} vs {results['base, seed 1']['bleu']:.1f}")
 claims = {}
@@ -298,14 +315,17 @@ if pairs:
         f"changes per pair {[f'{c:+.1%}' for c in changes]}",
         hint="first check that every row trained for the same cfg.train_steps (a row loaded from an older "
              "checkpoint of other settings?); then that n_heads really changed the model (print "
-             "model.encoder[0].self_attn); then add a third seed pair: a gap this small may be noise")
-if "D: no label smoothing" in results:
+             "model.encoder[0].self_attn); then add a third seed pair: a gap this small may be noise",
+        run=run_status)  # "not judged" while rows wait for the next run (time limit)
+if len(pairs) < 2 and run_status["stopped_early"]:
+    checks.not_judged(run_status, "one head is worse than several")
+if first and "D: no label smoothing" in results:
     change = results["D: no label smoothing"]["ppl"] / first["ppl"] - 1
     print(f"label smoothing (one pair, seed 0): dev PPL without it {change:+.1%} (paper -5.1%); BLEU "
           f"{first['bleu']:.1f} with, {results['D: no label smoothing']['bleu']:.1f} without (paper: 25.8 with, "
           f"25.3 without). A hint, not a result: the seed-to-seed gap is {gap:.1%}.")
 checks.check_true(all(math.isfinite(r["ppl"]) for r in results.values()) and len(results) == len(cfg.rows),
-                  f"{len(results)} rows measured, every perplexity finite", f"{results}")
+                  f"{len(results)} rows measured, every perplexity finite", f"{results}", run=run_status)
 
 # %% [markdown]
 # ## Paper vs. this run
@@ -323,28 +343,33 @@ def row_change(name):
             f"({r['bleu'] - first['bleu']:+.1f}) vs the base")
 
 
-rows = [("base row", "dev PPL 4.92, BLEU 25.8: newstest2013, WMT14 EN-DE (Table 3)",
-         f"dev PPL {first['ppl']:.2f}, BLEU {first['bleu']:.1f}: "
-         f"{'the offline stand-in' if dataset.origin == 'standin' else dataset.name} dev, BLEU on {len(sources)} "
-         f"sentences, beam {cfg.beam_size}", "another data set: absolute numbers are not comparable")]
-if "base, seed 1" in results:
-    rows.append(("seed-to-seed gap (same settings)", "not reported (one run per row)",
-                 f"dev PPL {gap:.1%} apart, BLEU {abs(results['base, seed 1']['bleu'] - first['bleu']):.1f} apart",
-                 "a row's change smaller than this gap is noise"))
-for name in ("A: 1 head", "A: 1 head, seed 1", "A: 16 heads", "C: N=2", "D: no dropout", "D: no label smoothing"):
-    if name in results:
-        r = results[name]
-        rows.append((f"row {name}", f"PPL {r['paper_ppl']:.2f} ({r['paper_ppl'] / 4.92 - 1:+.1%}), BLEU "
-                     f"{r['paper_bleu']:.1f} ({r['paper_bleu'] - 25.8:+.1f}) vs the base (Table 3)",
-                     row_change(name), "an undertrained miniature: see what it cannot show, above"))
-rows += [
-    ("model (base row)", "N = 6, d_model 512, d_ff 2048, h = 8, 65 M parameters (Table 3)",
-     f"N = {base.n_layers}, d_model {base.d_model}, d_ff {base.d_ff}, h = {base.n_heads}, "
-     f"{first['params'] / 1e6:.1f} M parameters", "the paper's sizes only on `full`"),
-    ("training per row", "100,000 steps of 25,000 tokens per side, 12 hours on 8 P100 GPUs (§5.2)",
-     f"{base.train_steps:,} steps of about {base.max_tokens:,} tokens per side on {device.type}",
-     "minutes, not hours (each row's time is printed above)"),
-]
+if first is None:  # no row finished yet (time limit): nothing of ours to put beside the paper
+    rows = [("base row", "dev PPL 4.92, BLEU 25.8: newstest2013, WMT14 EN-DE (Table 3)",
+             f"not finished yet: {run_status['steps_done']:,} of {run_status['steps_planned']:,} steps, "
+             f"run the notebook again", "")]
+else:
+    rows = [("base row", "dev PPL 4.92, BLEU 25.8: newstest2013, WMT14 EN-DE (Table 3)",
+             f"dev PPL {first['ppl']:.2f}, BLEU {first['bleu']:.1f}: "
+             f"{'the offline stand-in' if dataset.origin == 'standin' else dataset.name} dev, BLEU on {len(sources)} "
+             f"sentences, beam {cfg.beam_size}", "another data set: absolute numbers are not comparable")]
+    if "base, seed 1" in results:
+        rows.append(("seed-to-seed gap (same settings)", "not reported (one run per row)",
+                     f"dev PPL {gap:.1%} apart, BLEU {abs(results['base, seed 1']['bleu'] - first['bleu']):.1f} apart",
+                     "a row's change smaller than this gap is noise"))
+    for name in ("A: 1 head", "A: 1 head, seed 1", "A: 16 heads", "C: N=2", "D: no dropout", "D: no label smoothing"):
+        if name in results:
+            r = results[name]
+            rows.append((f"row {name}", f"PPL {r['paper_ppl']:.2f} ({r['paper_ppl'] / 4.92 - 1:+.1%}), BLEU "
+                         f"{r['paper_bleu']:.1f} ({r['paper_bleu'] - 25.8:+.1f}) vs the base (Table 3)",
+                         row_change(name), "an undertrained miniature: see what it cannot show, above"))
+    rows += [
+        ("model (base row)", "N = 6, d_model 512, d_ff 2048, h = 8, 65 M parameters (Table 3)",
+         f"N = {base.n_layers}, d_model {base.d_model}, d_ff {base.d_ff}, h = {base.n_heads}, "
+         f"{first['params'] / 1e6:.1f} M parameters", "the paper's sizes only on `full`"),
+        ("training per row", "100,000 steps of 25,000 tokens per side, 12 hours on 8 P100 GPUs (§5.2)",
+         f"{base.train_steps:,} steps of about {base.max_tokens:,} tokens per side on {device.type}",
+         "minutes, not hours (each row's time is printed above)"),
+    ]
 comparison = paper_vs_run(rows)
 
 # %%
@@ -352,7 +377,7 @@ print(training.write_metrics(
     "transformer", "week4d_table3",
     {"rows": {name: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
               for name, r in results.items()},
-     "claims": claims, "seed_gap_ppl": round(gap, 4)},
+     "claims": claims, "seed_gap_ppl": round(gap, 4), "run": run_status},
     config=cfg, extra={"base": dict(base), "dataset": dataset.describe(), "paper_vs_run": comparison,
                        "bleu": f"beam {cfg.beam_size}, alpha {cfg.length_penalty}, first {len(sources)} dev sentences"}))
 

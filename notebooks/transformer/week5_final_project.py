@@ -205,12 +205,13 @@ start = time.perf_counter()
 history = train_translation(model, data, cfg, device=device, log_every=25, time_limit_s=cfg.time_limit_s,
                             checkpoint_path=ckpt_path, checkpoint_every=cfg.checkpoint_every)
 own_seconds = time.perf_counter() - start
-last_step = max(history.steps("train_loss") + history.steps("val_loss"))
-stopped_early = last_step < cfg.train_steps
+run_status = training.report_run(history, cfg)  # says so plainly if the time limit stopped it
+last_step = run_status["steps_done"]
+stopped_early = bool(run_status["stopped_early"])
 fig, ax = plt.subplots(figsize=(5, 3))
 history.plot("train_loss", "val_loss", ax=ax, title="your Transformer as a summarizer")
 plt.show()
-checks.check_decreasing(history["train_loss"], "summarizer training loss", min_drop=0.3)
+checks.check_decreasing(history["train_loss"], "summarizer training loss", min_drop=0.3, run=run_status)
 
 start = time.perf_counter()
 own = translate(model, data.tokenizer, [a for a, _ in eval_rows], device=device, beam_size=cfg.beam_size,
@@ -280,10 +281,12 @@ for i in range(2):
 
 for name, r in (("your Transformer", own_rouge), ("the fine-tuned seq2seq model", tuned_rouge)):
     checks.check_true(r["rougeL"] > wrong["rougeL"] + 0.05, f"{name} reads its input (beats the wrong-article baseline)",
-                      f"ROUGE-L {r['rougeL']:.3f} vs {wrong['rougeL']:.3f} for the lead of another article")
+                      f"ROUGE-L {r['rougeL']:.3f} vs {wrong['rougeL']:.3f} for the lead of another article",
+                      run=run_status if r is own_rouge else None)
 if on_standin:
     checks.check_true(own_rouge["rougeL"] > lead3["rougeL"], "on the stand-in, your Transformer beats Lead-3",
-                      f"ROUGE-L {own_rouge['rougeL']:.3f} vs Lead-3 {lead3['rougeL']:.3f}: it has not learned to shorten")
+                      f"ROUGE-L {own_rouge['rougeL']:.3f} vs Lead-3 {lead3['rougeL']:.3f}: it has not learned to shorten",
+                      run=run_status)
 else:
     print(f"\nyour Transformer vs Lead-3 on real news: ROUGE-L {own_rouge['rougeL'] - lead3['rougeL']:+.3f} "
           "(reported, not asserted: see above)")
@@ -342,7 +345,7 @@ print(training.write_metrics("transformer", "week5_final_project", {
     **{f"{key}_{k}": round(v, 4) for key, r in (("lead3", lead3), ("wrong_article", wrong), ("own", own_rouge),
                                                ("finetuned", tuned_rouge)) for k, v in r.items()},
     "own_train_seconds": round(own_seconds, 1), "own_decode_seconds": round(decode_seconds, 1),
-    "finetune_seconds": round(s2s_seconds, 1), "own_parameters": model.num_parameters()},
+    "finetune_seconds": round(s2s_seconds, 1), "own_parameters": model.num_parameters(), "run": run_status},
     config=cfg, extra={"dataset": data_note, "finetuned_model": s2s_note, "on_standin": on_standin,
                        "paper_vs_run": comparison}))
 
