@@ -95,3 +95,30 @@ def test_paper_vs_run_table(capsys):
         paper_vs_run([("BLEU", "27.3")], show=False)
     with pytest.raises(ValueError, match="no rows"):
         paper_vs_run([], show=False)
+
+
+def test_a_run_stopped_early_is_not_judged_and_says_how_to_continue(capsys):
+    stopped = {"steps_done": 12, "steps_planned": 250, "stopped_early": "time limit"}
+    # each result check: a value that would fail is not judged, and the run record keeps its name
+    check_at_least(3.0, 80.0, "BLEU", run=stopped)
+    check_at_most(9.0, 1.0, "loss", run=stopped)
+    check_true(False, "G beats untrained G", "no", run=stopped)
+    check_decreasing([1.0, 2.0], "training loss", run=stopped)
+    check_close(torch.ones(2), torch.zeros(2), name="weights", run=stopped)
+    check_range(torch.tensor([5.0]), -1, 1, "samples", run=stopped)
+    out = capsys.readouterr().out
+    assert out.count("not judged") == 6, out
+    assert "BLEU (3, needs at least 80): training stopped after 12 of 250 steps (time limit)" in out
+    assert "run the notebook again to continue" in out
+    assert stopped["not_judged"] == ["BLEU", "loss", "G beats untrained G", "training loss", "weights", "samples"]
+    check_true(False, "BLEU", "no", run=stopped)  # named once however often it is not judged
+    assert stopped["not_judged"].count("BLEU") == 1
+
+
+def test_a_finished_run_is_judged_as_usual():
+    finished = {"steps_done": 250, "steps_planned": 250, "stopped_early": None}
+    with pytest.raises(CheckFailed, match="below the required 80"):
+        check_at_least(3.0, 80.0, "BLEU", run=finished)
+    with pytest.raises(CheckFailed):
+        check_true(False, "G beats untrained G", "no", run=finished)
+    assert "not_judged" not in finished

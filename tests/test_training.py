@@ -39,6 +39,11 @@ def test_history_logs_plots_and_round_trips():
     matplotlib.use("Agg")
     ax = h.plot("loss", smooth=2, logy=True, title="t")
     assert len(ax.lines) == 1
+    with pytest.raises(KeyError, match="no series 'val_loss'"):  # a typo is an error...
+        h.plot("loss", "val_loss")
+    h.run_summary = {"steps_done": 5, "steps_planned": 100, "stopped_early": "time limit"}
+    ax = h.plot("loss", "val_loss")  # ...but a run stopped early plots what it logged
+    assert len(ax.lines) == 1 and "not logged yet: val_loss" in ax.texts[0].get_text()
 
 
 def test_atomic_save_keeps_old_file_when_the_write_fails(tmp_path, monkeypatch):
