@@ -10,8 +10,9 @@ three times with ``CURRICULUM_PROFILE=smoke`` (nbclient):
 2. in another fresh kernel with another empty runs folder, so nothing of run 1 can leak in;
 3. in run 2's kernel again ("Run all" twice), see :func:`run_twice_in_one_kernel`.
 
-CI passes ``--first-runs runs/make-test``: ``make test`` has just run every notebook once in a
-fresh kernel (with the same fixed thread count), so those runs serve as run 1.
+CI passes ``--first-runs runs/ci-first``: ``make test`` has just run every notebook once in a
+fresh kernel (with the same fixed thread count), so those runs serve as run 1; and
+``--second-runs runs/make-test``: the second ``make test`` (a year ahead), compared with run 1 too.
 
 Runs 1 and 2 must give the same metrics.json values, exactly (no tolerance); run 3 must give
 run 2's values too, with no History grown and no extra output file. The notebooks run in path
@@ -283,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a runs folder where every notebook already ran once in a fresh kernel "
                              "with the same threads (e.g. runs/make-test after `make test` with "
                              "OMP_NUM_THREADS fixed): used as run 1 instead of running them again (CI)")
+    parser.add_argument("--second-runs", type=Path, default=None,
+                        help="another runs folder where every notebook ran in a fresh kernel with the same "
+                             "threads (CI: the second `make test`, a year ahead): compared with run 1 too")
     args = parser.parse_args(argv)
     notebooks = [p.resolve() for p in args.notebooks] or training_notebooks()
     start = time.perf_counter()
@@ -343,6 +347,13 @@ def main(argv: list[str] | None = None) -> int:
                 results[nb] = ([f"no metrics.json at {rel} (did the notebook change its name?)"], [], 0)
                 continue
             results[nb] = compare(json.loads(path.read_text()), record, runs=(first, second))
+            if args.second_runs is not None:  # the second make test's run of it, too
+                other = args.second_runs.resolve() / rel / "metrics.json"
+                diffs = ([f"(second make test) {d}" for d in compare(
+                    json.loads(path.read_text()), json.loads(other.read_text()),
+                    runs=(first, args.second_runs.resolve()))[0]] if other.is_file()
+                    else [f"(second make test) no metrics.json at {other}"])
+                results[nb] = (results[nb][0] + diffs, results[nb][1], results[nb][2])
     print(f"\nDeterminism report (smoke profile, CPU, {args.threads} thread(s)). Run 1 and run 2: "
           f"each in a fresh kernel with an empty runs folder; run 3: run 2's kernel again.")
     failed = 0
