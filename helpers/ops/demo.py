@@ -58,6 +58,19 @@ BUNDLE_FILES = {"translator": TRANSLATOR_FILES, "generator": GENERATOR_FILES}
 DEMO_COMMAND = "python -m helpers.ops.serve --train-smoke"
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` as recorded in ``deploy.json``: relative to the runs folder (``runs/...``) or
+    to the current folder, never the builder's absolute path (issue #24); else the name alone."""
+    path = Path(path).resolve()
+    runs = env.runs_dir().resolve()
+    for base, prefix in ((runs, f"{runs.name}/"), (Path.cwd().resolve(), "")):
+        try:
+            return prefix + path.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return path.name
+
+
 def default_bundle_dir() -> Path:
     """``runs/deploy`` (or ``$CURRICULUM_RUNS_DIR/deploy``): where the week 4f notebook and
     ``python -m helpers.ops.serve --train-smoke`` write the models the demo serves (week 4f)."""
@@ -164,27 +177,51 @@ def staging_dir(out_dir: str | Path) -> Path:
 
 def publish_bundle(stage: str | Path, out_dir: str | Path) -> Path:
     """Make the bundle built in ``stage`` the one in ``out_dir`` (week 4f). Refused unless
-    every model in it passed its parity check; then the old folder is renamed away and
-    ``stage`` renamed into place (two renames; files of yours in the old folder that are not
-    part of a bundle are moved over). A server watching ``out_dir`` reloads."""
+    every model in it passed its parity check; then files of yours in the old folder that are
+    not part of a bundle are moved over, the old folder is renamed away and ``stage`` renamed
+    into place. Either all of it happens or none (issue #24): a failure at any step moves
+    everything done so far back, so the old bundle and your files stay exactly as they were
+    (and the error is raised). A server watching ``out_dir`` reloads."""
     stage, out_dir = Path(stage), Path(out_dir)
     models = [n for n in BUNDLE_FILES if n in read_manifest(stage)]
     problems = [f"{n}: {p}" for n in models if (p := bundle_problem(stage, n))]
     if not models or problems:
         raise ExportError(f"not publishing the bundle built in {stage}: "
                           f"{'; '.join(problems) or 'it holds no model'}")
-    if out_dir.exists():
-        ours = {BUNDLE_MANIFEST, *TRANSLATOR_FILES, *GENERATOR_FILES}
-        for p in out_dir.iterdir():
-            if p.name not in ours and not (stage / p.name).exists():
-                os.replace(p, stage / p.name)
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(stage, out_dir)
-        shutil.rmtree(old)
-    else:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(stage, out_dir)
+    done: list[tuple[Path, Path]] = []  # the renames made so far, to undo them on a failure
+
+    def move(src: Path, dst: Path) -> None:
+        os.replace(src, dst)
+        done.append((src, dst))
+
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    try:
+        if out_dir.exists():
+            ours = {BUNDLE_MANIFEST, *TRANSLATOR_FILES, *GENERATOR_FILES}
+            for p in sorted(out_dir.iterdir()):
+                if p.name not in ours and not (stage / p.name).exists():
+                    move(p, stage / p.name)
+            move(out_dir, old)
+        else:
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+        move(stage, out_dir)
+    except BaseException as exc:
+        stuck = []
+        for src, dst in reversed(done):
+            try:
+                os.replace(dst, src)
+            except OSError as undo:
+                stuck.append(f"{dst} -> {src} ({undo})")
+        if stuck:  # say where everything is; nothing is deleted
+            raise ExportError(f"publishing {stage} to {out_dir} failed ({exc}) and could not be "
+                              f"undone completely; move these back by hand: {'; '.join(stuck)}") from exc
+        raise
+    if done and done[-1][1] == out_dir and old.exists():
+        try:
+            shutil.rmtree(old)
+        except OSError as exc:  # the new bundle is published; the old one is only left over
+            print(f"note: could not remove the previous bundle {old} ({exc}); delete it by hand",
+                  flush=True)
     return out_dir
 
 
@@ -258,7 +295,7 @@ def notebook_translator(profile: str | None = None, *, train_steps: int | None =
         try:
             state = load_checkpoint(ckpt, model=model, config=settings, config_keys=TRANSLATOR_KEYS,
                                     restore_rng=False)
-            source = f"{ckpt} (week 3, step {state['step']})"
+            source = f"{shown_path(ckpt)} (week 3, step {state['step']})"
         except CheckpointError as exc:
             log(f"not using {ckpt}: {exc}")
     if source is None:
@@ -280,7 +317,7 @@ def notebook_generator(profile: str | None = None, *, train_steps: int | None = 
     if ckpt.is_file():
         try:
             G, state = _generator_from_checkpoint(ckpt)
-            return G, dict(state["config"]), f"{ckpt} (week 4, step {state['step']})"
+            return G, dict(state["config"]), f"{shown_path(ckpt)} (week 4, step {state['step']})"
         except Exception as exc:  # foreign or truncated file: say so and train instead
             log(f"not using {ckpt}: {type(exc).__name__}: {exc}")
     steps = train_steps or cfg.train_steps
