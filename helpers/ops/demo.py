@@ -50,6 +50,12 @@ from helpers.transformer import Transformer
 from helpers.translation import ARCHITECTURE_KEYS as TRANSLATOR_KEYS
 from helpers.translation import SubwordTokenizer, build_model, prepare_translation, train_translation
 
+
+class BundleMismatch(ExportError):
+    """The files of a bundle do not belong together (e.g. a tokenizer of another vocabulary
+    than the translator's); the message names files, never folders."""
+
+
 BUNDLE_MANIFEST = "deploy.json"
 TRANSLATOR_FILES = ("tokenizer.json", "translator.pt", "translator_encoder.onnx",
                     "translator_decoder.onnx")
@@ -249,13 +255,19 @@ def load_translator(out_dir: str | Path):
     if missing:
         raise ExportError(f"{out_dir} has no {', '.join(missing)}. Fix: run `{DEMO_COMMAND}` "
                           f"(or the week 4f notebook) to create them.")
-    state = torch.load(out_dir / "translator.pt", map_location="cpu", weights_only=True)
+    state = load_checkpoint(out_dir / "translator.pt", restore_rng=False)  # checksum checked first
     a = state["config"]
+    tok = SubwordTokenizer.load(out_dir / "tokenizer.json")
+    if tok.vocab_size != a["vocab_size"]:
+        raise BundleMismatch(
+            f"tokenizer.json has a vocabulary of {tok.vocab_size} subwords but translator.pt was "
+            f"trained with {a['vocab_size']}: they come from different builds (the translations "
+            f"would be garbage). Rebuild the bundle with `{DEMO_COMMAND}` (or the week 4f notebook)")
     model = Transformer(a["vocab_size"], d_model=a["d_model"], n_heads=a["n_heads"], d_ff=a["d_ff"],
                         n_layers=a["n_layers"], dropout=0.0, max_len=a["max_len"],
                         positional=a["positional"], pad_id=0)
-    load_checkpoint(out_dir / "translator.pt", model=model, restore_rng=False)
-    return model.eval(), SubwordTokenizer.load(out_dir / "tokenizer.json")
+    model.load_state_dict(state["model"])
+    return model.eval(), tok
 
 
 def load_generator(out_dir: str | Path):
@@ -269,9 +281,10 @@ def load_generator(out_dir: str | Path):
 
 def _generator_from_checkpoint(path: Path):
     """``(G in eval mode, checkpoint)``: the generator rebuilt from a checkpoint's config."""
-    a = torch.load(path, map_location="cpu", weights_only=True)["config"]
+    state = load_checkpoint(path, restore_rng=False)  # checksum checked first
+    a = state["config"]
     G = Generator(a["nz"], a["ngf"], a["channels"], a["image_size"])
-    state = load_checkpoint(path, model=G, restore_rng=False)
+    G.load_state_dict(state["model"])
     return G.eval(), state
 
 
