@@ -62,8 +62,9 @@ def read_idx(path: str | Path) -> np.ndarray:
             dtype = np.dtype(_IDX_DTYPES[magic[2]])
             expected = math.prod(dims) * dtype.itemsize  # Python integers: a huge header cannot wrap
             if expected > MAX_IDX_BYTES:
-                raise DataLayoutError(f"{path} declares shape {tuple(dims)} ({expected / 2**30:.1f} GiB), "
-                                      f"more than any MNIST-like file. Fix: download it again.")
+                raise DataLayoutError(f"{path} is corrupt: {expected} data bytes expected for shape "
+                                      f"{tuple(dims)}, more than any MNIST-like file (at most "
+                                      f"{MAX_IDX_BYTES >> 30} GiB). Fix: download it again.")
             body = f.read(expected + 1)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataLayoutError(f"{path} cannot be read ({exc}). Fix: download it again.") from exc
