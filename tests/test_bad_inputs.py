@@ -420,7 +420,7 @@ CATALOGUE: dict[str, list[Case]] = {
              CheckpointError, (r"not the state to resume training \(no optimizer, opt_d, noise_rng", r"Fix: pass another "
                                r"checkpoint_path")),
         Case("corrupt checkpoint", corrupt_checkpoint, CheckpointError,
-             (r"not a readable checkpoint", r"Fix: delete it and resume from an earlier one")),
+             (r"not a readable checkpoint", r"no other checkpoint beside it", r"Fix: restore it from a copy")),
     ],
 }
 # (item, case) pairs; an item without a case becomes a failing (item, None) entry.

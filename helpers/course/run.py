@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from helpers.course.files import set_aside
 from helpers.course.training import (
     CheckpointError,
     History,
@@ -101,7 +102,8 @@ class ResumableRun:
       save (not one forced by a stop) also keeps the weights alone as ``<path stem>.step<N>.pt``,
       the newest ``keep`` of them (for checkpoint averaging, Transformer §6.1): :meth:`snapshots`
       lists them. A fresh
-      run (no checkpoint at ``path``) first removes snapshots left from an earlier run there.
+      run (no checkpoint at ``path``) first moves snapshots left from an earlier run there into a
+      folder beside it (``<stem>.earlier-<time>/``; never deleted).
     - When ``path`` exists the run *resumes* from it: weights, optimizer, scheduler, GradScaler,
       ``others`` (more modules, optimizers, torch.Generators), RNG states, history and the
       position in the data (see :meth:`batches`), so an interrupted run ends bit-identical to
@@ -143,8 +145,7 @@ class ResumableRun:
         if self.path is not None and self.path.exists():
             self._resume(architecture)
         elif self.keep and self.dist.is_main:  # a fresh run: older snapshots are not its own
-            for old in self.snapshots():
-                old.unlink(missing_ok=True)
+            set_aside(self.snapshots(), self.path)  # moved into a folder beside it, never deleted
 
     # ------------------------------------------------------------------ checkpoint
     def _resume(self, architecture) -> None:

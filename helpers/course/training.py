@@ -30,7 +30,16 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers.course import env
-from helpers.course.files import DiskFullError, atomic_write, atomic_write_text, to_plain
+from helpers.course.files import (
+    CorruptFileError,
+    DiskFullError,
+    ReadOnlyError,
+    atomic_write,
+    atomic_write_text,
+    checksum_status,
+    corrupt_file_message,
+    to_plain,
+)
 
 
 class CheckpointError(RuntimeError):
@@ -224,8 +233,8 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` that is all-or-nothing (week 4, "checkpointing"; see
     :func:`helpers.course.files.atomic_write`)."""
     try:
-        return atomic_write(path, lambda f: torch.save(obj, f))
-    except DiskFullError as exc:
+        return atomic_write(path, lambda f: torch.save(obj, f), seal=True)
+    except (DiskFullError, ReadOnlyError) as exc:
         raise CheckpointError(exc.strerror) from exc
 
 
@@ -330,12 +339,12 @@ def load_checkpoint(path: str | os.PathLike, *, model: torch.nn.Module | None = 
         raise CheckpointError(f"no checkpoint at {path}. Fix: train first (it is written every "
                               f"few steps) or point to the right file.")
     try:
+        checksum_status(path)  # SHA-256 (or, for older files, the zip CRCs) before loading
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except CorruptFileError as exc:
+        raise CheckpointError(str(exc)) from exc
     except Exception as exc:  # truncated or foreign file
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint ({type(exc).__name__}: {exc}). Fix: delete it "
-            f"and resume from an earlier one, or retrain."
-        ) from exc
+        raise CheckpointError(corrupt_file_message(path, f"not a readable checkpoint ({type(exc).__name__}: {exc})")) from exc
     if config is not None:
         diffs = config_differences(state.get("config", {}), config, config_keys)
         if diffs:

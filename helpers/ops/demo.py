@@ -50,12 +50,31 @@ from helpers.transformer import Transformer
 from helpers.translation import ARCHITECTURE_KEYS as TRANSLATOR_KEYS
 from helpers.translation import SubwordTokenizer, build_model, prepare_translation, train_translation
 
+
+class BundleMismatch(ExportError):
+    """The files of a bundle do not belong together (e.g. a tokenizer of another vocabulary
+    than the translator's); the message names files, never folders."""
+
+
 BUNDLE_MANIFEST = "deploy.json"
 TRANSLATOR_FILES = ("tokenizer.json", "translator.pt", "translator_encoder.onnx",
                     "translator_decoder.onnx")
 GENERATOR_FILES = ("generator.pt", "generator.onnx")
 BUNDLE_FILES = {"translator": TRANSLATOR_FILES, "generator": GENERATOR_FILES}
 DEMO_COMMAND = "python -m helpers.ops.serve --train-smoke"
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` as recorded in ``deploy.json``: relative to the runs folder (``runs/...``) or
+    to the current folder, never the builder's absolute path (issue #24); else the name alone."""
+    path = Path(path).resolve()
+    runs = env.runs_dir().resolve()
+    for base, prefix in ((runs, f"{runs.name}/"), (Path.cwd().resolve(), "")):
+        try:
+            return prefix + path.relative_to(base).as_posix()
+        except ValueError:
+            continue
+    return path.name
 
 
 def default_bundle_dir() -> Path:
@@ -164,27 +183,51 @@ def staging_dir(out_dir: str | Path) -> Path:
 
 def publish_bundle(stage: str | Path, out_dir: str | Path) -> Path:
     """Make the bundle built in ``stage`` the one in ``out_dir`` (week 4f). Refused unless
-    every model in it passed its parity check; then the old folder is renamed away and
-    ``stage`` renamed into place (two renames; files of yours in the old folder that are not
-    part of a bundle are moved over). A server watching ``out_dir`` reloads."""
+    every model in it passed its parity check; then files of yours in the old folder that are
+    not part of a bundle are moved over, the old folder is renamed away and ``stage`` renamed
+    into place. Either all of it happens or none (issue #24): a failure at any step moves
+    everything done so far back, so the old bundle and your files stay exactly as they were
+    (and the error is raised). A server watching ``out_dir`` reloads."""
     stage, out_dir = Path(stage), Path(out_dir)
     models = [n for n in BUNDLE_FILES if n in read_manifest(stage)]
     problems = [f"{n}: {p}" for n in models if (p := bundle_problem(stage, n))]
     if not models or problems:
         raise ExportError(f"not publishing the bundle built in {stage}: "
                           f"{'; '.join(problems) or 'it holds no model'}")
-    if out_dir.exists():
-        ours = {BUNDLE_MANIFEST, *TRANSLATOR_FILES, *GENERATOR_FILES}
-        for p in out_dir.iterdir():
-            if p.name not in ours and not (stage / p.name).exists():
-                os.replace(p, stage / p.name)
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-        os.replace(stage, out_dir)
-        shutil.rmtree(old)
-    else:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(stage, out_dir)
+    done: list[tuple[Path, Path]] = []  # the renames made so far, to undo them on a failure
+
+    def move(src: Path, dst: Path) -> None:
+        os.replace(src, dst)
+        done.append((src, dst))
+
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    try:
+        if out_dir.exists():
+            ours = {BUNDLE_MANIFEST, *TRANSLATOR_FILES, *GENERATOR_FILES}
+            for p in sorted(out_dir.iterdir()):
+                if p.name not in ours and not (stage / p.name).exists():
+                    move(p, stage / p.name)
+            move(out_dir, old)
+        else:
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+        move(stage, out_dir)
+    except BaseException as exc:
+        stuck = []
+        for src, dst in reversed(done):
+            try:
+                os.replace(dst, src)
+            except OSError as undo:
+                stuck.append(f"{dst} -> {src} ({undo})")
+        if stuck:  # say where everything is; nothing is deleted
+            raise ExportError(f"publishing {stage} to {out_dir} failed ({exc}) and could not be "
+                              f"undone completely; move these back by hand: {'; '.join(stuck)}") from exc
+        raise
+    if done and done[-1][1] == out_dir and old.exists():
+        try:
+            shutil.rmtree(old)
+        except OSError as exc:  # the new bundle is published; the old one is only left over
+            print(f"note: could not remove the previous bundle {old} ({exc}); delete it by hand",
+                  flush=True)
     return out_dir
 
 
@@ -212,13 +255,19 @@ def load_translator(out_dir: str | Path):
     if missing:
         raise ExportError(f"{out_dir} has no {', '.join(missing)}. Fix: run `{DEMO_COMMAND}` "
                           f"(or the week 4f notebook) to create them.")
-    state = torch.load(out_dir / "translator.pt", map_location="cpu", weights_only=True)
+    state = load_checkpoint(out_dir / "translator.pt", restore_rng=False)  # checksum checked first
     a = state["config"]
+    tok = SubwordTokenizer.load(out_dir / "tokenizer.json")
+    if tok.vocab_size != a["vocab_size"]:
+        raise BundleMismatch(
+            f"tokenizer.json has a vocabulary of {tok.vocab_size} subwords but translator.pt was "
+            f"trained with {a['vocab_size']}: they come from different builds (the translations "
+            f"would be garbage). Rebuild the bundle with `{DEMO_COMMAND}` (or the week 4f notebook)")
     model = Transformer(a["vocab_size"], d_model=a["d_model"], n_heads=a["n_heads"], d_ff=a["d_ff"],
                         n_layers=a["n_layers"], dropout=0.0, max_len=a["max_len"],
                         positional=a["positional"], pad_id=0)
-    load_checkpoint(out_dir / "translator.pt", model=model, restore_rng=False)
-    return model.eval(), SubwordTokenizer.load(out_dir / "tokenizer.json")
+    model.load_state_dict(state["model"])
+    return model.eval(), tok
 
 
 def load_generator(out_dir: str | Path):
@@ -232,9 +281,10 @@ def load_generator(out_dir: str | Path):
 
 def _generator_from_checkpoint(path: Path):
     """``(G in eval mode, checkpoint)``: the generator rebuilt from a checkpoint's config."""
-    a = torch.load(path, map_location="cpu", weights_only=True)["config"]
+    state = load_checkpoint(path, restore_rng=False)  # checksum checked first
+    a = state["config"]
     G = Generator(a["nz"], a["ngf"], a["channels"], a["image_size"])
-    state = load_checkpoint(path, model=G, restore_rng=False)
+    G.load_state_dict(state["model"])
     return G.eval(), state
 
 
@@ -258,7 +308,7 @@ def notebook_translator(profile: str | None = None, *, train_steps: int | None =
         try:
             state = load_checkpoint(ckpt, model=model, config=settings, config_keys=TRANSLATOR_KEYS,
                                     restore_rng=False)
-            source = f"{ckpt} (week 3, step {state['step']})"
+            source = f"{shown_path(ckpt)} (week 3, step {state['step']})"
         except CheckpointError as exc:
             log(f"not using {ckpt}: {exc}")
     if source is None:
@@ -280,7 +330,7 @@ def notebook_generator(profile: str | None = None, *, train_steps: int | None = 
     if ckpt.is_file():
         try:
             G, state = _generator_from_checkpoint(ckpt)
-            return G, dict(state["config"]), f"{ckpt} (week 4, step {state['step']})"
+            return G, dict(state["config"]), f"{shown_path(ckpt)} (week 4, step {state['step']})"
         except Exception as exc:  # foreign or truncated file: say so and train instead
             log(f"not using {ckpt}: {type(exc).__name__}: {exc}")
     steps = train_steps or cfg.train_steps

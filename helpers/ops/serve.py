@@ -15,6 +15,13 @@ run a model at once (the others get 503 with ``Retry-After``); a translation sto
 ``time_budget_s`` (504) and after input length + 50 tokens (§6.1). Errors name the fix but
 never a folder or an inner exception (those go to the server's log). With the default
 loopback address only ``Host: 127.0.0.1`` or ``localhost`` is answered (DNS rebinding).
+
+Connections (issue #24): a connection must send a complete request within
+``--header-timeout`` seconds (default 10) of opening or of its first byte, or it is closed
+(uvicorn's keep-alive timeout only covers the time *between* requests); at start the open-file
+limit is raised to the hard limit, and when the open connections near it the oldest idle ones
+are closed first, so a flood of slow or idle connections cannot take the last file descriptor
+that /health needs.
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from __future__ import annotations
 import argparse
 import html
 import io
+import ipaddress
+import math
+import resource
 import sys
 import threading
 import time
@@ -29,17 +39,19 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import h11
 import numpy as np
 import torch
 import uvicorn
 from fastapi import FastAPI, HTTPException
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from torchvision.utils import make_grid
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from helpers.ops import demo, export
 from helpers.translation import BOS, EOS
@@ -53,6 +65,10 @@ MAX_CONCURRENT = 2             # model calls at once; more get 503 + Retry-After
 TIME_BUDGET_S = 10.0           # per translation
 RETRY_AFTER_S = 1
 LOOPBACK = ("127.0.0.1", "localhost")
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")   # the Host names answered on any loopback address
+HEADER_TIMEOUT_S = 10.0        # a request must arrive complete this soon after its first byte
+FD_RESERVE = 64                # file descriptors kept free for models, logs and /health
+ACCEPT_BATCH = 128              # listen backlog, and connections asyncio accepts in one go
 BACKENDS = ("onnx", "torch")
 MODELS = {"translator": "translator", "generator": "image generator"}
 
@@ -127,6 +143,10 @@ class Models:
             except ModelUnavailable as exc:
                 slot.error = str(exc)
                 raise
+            except demo.BundleMismatch as exc:  # names files only, never folders
+                log(f"not serving the {name} of {self.model_dir}: {exc}")
+                slot.error = f"the {MODELS[name]} is not available: {exc}"
+                raise ModelUnavailable(slot.error) from None
             except Exception:  # a broken file: details to the log, a plain message out
                 log(f"loading the {name} from {self.model_dir} failed:\n{traceback.format_exc()}")
                 slot.error = (f"the {MODELS[name]} cannot be loaded (the server log says why). "
@@ -174,10 +194,14 @@ class InputTooLong(ValueError):
     """The text has more subword tokens than the model reads."""
 
 
-def translate_text(models: Models, text: str, deadline: float | None = None) -> str:
+def translate_text(models: Models, text: str, deadline: float | None = None,
+                   budget_s: float | None = None) -> str:
     """Greedy translation of one sentence with the cached decoder (week 4f): at most input
-    length + 50 tokens (§6.1); ``TimeoutError`` once ``deadline`` (monotonic) has passed."""
+    length + 50 tokens (§6.1); ``TimeoutError`` once ``deadline`` (monotonic) has passed, or
+    ``budget_s`` seconds after the model is ready (loading it does not count, issue #24)."""
     runner, tok = models.get("translator")
+    if budget_s is not None:
+        deadline = time.monotonic() + budget_s
     ids = tok.encode(text)
     if len(ids) + 1 > runner.max_len:
         raise InputTooLong(f"the text is {len(ids)} subword tokens long; this model reads at "
@@ -242,6 +266,73 @@ class BodyLimit:
         await response(scope, None, send)
 
 
+def _host_name(header: str) -> str:
+    """The name in a ``Host`` header without its port: ``[::1]:8000`` -> ``::1``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and any loopback address, IPv4 or IPv6 (``127.0.0.2``, ``::1``)."""
+    host = host.strip().strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_hosts_for(host: str, allowed: str | None) -> tuple[str, ...] | None:
+    """The ``Host`` names a server listening on ``host`` answers: ``--allowed-hosts`` when
+    given; on any loopback address ``127.0.0.1``, ``localhost``, ``::1`` and the address
+    itself (DNS rebinding); None (any) on another address."""
+    if allowed:
+        return tuple(h.strip() for h in allowed.split(",") if h.strip())
+    if is_loopback(host):
+        return tuple(dict.fromkeys((*LOOPBACK_NAMES, host.strip("[]").lower())))
+    return None
+
+
+class HostCheck:
+    """ASGI middleware: answer only the ``allowed`` Host names (IPv6 literals included), with
+    a JSON 400 that says what to do."""
+
+    def __init__(self, app, allowed: tuple[str, ...]):
+        self.app = app
+        self.allowed = {_host_name(h) for h in allowed}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if _host_name(host) not in self.allowed:
+                response = JSONResponse(status_code=400, content={"detail": (
+                    f"this server does not answer the Host name {host[:100]!r} (DNS rebinding "
+                    f"protection). Use one of: {', '.join(sorted(self.allowed))}, e.g. "
+                    f"http://127.0.0.1:<port>/, or start the server with --allowed-hosts <name>.")})
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+ENDPOINTS = "GET /, GET /health, POST /translate, POST /generate"
+
+
+async def _http_error(_request, exc: StarletteHTTPException):
+    """FastAPI's and Starlette's own errors (parse 400, 404, 405) as JSON that says what to do."""
+    detail = exc.detail
+    if exc.status_code == 400 and detail == "There was an error parsing the body":
+        detail = ('the body cannot be parsed (not UTF-8 JSON); send JSON with Content-Type: '
+                  'application/json, e.g. {"text": "The small dog sees the red car."}')
+    elif exc.status_code == 404:
+        detail = f"no such page; use {ENDPOINTS}"
+    elif exc.status_code == 405:
+        detail = f"method not allowed here; use {ENDPOINTS}"
+    return JSONResponse(status_code=exc.status_code, content={"detail": detail},
+                        headers=getattr(exc, "headers", None))
+
+
 PAGE_FILE = Path(__file__).with_name("static") / "index.html"  # the page behind GET /
 
 
@@ -257,7 +348,8 @@ async def _invalid(_request, exc: RequestValidationError):
             parts.append('the body is not valid JSON; send e.g. {"text": "..."}')
             continue
         where = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
-        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg")))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else
+                     f"{err.get('msg')}: send a JSON object with Content-Type: application/json")
     return JSONResponse(status_code=422, content={"detail": "; ".join(parts)})
 
 
@@ -283,16 +375,22 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
                allowed_hosts: tuple[str, ...] | None = LOOPBACK):
     """The FastAPI app serving the bundle in ``model_dir`` (default ``runs/deploy``; week 4f).
     ``allowed_hosts``: the ``Host`` names answered (None: any)."""
+    if not (isinstance(max_concurrent, int) and max_concurrent >= 1):
+        raise ValueError(f"max_concurrent={max_concurrent!r}: at least 1 model call must be allowed")
+    if not (time_budget_s >= 0 and math.isfinite(time_budget_s)):  # 0: tests of the 504
+        raise ValueError(f"time_budget_s={time_budget_s!r}: must be a finite number of seconds >= 0")
     models = Models(Path(model_dir) if model_dir is not None else demo.default_bundle_dir(), backend)
     busy = threading.BoundedSemaphore(max_concurrent)
 
     app = FastAPI(title="Transformer + DCGAN demo", version="1")
     app.state.models = models
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts or ["*"]))
+    if allowed_hosts:
+        app.add_middleware(HostCheck, allowed=tuple(allowed_hosts))
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)  # outermost: runs first
 
     app.add_exception_handler(ModelUnavailable, _unavailable)
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _crashed)
 
     async def run_model(fn, *args):
@@ -333,8 +431,7 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
                                      '{"text": "The small dog sees the red car."}')
         start = time.perf_counter()
         try:
-            translation = await run_model(translate_text, models, text,
-                                          time.monotonic() + time_budget_s)
+            translation = await run_model(translate_text, models, text, None, time_budget_s)
         except InputTooLong as exc:
             raise HTTPException(413, str(exc)) from None
         except TimeoutError:
@@ -358,6 +455,123 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
     return app
 
 
+# --------------------------------------------------------------------------- connections
+def raise_open_file_limit() -> int:
+    """Raise this process's open-file limit to its hard limit (issue #24); returns the limit
+    now in force (the soft one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log(f"could not raise the open-file limit from {soft} to {target}: {exc}")
+    return soft
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with two guards (issue #24):
+
+    - a request must arrive complete (headers, and a body if any) within ``header_timeout``
+      seconds of the connection opening or of the first byte after the previous response,
+      otherwise the connection is closed; uvicorn's ``timeout_keep_alive`` starts only after a
+      response, and a byte received cancels it, so slow partial headers were kept forever;
+    - when more than ``max_connections`` are open, the oldest one not running a request is
+      closed, so idle connections cannot take the file descriptors a new request needs.
+
+    Closed connections are counted and logged at most once every 10 s (never per connection).
+    """
+
+    header_timeout: float = HEADER_TIMEOUT_S
+    max_connections: int = 1024 - FD_RESERVE
+    _closed = {"timeout": 0, "shed": 0}
+    _last_log = 0.0
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._opened = self.loop.time()
+        self._read_timer = None
+        self._arm()
+        if len(self.connections) > self.max_connections:
+            self._shed()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.transport.is_closing():
+            return
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY):
+            self._arm()   # a request has begun (or is expected): it must finish in time
+        else:
+            self._disarm()
+
+    def connection_lost(self, exc) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        self._disarm()
+        super().on_response_complete()   # the keep-alive timeout takes over
+
+    def _idle(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm(self) -> None:
+        if getattr(self, "_read_timer", None) is None:
+            self._read_timer = self.loop.call_later(self.header_timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        timer = getattr(self, "_read_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._read_timer = None
+
+    def _timed_out(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing() or not self._idle() or self.conn.their_state is h11.DONE:
+            return
+        self._close("timeout")
+
+    def _shed(self) -> None:
+        idle = [c for c in self.connections if isinstance(c, GuardedH11Protocol) and c is not self
+                and c._idle() and not c.transport.is_closing()]
+        excess = len(self.connections) - self.max_connections
+        for c in sorted(idle, key=lambda c: c._opened)[:max(excess, 0)]:
+            c._close("shed")
+
+    def _close(self, why: str) -> None:
+        self._disarm()
+        self.transport.close()
+        counts = GuardedH11Protocol._closed
+        counts[why] += 1
+        now = self.loop.time()
+        if now - GuardedH11Protocol._last_log > 10:
+            GuardedH11Protocol._last_log = now
+            log(f"closed {counts['timeout']} connections that sent no complete request within "
+                f"{self.header_timeout:g} s and {counts['shed']} idle ones to stay under "
+                f"{self.max_connections} open connections (totals so far)")
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small: must be at least 1")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a number of seconds greater than 0")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m helpers.ops.serve``: optionally create the models, then serve with uvicorn (week 4f)."""
     parser = argparse.ArgumentParser(prog="python -m helpers.ops.serve", description=__doc__.split("\n\n")[0])
@@ -367,10 +581,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="interface to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--backend", choices=BACKENDS, default="onnx")
-    parser.add_argument("--max-concurrent", type=int, default=MAX_CONCURRENT,
+    parser.add_argument("--max-concurrent", type=_at_least_one, default=MAX_CONCURRENT,
                         help=f"model calls at once; more get 503 + Retry-After (default {MAX_CONCURRENT})")
-    parser.add_argument("--time-budget", type=float, default=TIME_BUDGET_S,
+    parser.add_argument("--time-budget", type=_positive_seconds, default=TIME_BUDGET_S,
                         help=f"seconds per translation before it is stopped (default {TIME_BUDGET_S:g})")
+    parser.add_argument("--header-timeout", type=_positive_seconds, default=HEADER_TIMEOUT_S,
+                        help=f"seconds a connection may take to send a complete request before it "
+                             f"is closed (default {HEADER_TIMEOUT_S:g})")
     parser.add_argument("--allowed-hosts", default=None,
                         help="comma-separated Host names to answer (default: 127.0.0.1,localhost "
                              "on a loopback address, any otherwise)")
@@ -395,18 +612,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_serve:
         return 0
 
-    if args.allowed_hosts:
-        allowed = tuple(h.strip() for h in args.allowed_hosts.split(",") if h.strip())
-    elif args.host in LOOPBACK:
-        allowed = LOOPBACK
-    else:
-        allowed = None
+    allowed = allowed_hosts_for(args.host, args.allowed_hosts)
+    if allowed is None:
         print(f"note: listening on {args.host} answers any Host header; pass --allowed-hosts "
               f"with your domain to refuse others", file=sys.stderr, flush=True)
-    print(f"serving {model_dir} on http://{args.host}:{args.port}/ (Ctrl+C stops)", flush=True)
-    uvicorn.run(create_app(model_dir, args.backend, max_concurrent=args.max_concurrent,
-                           time_budget_s=args.time_budget, allowed_hosts=allowed),
-                host=args.host, port=args.port, log_level="warning")
+    app = create_app(model_dir, args.backend, max_concurrent=args.max_concurrent,
+                     time_budget_s=args.time_budget, allowed_hosts=allowed)
+    start = time.perf_counter()
+    ready = app.state.models.status()  # load now, so no request's time budget pays for it
+    print(f"models loaded in {time.perf_counter() - start:.1f} s: "
+          + ", ".join(f"{n} {'ready' if p is None else 'unavailable'}" for n, p in ready.items()),
+          flush=True)
+    limit = raise_open_file_limit()
+    GuardedH11Protocol.header_timeout = args.header_timeout
+    # asyncio accepts up to `backlog` connections in one go before any of them is counted:
+    # keep room for a whole batch under the limit
+    GuardedH11Protocol.max_connections = max(16, limit - FD_RESERVE - ACCEPT_BATCH)
+    url_host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"serving {model_dir} on http://{url_host}:{args.port}/ (Ctrl+C stops)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", http=GuardedH11Protocol,
+                timeout_keep_alive=5, backlog=ACCEPT_BATCH)
     return 0
 
 

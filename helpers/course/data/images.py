@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -37,31 +38,40 @@ IDX_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+MAX_IDX_BYTES = 4 << 30  # MNIST's largest file is 47 MB
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read one IDX file (the MNIST format: magic, dims, raw data), plain or gzipped."""
+    """Read one IDX file (the MNIST format: magic, dims, raw data), plain or gzipped. The
+    header is read first and never more than the data it declares (+1 byte, to find extra
+    data) is decompressed, so a small ``.gz`` that expands to gigabytes is refused at once."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as exc:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
+                raise DataLayoutError(f"{path} is not an IDX file (bad magic number). Fix: use the "
+                                      f"original *-idx?-ubyte files, not converted images.")
+            ndim = magic[3]
+            header = f.read(4 * ndim)
+            if ndim == 0 or len(header) < 4 * ndim:
+                raise DataLayoutError(f"{path} has a broken IDX header ({ndim} dimensions declared, "
+                                      f"{len(header) // 4} given). Fix: download it again.")
+            dims = [int.from_bytes(header[4 * i: 4 * i + 4], "big") for i in range(ndim)]
+            dtype = np.dtype(_IDX_DTYPES[magic[2]])
+            expected = math.prod(dims) * dtype.itemsize  # Python integers: a huge header cannot wrap
+            if expected > MAX_IDX_BYTES:
+                raise DataLayoutError(f"{path} is corrupt: {expected} data bytes expected for shape "
+                                      f"{tuple(dims)}, more than any MNIST-like file (at most "
+                                      f"{MAX_IDX_BYTES >> 30} GiB). Fix: download it again.")
+            body = f.read(expected + 1)
+    except (OSError, EOFError, zlib.error) as exc:
         raise DataLayoutError(f"{path} cannot be read ({exc}). Fix: download it again.") from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise DataLayoutError(f"{path} is not an IDX file (bad magic number). Fix: use the "
-                              f"original *-idx?-ubyte files, not converted images.")
-    ndim = raw[3]
-    if ndim == 0 or len(raw) < 4 + 4 * ndim:
-        raise DataLayoutError(f"{path} has a broken IDX header ({ndim} dimensions declared, "
-                              f"{max(0, len(raw) - 4) // 4} given). Fix: download it again.")
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = math.prod(dims) * dtype.itemsize  # Python integers: a huge header cannot wrap
-    body = raw[4 + 4 * ndim:]
     if len(body) != expected:
-        raise DataLayoutError(f"{path} is truncated or corrupt: {len(body)} data bytes, "
-                              f"{expected} expected for shape {tuple(dims)}. Fix: download it again.")
+        raise DataLayoutError(f"{path} is truncated or corrupt: "
+                              f"{'more than ' if len(body) > expected else ''}{min(len(body), expected)} "
+                              f"data bytes, {expected} expected for shape {tuple(dims)}. Fix: download it again.")
     return np.frombuffer(body, dtype=dtype).reshape(dims)
 
 
@@ -84,8 +94,16 @@ def load_idx_folder(folder: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]
     """``{"train": (images uint8 [N, 28, 28], labels int64 [N]), "test": (...)}``."""
     out = {}
     for split, (img_stem, lbl_stem) in IDX_FILES.items():
-        images = read_idx(_idx_file(folder, img_stem))
-        labels = read_idx(_idx_file(folder, lbl_stem))
+        img_path, lbl_path = _idx_file(folder, img_stem), _idx_file(folder, lbl_stem)
+        images, labels = read_idx(img_path), read_idx(lbl_path)
+        if images.dtype != np.uint8:
+            raise DataLayoutError(f"{img_path} holds {images.dtype.name} values "
+                                  f"({'float' if images.dtype.kind == 'f' else 'not 8-bit'}); MNIST-like images "
+                                  f"are 8-bit (0-255). Fix: use the original file, not a converted one.")
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise DataLayoutError(f"{lbl_path} holds {labels.ndim} dimension(s) of {labels.dtype.name} "
+                                  f"values; a labels file holds one dimension of whole numbers. Fix: "
+                                  f"use the matching *-labels-idx1-ubyte file.")
         if images.ndim != 3 or len(images) != len(labels):
             raise DataLayoutError(
                 f"{folder}: {split} images have shape {images.shape} but {len(labels)} labels; "

@@ -191,7 +191,12 @@ def verify_manifest(spec: DatasetSpec, root: Path, *, full: bool = True) -> None
     if not manifest_path.is_file():
         raise ChecksumError(f"the cache {root} has no {MANIFEST} (an interrupted download?). "
                             f"Fix: delete {root} and run again to download afresh.")
-    recorded = json.loads(manifest_path.read_text())["files"]
+    try:
+        recorded = json.loads(manifest_path.read_bytes().decode("utf-8"))["files"]
+        recorded = {str(k): {"size": int(v["size"]), "sha256": str(v["sha256"])} for k, v in recorded.items()}
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise ChecksumError(f"the cache manifest {manifest_path} is corrupt ({type(exc).__name__}). "
+                            f"Fix: delete {root} and run again to download afresh.") from exc
     added = sorted({str(p.relative_to(root)) for p in _layout_files(spec, root)} - set(recorded))
     if added:  # e.g. a plain x beside the downloaded x.gz: the loader would read it unchecked
         more = f" (and {len(added) - 1} more)" if len(added) > 1 else ""

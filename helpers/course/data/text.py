@@ -28,17 +28,33 @@ DEFAULT_SPLITS = {"train": "train", "val": "val", "test": "test"}
 Pairs = list[tuple[str, str]]
 
 
+def read_text_lines(path: Path, what: str = "one sentence per line") -> list[str]:
+    """The lines of a UTF-8 text file (plain or ``.gz``; a byte-order mark is skipped), split on
+    ``\n`` only (``\r\n`` too): U+2028, U+0085, form feeds and other characters that
+    ``str.splitlines`` treats as line ends stay inside their line (issue #24). A file that is
+    not UTF-8 raises :class:`DataLayoutError` naming it."""
+    path = Path(path)
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            text = f.read().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataLayoutError(f"{path} is not UTF-8 text (byte {exc.start}: {exc.reason}). Fix: "
+                              f"save it as UTF-8, {what}.") from exc
+    except (OSError, EOFError) as exc:
+        raise DataLayoutError(f"{path} cannot be read ({type(exc).__name__}: {exc}). Fix: copy or "
+                              f"download it again, {what}.") from exc
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def _read_lines(folder: Path, stem: str) -> tuple[Path, list[str]]:
     for name in (stem, stem + ".gz"):
         path = folder / name
         if path.is_file():
-            opener = gzip.open if name.endswith(".gz") else open
-            try:
-                with opener(path, "rt", encoding="utf-8") as f:
-                    return path, [line.rstrip("\n").rstrip("\r") for line in f]
-            except (OSError, UnicodeDecodeError, EOFError) as exc:
-                raise DataLayoutError(f"{path} cannot be read as UTF-8 text ({exc}). Fix: save it "
-                                      f"as plain UTF-8, one sentence per line.") from exc
+            return path, read_text_lines(path)
     raise DataLayoutError(f"{folder / stem} (or {stem}.gz) is missing")
 
 
@@ -57,7 +73,17 @@ def load_parallel_folder(folder: str | Path, src: str = "en", tgt: str = "de",
                 f"has {len(tgt_lines)}. Fix: line i of one file must translate line i of the "
                 f"other; remove the extra lines (often a trailing blank line or a header)."
             )
-        pairs = [(s.strip(), t.strip()) for s, t in zip(src_lines, tgt_lines) if s.strip() or t.strip()]
+        pairs, one_sided = [], []
+        for number, (s, t) in enumerate(zip(src_lines, tgt_lines), start=1):
+            s, t = s.strip(), t.strip()
+            if s and t:
+                pairs.append((s, t))
+            elif s or t:  # a sentence without its translation: nothing to learn from
+                one_sided.append(number)
+        if one_sided:
+            shown = ", ".join(map(str, one_sided[:10])) + (" ..." if len(one_sided) > 10 else "")
+            print(f"note: {len(one_sided)} line(s) of {src_path} / {tgt_path} have text on one side "
+                  f"only (line {shown}); those pairs were left out.", flush=True)
         if not pairs:
             raise DataLayoutError(f"the {split} split ({src_path}, {tgt_path}) is empty. Fix: "
                                   f"put one sentence per line in both files.")
@@ -215,7 +241,7 @@ def load_glue_sst2(folder: Path) -> dict[str, Labeled]:
     out = {}
     for split, name in (("train", "train.tsv"), ("validation", "dev.tsv")):
         path = folder / name
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_text_lines(path, "one 'sentence<TAB>label' per line")
         if not lines or lines[0].split("\t")[:2] != ["sentence", "label"]:
             raise DataLayoutError(f"{path} does not start with the GLUE header 'sentence<TAB>label'. "
                                   f"Fix: use the files from GLUE's SST-2.zip unchanged.")
@@ -280,13 +306,13 @@ def load_summarization_folder(folder: Path) -> dict[str, list[tuple[str, str]]]:
     for split in ("train", "validation", "test"):
         path = folder / f"{split}.jsonl"
         rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(read_text_lines(path, "one JSON object per line"), start=1):
             if not line.strip():
                 continue
             try:
                 item = json.loads(line)
                 rows.append((item["article"], item["highlights"]))
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, RecursionError) as exc:
                 raise DataLayoutError(f"{path}, line {number}: expected a JSON object with 'article' "
                                       f"and 'highlights' ({type(exc).__name__}). Fix that line.") from exc
         if not rows:
