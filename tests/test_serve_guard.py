@@ -161,6 +161,7 @@ def _open_files_limit(pid):
 IDLE = 1100
 
 
+@pytest.mark.robustness  # about a minute: 1,100 idle connections against a 1,024 open-file limit
 def test_idle_connections_do_not_starve_the_server(tmp_path):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < IDLE + 200:
