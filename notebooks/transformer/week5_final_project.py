@@ -104,7 +104,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers', 'gt_all_mi
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -114,10 +114,13 @@ import time
 import matplotlib.pyplot as plt
 from transformers import logging as hf_logging
 
-from helpers.course import checks, env, summarization, training
+from helpers import summarization
+from helpers.course import checks
 from helpers.course.compare import paper_vs_run
-from helpers.course.config import profile_config
 from helpers.course.data import load_or_standin
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
+from helpers.runtime.metrics import write_metrics
 from helpers.translation import build_model, prepare_translation, train_translation, translate
 
 hf_logging.set_verbosity_error()
@@ -338,7 +341,7 @@ comparison = paper_vs_run([
 ])
 
 # %%
-print(training.write_metrics("transformer", "week5_final_project", {
+print(write_metrics("transformer", "week5_final_project", {
     **{f"{key}_{k}": round(v, 4) for key, r in (("lead3", lead3), ("wrong_article", wrong), ("own", own_rouge),
                                                ("finetuned", tuned_rouge)) for k, v in r.items()},
     "own_train_seconds": round(own_seconds, 1), "own_decode_seconds": round(decode_seconds, 1),
