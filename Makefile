@@ -94,7 +94,7 @@ new: $(BIN)/pytest
 
 # Speed, side by side in one process (README "Speed"); BENCH_ARGS="--device cpu --compile" etc.
 bench: $(BIN)/pytest
-	$(PY) -m helpers.ops.bench $(BENCH_ARGS)
+	$(PY) tools/bench.py $(BENCH_ARGS)
 
 # Not part of `make test`: three smoke runs of every notebook that writes metrics.json (two fresh
 # kernels, then the second kernel again); README "Determinism". DETERMINISM_THREADS=1 by default.

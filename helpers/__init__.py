@@ -1,23 +1,30 @@
-"""`helpers`: the tested code of the curriculum.
+"""`helpers`: the tested code of the curriculum, in four layers; each imports only the layers
+below it (docs/DEVELOPING.md, "Layers"; tests/test_layout.py enforces it):
 
-The paper layer, what the notebooks teach (each module cites the paper's sections):
+1. `helpers.runtime`: what every training run needs: config, env, files, checkpoints, failures,
+   history, metrics, the resumable run, the multi-GPU context. Imports no other layer.
+2. The paper layer, what the notebooks teach (each module cites the paper's sections); it
+   imports only torch, its third-party libraries, `helpers.runtime` and other paper modules:
 
-- `helpers.transformer`  the Transformer in one file: attention, layers, schedule, decoding (Transformer weeks 2-3)
-- `helpers.translation`  subwords, token-count batches, the §5 training loop, checkpoint averaging, BLEU (Transformer week 3)
-- `helpers.dcgan`        DCGAN in one file: G, D, init, the §3 guidelines, the §4 training loop (DCGAN weeks 3-4)
-- `helpers.gan_metrics`  FID, label-free features, diversity diagnostics, the §5.1 linear probe (DCGAN week 4, final project)
+   - `helpers.transformer`      the Transformer in one file: attention, layers, schedule, decoding, step FLOPs (Transformer weeks 2-3, 4b)
+   - `helpers.translation`      subwords, token-count batches, the §5 training loop and its multi-GPU sharding, checkpoint averaging, BLEU (Transformer week 3)
+   - `helpers.summarization`    seq2seq fine-tuning with the Trainer, ROUGE, the lead baseline (Transformer week 4e, final project)
+   - `helpers.dcgan`            DCGAN in one file: G, D, init, the §3 guidelines, the §4 training loop (DCGAN weeks 3-4)
+   - `helpers.dcgan_ablations`  the §3/§4 choices switched off one at a time (DCGAN week 4b)
+   - `helpers.gan_metrics`      FID, label-free features, diversity diagnostics, the §5.1 linear probe (DCGAN week 4, final project)
 
-Course support in `helpers.course` (config, env, data, checks, exercises, plots, training
-records, the resumable run) and operations in `helpers.ops` (export, serve, bench,
-distributed training) stay out of the way. Importing `helpers` is cheap: submodules load on
-first use.
+3. `helpers.course`: data sets, checks, exercises, plots, the "Paper vs. this run" table.
+4. `helpers.ops`: ONNX export, the demo bundle and server, the torchrun launcher.
+
+Importing `helpers` is cheap: submodules load on first use.
 """
 
 from importlib import import_module as _import_module
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("transformer", "translation", "dcgan", "gan_metrics", "course", "ops")
+_SUBMODULES = ("runtime", "transformer", "translation", "summarization", "dcgan", "dcgan_ablations",
+               "gan_metrics", "course", "ops")
 
 
 def __getattr__(name):  # PEP 562: lazy submodules keep `import helpers` fast

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.course import training
-from helpers.course.run import ResumableRun
+from helpers.runtime.failures import explain_out_of_memory
+from helpers.runtime.run import ResumableRun
 
 
 def _check_size(image_size: int) -> int:
@@ -244,7 +244,7 @@ def train_step(G, D, opt_g, opt_d, real, *, nz: int, rng: torch.Generator | None
 ARCHITECTURE_KEYS = ("nz", "ngf", "ndf", "image_size", "channels")
 
 
-@training.explain_out_of_memory("batch_size", "dcgan")
+@explain_out_of_memory("batch_size", "dcgan")
 def train_dcgan(G, D, loader, cfg, *, device, fixed_noise=None, history=None, writer=None,
                 on_sample=None, checkpoint_path=None, checkpoint_every: int = 0,
                 time_limit_s: float | None = None, stop_after: int | None = None):
@@ -255,7 +255,7 @@ def train_dcgan(G, D, loader, cfg, *, device, fixed_noise=None, history=None, wr
     TensorBoard if ``writer``); every ``cfg.sample_every`` steps calls
     ``on_sample(step, images)`` with G's images for ``fixed_noise``.
 
-    With ``checkpoint_path`` the run is resumable (:class:`helpers.course.run.ResumableRun`): saved
+    With ``checkpoint_path`` the run is resumable (:class:`helpers.runtime.run.ResumableRun`): saved
     every ``checkpoint_every`` steps and at the end, and continued exactly from the file when
     it exists. ``time_limit_s`` and ``stop_after`` end the run early. Returns
     ``(history, opt_g, opt_d)``.

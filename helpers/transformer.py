@@ -488,3 +488,29 @@ def beam_search(model: Transformer, src, bos_id: int, eos_id: int, beam_size: in
             finished[b].append((float(scores[b, best]) / length_penalty(len(seq), alpha), seq))
         results.append(max(finished[b], key=lambda t: t[0])[1])
     return results
+
+
+# --------------------------------------------------------------------------- cost (week 4b)
+def _attention_flops(model, batch: int, src_len: int, tgt_len: int) -> int:
+    """``Q K^T`` and ``A V``, forward and backward (derived in week 4b, "MFU")."""
+    return 12 * model.d_model * batch * (len(model.encoder) * src_len ** 2
+                                         + len(model.decoder) * (tgt_len ** 2 + tgt_len * src_len))
+
+
+def transformer_step_flops_6nd(model, batch: int, src_len: int, tgt_len: int) -> float:
+    """The common shortcut ``6 * all parameters * all tokens`` (+ the same attention term),
+    as in decoder-only LM reports. It over-counts an encoder-decoder (a source token never
+    passes the decoder), so it gives a higher MFU than :func:`transformer_step_flops`; both
+    are reported so figures quoted either way can be compared."""
+    return float(6 * model.num_parameters() * batch * (src_len + tgt_len)
+                 + _attention_flops(model, batch, src_len, tgt_len))
+
+
+def transformer_step_flops(model, batch: int, src_len: int, tgt_len: int) -> float:
+    """Model FLOPs of one training step of a :class:`Transformer`: 6 per weight
+    and token through the stacks it passes, plus attention (derived in week 4b, "MFU")."""
+    n_enc = sum(p.numel() for p in model.encoder.parameters())
+    n_dec = sum(p.numel() for p in model.decoder.parameters())
+    d, vocab = model.d_model, model.generator.out_features
+    dense = 6 * (n_enc * batch * src_len + (n_dec + d * vocab) * batch * tgt_len)
+    return float(dense + _attention_flops(model, batch, src_len, tgt_len))

@@ -21,11 +21,11 @@ import sacrebleu
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from helpers.course import env, training
-from helpers.course.files import atomic_write_text
-from helpers.course.run import ResumableRun
-from helpers.course.training import History
-from helpers.ops import distributed
+from helpers.runtime import distributed, env
+from helpers.runtime.failures import explain_out_of_memory
+from helpers.runtime.files import atomic_write_text
+from helpers.runtime.history import History
+from helpers.runtime.run import ResumableRun
 from helpers.transformer import (
     Transformer,
     beam_search,
@@ -201,6 +201,33 @@ def build_model(cfg, vocab_size: int) -> Transformer:
                        positional=cfg.positional, pad_id=PAD, fast=cfg.fast_attention)
 
 
+def shard_batch(ctx: distributed.Context, src: torch.Tensor, tgt_in: torch.Tensor,
+                tgt_out: torch.Tensor, pad_id: int = PAD):
+    """This rank's rows of a global token batch under torchrun (week 4b), ``(src, tgt_in,
+    tgt_out, share)``: every process builds the same global batch and keeps its own rows.
+
+    Rows ``rank, rank + world_size, ...`` (sentences of similar length end up on every
+    rank), padding columns no row of the shard needs are dropped, and ``share`` =
+    ``local target tokens * world_size / global target tokens`` is the factor for
+    ``ctx.scale_loss``, so the averaged gradient is the gradient of the global batch's mean
+    token loss. Single process: the batch unchanged and ``share`` 1.0.
+    """
+    if not ctx.enabled:
+        return src, tgt_in, tgt_out, 1.0
+    if src.size(0) < ctx.world_size:
+        raise ValueError(f"a batch of {src.size(0)} sentences cannot be split over "
+                         f"{ctx.world_size} processes. Fix: raise max_tokens or use fewer "
+                         f"processes (--nproc_per_node).")
+    n_global = int((tgt_out != pad_id).sum())
+    rows = slice(ctx.rank, None, ctx.world_size)
+    src, tgt_in, tgt_out = src[rows], tgt_in[rows], tgt_out[rows]
+    src_len = int((src != pad_id).sum(1).max())
+    tgt_len = int((tgt_out != pad_id).sum(1).max())
+    src, tgt_in, tgt_out = src[:, :src_len], tgt_in[:, :tgt_len], tgt_out[:, :tgt_len]
+    share = int((tgt_out != pad_id).sum()) * ctx.world_size / max(n_global, 1)
+    return src, tgt_in, tgt_out, share
+
+
 @torch.no_grad()
 def evaluate_loss(model: Transformer, batches, device, smoothing: float = 0.0) -> float:
     """Mean per-token cross-entropy over batches (no label smoothing by default)."""
@@ -217,7 +244,7 @@ def evaluate_loss(model: Transformer, batches, device, smoothing: float = 0.0) -
 ARCHITECTURE_KEYS = ("vocab_size", "d_model", "n_heads", "d_ff", "n_layers", "positional", "max_len")
 
 
-@training.explain_out_of_memory("max_tokens", "translation")
+@explain_out_of_memory("max_tokens", "translation")
 def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
                       history: History | None = None, log_every: int = 25,
                       time_limit_s: float | None = None, amp: env.AmpSettings | None = None,
@@ -228,8 +255,8 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
     label smoothing (§5.4), clipping when ``cfg.clip_norm`` > 0, mixed precision per ``amp``.
     Logs training loss, gradient norm, learning rate and every ``cfg.eval_every`` steps the
     validation loss (also to TensorBoard with a ``SummaryWriter`` as ``writer``).
-    ``checkpoint_path``: resumable (:class:`~helpers.course.run.ResumableRun`); ``keep_last``
-    snapshots for :func:`average_checkpoints` (§6.1); under torchrun, :mod:`helpers.ops.distributed`.
+    ``checkpoint_path``: resumable (:class:`~helpers.runtime.run.ResumableRun`); ``keep_last``
+    snapshots for :func:`average_checkpoints` (§6.1); under torchrun each rank trains on :func:`shard_batch`.
     """
     ctx = distributed.setup(device)  # a no-op without torchrun
     device = ctx.device
@@ -249,7 +276,7 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
     val_batches = data.batches("val", cfg.max_tokens, shuffle=False)
     batches = run.batches(lambda epoch: data.batches("train", cfg.max_tokens, seed=cfg.seed + epoch))
     for step in run:
-        src, tgt_in, tgt_out, share = ctx.shard(*next(batches), PAD)  # torchrun: this rank's rows
+        src, tgt_in, tgt_out, share = shard_batch(ctx, *next(batches))  # torchrun: this rank's rows
         src, tgt_in, tgt_out = src.to(device), tgt_in.to(device), tgt_out.to(device)
         model.train()
         with env.autocast(amp):
@@ -283,7 +310,7 @@ def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, torch.Tensor]:
     checkpoints, which were written at 10-minute intervals" (week 3).
 
     ``paths``: weight snapshots (``train_translation(..., keep_last=5)`` keeps them, listed by
-    :func:`helpers.course.run.snapshot_paths`) or full checkpoints. Returns the element-wise
+    :func:`helpers.runtime.run.snapshot_paths`) or full checkpoints. Returns the element-wise
     mean of their weights, for ``model.load_state_dict``; integer buffers come from the last.
     """
     paths = [Path(p) for p in paths]

@@ -104,7 +104,7 @@
 # Without the variable you get `full` when a CUDA GPU is present, otherwise `local` (on Colab:
 # `import os; os.environ["CURRICULUM_PROFILE"] = "local"` before the notebook's imports). Every
 # notebook reads its numbers with `profile_config(...)`; they all live in one file,
-# [`helpers/course/config.py`](https://github.com/paper-curriculum/attention-dcgan/blob/v0.1.0/helpers/course/config.py), so you can see all three sizes side by side.
+# [`helpers/runtime/config.py`](https://github.com/paper-curriculum/attention-dcgan/blob/v0.1.0/helpers/runtime/config.py), so you can see all three sizes side by side.
 # To change a number, pass it where the notebook builds its config, e.g.
 # `cfg = profile_config("translation", train_steps=3000)`, rather than editing the installed file.
 # Each profile keeps its own checkpoints (`runs/<track>/<notebook>/checkpoints/<profile>/`), so
@@ -164,7 +164,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -174,8 +174,9 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from helpers.course import checks, env
-from helpers.course.config import PROFILES, profile_config
+from helpers.course import checks
+from helpers.runtime import env
+from helpers.runtime.config import PROFILES, profile_config
 
 cfg = profile_config("start_here")
 env.seed_everything(cfg.seed)

@@ -27,18 +27,13 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers.course import env
-from helpers.course.config import ProfileError, get_profile, profile_config
 from helpers.course.data import DataLayoutError, DataUnavailableError, load_dataset
 from helpers.course.data.images import IDX_FILES, ImageFolderDataset, gan_dataset
 from helpers.course.data.text import load_parallel_folder, synthetic_translation
-from helpers.course.training import (
-    CheckpointError,
-    NonFiniteLossError,
-    TrainingOutOfMemoryError,
-    load_checkpoint,
-    save_checkpoint,
-)
+from helpers.runtime import env
+from helpers.runtime.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from helpers.runtime.config import ProfileError, get_profile, profile_config
+from helpers.runtime.failures import NonFiniteLossError, TrainingOutOfMemoryError
 
 CPU = torch.device("cpu")
 
@@ -464,7 +459,8 @@ def test_bad_input_gives_one_clear_message_and_leaves_everything_as_it_was(item,
 
 
 # --------------------------------------------------------------------------- run twice
-SETUP = ("import torch\nfrom helpers.course import env, training\nfrom helpers.course.training import History\n"
+SETUP = ("import torch\nfrom helpers.runtime import env\nfrom helpers.runtime.history import History\n"
+         "from helpers.runtime.metrics import write_metrics\n"
          "from torch.utils.tensorboard import SummaryWriter\n"
          "run_dir = env.runs_dir() / 'test' / 'twice'\n")
 CLEAN = [
@@ -475,7 +471,7 @@ CLEAN = [
     "for step in range(5):\n    loss = ((w - torch.randn(3)) ** 2).sum()\n"
     "    opt.zero_grad(); loss.backward(); opt.step()\n"
     "    history.log(step, loss=loss); writer.add_scalar('loss', loss.item(), step)\nwriter.close()",
-    "training.write_metrics('test', 'twice', {'loss': history.last('loss'), 'steps': len(history), "
+    "write_metrics('test', 'twice', {'loss': history.last('loss'), 'steps': len(history), "
     "'seconds': 1.0})",
 ]
 # The same notebook with three classic mistakes: state created once per kernel, a seed set

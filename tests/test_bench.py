@@ -1,4 +1,4 @@
-"""`make bench` in its tiny --quick mode: the JSON has every figure and the figures are sane.
+"""`make bench` (tools/bench.py, not part of the package) in its tiny --quick mode: the JSON has every figure and the figures are sane.
 No timing thresholds: speed is what the bench reports, not what a test asserts."""
 
 import json
@@ -6,12 +6,16 @@ import math
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from helpers.ops import bench
-from helpers.transformer import Transformer
+from helpers.transformer import Transformer, transformer_step_flops, transformer_step_flops_6nd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import bench  # noqa: E402
 
 
 def test_peak_table():
@@ -29,10 +33,10 @@ def test_flops_formula_counts_weights_and_attention():
     n_dec = sum(p.numel() for p in m.decoder.parameters())
     b, s, t = 3, 5, 7
     expected = 6 * (n_enc * b * s + (n_dec + 16 * 100) * b * t) + 12 * 16 * b * (s * s + t * t + t * s)
-    assert bench.transformer_step_flops(m, b, s, t) == expected
+    assert transformer_step_flops(m, b, s, t) == expected
     attention = 12 * 16 * b * (s * s + t * t + t * s)
-    assert bench.transformer_step_flops_6nd(m, b, s, t) == 6 * m.num_parameters() * b * (s + t) + attention
-    assert bench.transformer_step_flops_6nd(m, b, s, t) > bench.transformer_step_flops(m, b, s, t)
+    assert transformer_step_flops_6nd(m, b, s, t) == 6 * m.num_parameters() * b * (s + t) + attention
+    assert transformer_step_flops_6nd(m, b, s, t) > transformer_step_flops(m, b, s, t)
 
 
 def _finite_positive(x):
@@ -41,7 +45,7 @@ def _finite_positive(x):
 
 def test_quick_bench_writes_a_sane_json(clean_env, tmp_path):
     out = tmp_path / "bench" / "quick.json"
-    proc = subprocess.run([sys.executable, "-m", "helpers.ops.bench", "--device", "cpu", "--quick",
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "bench.py"), "--device", "cpu", "--quick",
                            "--out", str(out)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]

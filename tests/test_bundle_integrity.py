@@ -13,10 +13,10 @@ import pytest
 import torch
 from tiny_bundle import tiny_bundle, tree
 
-from helpers.course import env
-from helpers.course.training import save_checkpoint
 from helpers.ops import demo
 from helpers.ops.export import ExportError
+from helpers.runtime import env
+from helpers.runtime.checkpoints import save_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import zipfile
 import pytest
 import torch
 
-from helpers.course import files
-from helpers.course.run import ResumableRun, snapshot_paths
-from helpers.course.training import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
+from helpers.runtime import files
+from helpers.runtime.checkpoints import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
+from helpers.runtime.run import ResumableRun, snapshot_paths
 
 
 def _model(seed=0):

@@ -2,8 +2,8 @@ import warnings
 
 import pytest
 
-from helpers.course import config
-from helpers.course.config import PROFILES, Config, ProfileError, get_profile, profile_config
+from helpers.runtime import config
+from helpers.runtime.config import PROFILES, Config, ProfileError, get_profile, profile_config
 
 
 def test_default_profile_follows_cuda(clean_env, monkeypatch):

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.course import env
 from helpers.course.data import (
     ChecksumError,
     DataLayoutError,
@@ -20,6 +19,7 @@ from helpers.course.data import (
     registry,
 )
 from helpers.course.data.images import IDX_FILES, load_idx_folder, read_idx
+from helpers.runtime import env
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 

@@ -9,10 +9,10 @@ from PIL import Image
 from torch import nn
 
 from helpers import dcgan
-from helpers.course.config import profile_config
 from helpers.course.data import DataLayoutError, load_dataset
 from helpers.course.data.images import ImageFolderDataset, gan_dataset, to_gan_tensors
 from helpers.gan_metrics import diversity_report, frechet_distance, linear_probe
+from helpers.runtime.config import profile_config
 
 
 @pytest.mark.parametrize("size, nc", [(64, 3), (32, 1), (16, 3)])

@@ -5,10 +5,10 @@ import pytest
 import torch
 from deploy_server import demo_bundle
 
-from helpers.course.config import profile_config
 from helpers.course.data import load_dataset
 from helpers.ops import demo
 from helpers.ops.export import source_batch
+from helpers.runtime.config import profile_config
 from helpers.transformer import beam_search, greedy_decode
 from helpers.translation import BOS, EOS
 

@@ -1,4 +1,4 @@
-"""Multi-GPU path (helpers.ops.distributed): torchrun with 2 CPU processes (gloo) trains the same
+"""Multi-GPU path (helpers.runtime.distributed, helpers.translation.shard_batch): torchrun with 2 CPU processes (gloo) trains the same
 weights as one process on the same global batches."""
 
 import json
@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from helpers.ops.distributed import Context, setup
-from helpers.translation import PAD, collate
+from helpers.runtime.distributed import Context, setup
+from helpers.translation import PAD, collate, shard_batch
 
 # Small enough for ~10 s per run on 2 shared cores; dropout 0 (masks are drawn per rank).
 OVERRIDES = ["train_steps=8", "d_model=32", "d_ff=64", "eval_every=100", "dataset_size=600",
@@ -32,7 +32,7 @@ def test_single_process_context_changes_nothing(monkeypatch):
     model = torch.nn.Linear(2, 2)
     assert ctx.wrap(model) is model
     src, tgt_in, tgt_out = _batch()
-    out = ctx.shard(src, tgt_in, tgt_out, PAD)
+    out = shard_batch(ctx, src, tgt_in, tgt_out, PAD)
     assert out[0] is src and out[1] is tgt_in and out[2] is tgt_out and out[3] == 1.0
     loss = torch.tensor(2.5)
     assert ctx.scale_loss(loss, 1.0) is loss and ctx.global_mean(loss) == 2.5
@@ -40,7 +40,7 @@ def test_single_process_context_changes_nothing(monkeypatch):
 
 def test_shards_partition_the_batch_and_shares_make_the_global_mean():
     src, tgt_in, tgt_out = _batch()
-    shards = [Context(rank=r, world_size=2).shard(src, tgt_in, tgt_out, PAD) for r in range(2)]
+    shards = [shard_batch(Context(rank=r, world_size=2), src, tgt_in, tgt_out, PAD) for r in range(2)]
     assert [s[0].size(0) for s in shards] == [3, 2]
     rows = [src[0::2], src[1::2]]
     for (s_src, s_in, s_out, _), full in zip(shards, rows):
@@ -57,7 +57,7 @@ def test_shards_partition_the_batch_and_shares_make_the_global_mean():
         parts.append(local.mean() * share)
     assert torch.stack(parts).mean() == pytest.approx(float(global_mean), rel=1e-6)
     with pytest.raises(ValueError, match="cannot be split over 8 processes"):
-        Context(rank=0, world_size=8).shard(src, tgt_in, tgt_out, PAD)
+        shard_batch(Context(rank=0, world_size=8), src, tgt_in, tgt_out, PAD)
 
 
 def _train(tmp_path, name, nproc):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.course import config, env
+from helpers.runtime import config, env
 
 
 def test_smoke_profile_uses_cpu(clean_env, monkeypatch):
@@ -72,7 +72,11 @@ def test_amp_dtype_off_cuda_is_fp32_even_with_a_gpu_present(monkeypatch):
 
 
 def test_bench_and_report_pick_the_same_dtype_on_a_fake_t4_and_a100(monkeypatch):
-    from helpers.ops import bench
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+    import bench  # tools/bench.py, not part of the package
 
     for capability, expected in (((7, 5), torch.float16), ((8, 0), torch.bfloat16)):
         fake_gpu(monkeypatch, capability)

@@ -17,7 +17,7 @@ import time
 import pytest
 import torch
 
-from helpers.course.training import load_checkpoint
+from helpers.runtime.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.robustness  # minutes of SIGKILLs: `make robustness` (CI), not `make test`
 
@@ -25,7 +25,7 @@ KILLS, MIN_MID_WRITE = 20, 8
 
 WRITER = textwrap.dedent("""
     import io, sys, time, torch
-    from helpers.course.training import save_checkpoint
+    from helpers.runtime.checkpoints import save_checkpoint
     real_save = torch.save
 
     def save_in_pieces(obj, f):  # what atomic_save calls: a slow disk, so a kill can land inside

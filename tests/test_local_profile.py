@@ -8,8 +8,8 @@ import socket
 import pytest
 import torch
 
-from helpers.course.config import FAMILIES, profile_config
 from helpers.course.data import DataLayoutError, DataUnavailableError, load_dataset, load_or_standin
+from helpers.runtime.config import FAMILIES, profile_config
 from helpers.transformer import label_smoothed_loss, smoothed_loss_floor
 
 
@@ -60,7 +60,7 @@ def test_incomplete_folder_is_still_an_error_with_the_fallback(offline_local):
         load_or_standin("cnn_dailymail")
 
 
-# Every `local` threshold in helpers/course/config.py, with the value a correct implementation
+# Every `local` threshold in helpers/runtime/config.py, with the value a correct implementation
 # reached on the real data set in the documented run of docs/RESULTS.md ("Thresholds" table).
 # A new or raised threshold without a real-data measurement here fails this test.
 LOCAL_MEASURED = {  # (family, key): (measured on real data, direction); runs of 2026-11-29, 2 CPU cores

@@ -8,11 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import dcgan
-from helpers.course import summarization
-from helpers.course.config import profile_config
+from helpers import dcgan, summarization
 from helpers.course.data.images import choose_dataset, gan_dataset
 from helpers.dcgan_ablations import ABLATIONS, build_ablation
+from helpers.runtime.config import profile_config
 
 
 # --------------------------------------------------------------------------- week 4b ablations

@@ -149,7 +149,7 @@ def test_relative_links_and_links_to_another_release_are_caught(repo_copy):
 
 
 # `make X` in a notebook must come with what to type without make (Colab has no Makefile).
-MAKE_EQUIVALENTS = {"setup": "pip install", "lab": "jupyter lab", "bench": "python -m helpers.ops.bench",
+MAKE_EQUIVALENTS = {"setup": "pip install", "lab": "jupyter lab", "bench": "python tools/bench.py",
                     "demo": "python -m helpers.ops.serve", "sync": "tools/nbtools.py sync",
                     "test": "pytest", "determinism": "tools/determinism.py",
                     "student": "tools/nbtools.py student", "new": "tools/nbtools.py new",
@@ -176,7 +176,7 @@ def test_every_make_command_in_a_notebook_has_its_python_equivalent_beside_it():
 def test_no_notebook_asks_to_edit_an_installed_file():
     for path in ROOT.glob("notebooks/**/*.py"):
         text = path.read_text()
-        assert "helpers/config.py" not in text and "in `helpers/course/config.py` and" not in text, path
+        assert "helpers/config.py" not in text and "in `helpers/runtime/config.py` and" not in text, path
 
 
 def test_new_notebook_from_template(repo_copy):
@@ -194,7 +194,7 @@ TRAINING_NB = """# %% [markdown]
 # **Learning goals.** ...  **Time:** 1 hour. **Videos / readings:** none.
 
 # %%
-from helpers.course.training import write_metrics
+from helpers.runtime.metrics import write_metrics
 bleu = 1.0
 {section}
 # %% [markdown]

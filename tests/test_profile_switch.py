@@ -38,7 +38,7 @@ NOTEBOOKS = {
     "transformer/week4f_deploy": ("notebook_translator(", []),
 }
 MINIATURE = '''
-from helpers.course import config as _config
+from helpers.runtime import config as _config
 from helpers.course.data import registry as _registry
 
 _registry.get_profile = lambda profile=None, warn=True: "smoke"  # stand-in data in every profile

@@ -21,7 +21,7 @@ NOT_DECLARED = {"helpers", "google"} | {p.stem for p in [*ROOT.glob("tools/*.py"
 # Modules of the optional deploy layer (helpers.ops); everything else in helpers is core.
 DEPLOY_MODULES = {"helpers/ops/export.py", "helpers/ops/serve.py", "helpers/ops/demo.py"}
 # modules that load the offline MiniLM package on first use (only notebooks with [offline] call them)
-OFFLINE_MODULES = {"helpers/course/summarization.py"}
+OFFLINE_MODULES = {"helpers/summarization.py"}
 
 
 def requirements(file: str) -> list[Requirement]:

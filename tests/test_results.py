@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers.course import training
+from helpers.runtime.metrics import write_metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("results", ROOT / "tools" / "results.py")
@@ -28,11 +28,11 @@ def _execution(runs, track, notebook, **fields):
 def runs(tmp_path):
     runs = tmp_path / "runs" / "local"
     config = {"profile": "local", "d_model": 256}
-    training.write_metrics("transformer", "week3_transformer",
+    write_metrics("transformer", "week3_transformer",
                            {"test_bleu_beam": 31.23, "test_bleu_greedy": 29.5, "train_steps": 2400},
                            config=config, extra={"dataset": "multi30k: local from /data/multi30k"}, runs=runs)
     _execution(runs, "transformer", "week3_transformer")
-    training.write_metrics("dcgan", "week5_final_project",
+    write_metrics("dcgan", "week5_final_project",
                            {"fid_kind": "classifier", "fid": 12.5, "fid_untrained_G": 900.0,
                             "probe_dataset": "fashion_mnist", "probe_raw_pixels": 0.71,
                             "probe_DCGAN_D_features": 0.74},
@@ -42,7 +42,7 @@ def runs(tmp_path):
                error="CheckFailed: probe gain: -0.02 is below the required 0")
     _execution(runs, "dcgan", "week2_data", wall_s=95.0)  # a notebook without metrics.json
     # smoke runs of `make test` are left out unless asked for
-    training.write_metrics("transformer", "week3_transformer", {"test_bleu_beam": 99.0},
+    write_metrics("transformer", "week3_transformer", {"test_bleu_beam": 99.0},
                            config={"profile": "smoke"}, runs=tmp_path / "runs" / "make-test")
     return tmp_path / "runs"
 
@@ -79,7 +79,7 @@ def test_page_keeps_the_hand_written_text_and_replaces_only_the_table(runs, tmp_
     text = page.read_text()
     assert text.startswith("# Results") and "week3_transformer" in text
     page.write_text(text.replace("# Results", "# Results\n\nOur notes.") + "\nMore notes.\n")
-    training.write_metrics("transformer", "week3_transformer", {"test_bleu_beam": 33.0},
+    write_metrics("transformer", "week3_transformer", {"test_bleu_beam": 33.0},
                            config={"profile": "local"}, runs=runs / "local")
     assert results.main(["table", "--runs", str(runs), "--out", str(page)]) == 0
     text = page.read_text()

@@ -19,14 +19,15 @@ STEPS, EVERY = 30, 3
 
 CHILD = textwrap.dedent(f"""
     import sys, time, torch
-    from helpers.course import env, training
-    from helpers.course.config import profile_config
+    from helpers.runtime import env
+    from helpers.runtime.history import History
+    from helpers.runtime.config import profile_config
 
     loop, ckpt, report = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
     cpu = torch.device("cpu")
 
 
-    class Reporting(training.History):  # prints each step so the parent can kill at one
+    class Reporting(History):  # prints each step so the parent can kill at one
         def log(self, step, **values):
             super().log(step, **values)
             if report and ("train_loss" in values or "loss_d" in values):

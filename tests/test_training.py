@@ -7,16 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from helpers.course import training
-from helpers.course.config import profile_config
-from helpers.course.training import (
-    CheckpointError,
-    History,
-    atomic_save,
-    load_checkpoint,
-    save_checkpoint,
-    write_metrics,
-)
+from helpers.runtime.checkpoints import CheckpointError, atomic_save, load_checkpoint, save_checkpoint
+from helpers.runtime.config import profile_config
+from helpers.runtime.history import History, progress, report_run
+from helpers.runtime.metrics import read_metrics, write_metrics
 
 
 def _model():
@@ -149,19 +143,19 @@ def test_write_metrics(clean_env, monkeypatch):
     assert record["profile"] == "smoke"
     assert record["settings"]["matmul_size"] == cfg.matmul_size
     assert record["environment"]["torch"] == torch.__version__
-    assert training.read_metrics("transformer", "week3_translation")["track"] == "transformer"
+    assert read_metrics("transformer", "week3_translation")["track"] == "transformer"
     with pytest.raises(ValueError, match="plain folder name"):
         write_metrics("../x", "y", {})
 
 
 def test_progress_bar_iterates():
-    assert list(training.progress(range(3), desc="t", disable=True)) == [0, 1, 2]
+    assert list(progress(range(3), desc="t", disable=True)) == [0, 1, 2]
 
 
 def test_atomic_writes_get_normal_permissions(tmp_path):
     """mkstemp's private 0600 must not leak into checkpoints others (containers, a study
     group's shared folder) need to read."""
-    from helpers.course.files import atomic_write_text
+    from helpers.runtime.files import atomic_write_text
 
     old = os.umask(0o022)
     try:
@@ -174,7 +168,7 @@ def test_atomic_writes_get_normal_permissions(tmp_path):
 
 
 def test_resumable_run_keeps_the_newest_weight_snapshots(tmp_path):
-    from helpers.course.run import ResumableRun
+    from helpers.runtime.run import ResumableRun
 
     model = torch.nn.Linear(2, 1)
     run = ResumableRun(tmp_path / "m.pt", steps=10, model=model, every=2, keep=3)
@@ -192,15 +186,15 @@ def test_resumable_run_keeps_the_newest_weight_snapshots(tmp_path):
 def test_time_limit_stop_is_reported_plainly_and_resumed(tmp_path, capsys):
     """Issue #13, item 8: the run says it stopped early (steps done of planned, how to
     continue), the record for metrics.json says so too, and the next run resumes there."""
-    from helpers.course.config import Config
-    from helpers.course.run import ResumableRun
+    from helpers.runtime.config import Config
+    from helpers.runtime.run import ResumableRun
 
     cfg = Config("translation", "smoke", {"time_limit_s": 0.0})
     model = torch.nn.Linear(2, 1)
     run = ResumableRun(tmp_path / "m.pt", steps=10, model=model, every=5, time_limit_s=0.0)
     for _ in run:
         pass
-    record = training.report_run(run.history, cfg)
+    record = report_run(run.history, cfg)
     out = capsys.readouterr().out
     assert record == {"steps_done": 1, "steps_planned": 10, "stopped_early": "time limit"}
     assert "STOPPED EARLY (time limit" in out and "1 of 10 steps done" in out
@@ -209,7 +203,7 @@ def test_time_limit_stop_is_reported_plainly_and_resumed(tmp_path, capsys):
     again = ResumableRun(tmp_path / "m.pt", steps=10, model=model, every=5)
     for _ in again:
         pass
-    record = training.report_run(again.history, cfg)
+    record = report_run(again.history, cfg)
     out = capsys.readouterr().out
     assert "Resuming from step 1 of 10" in out and "continued from step 1" in out
     assert record == {"steps_done": 10, "steps_planned": 10, "stopped_early": None}
@@ -217,14 +211,14 @@ def test_time_limit_stop_is_reported_plainly_and_resumed(tmp_path, capsys):
         pass
     assert "Already trained (10 steps" in capsys.readouterr().out
     with pytest.raises(ValueError, match="no run summary"):
-        training.report_run(training.History())
+        report_run(History())
 
 
 def test_a_stop_mid_interval_adds_no_snapshot(tmp_path):
     """A run stopped by its time limit (or a disconnect) at step 3 saves its checkpoint there, but
     keeps snapshots only on the schedule: resumed, it averages the same weights as a run that
     was never interrupted (found by make determinism: week 3 averaged steps 31, 100, 200, 250)."""
-    from helpers.course.run import ResumableRun, snapshot_paths
+    from helpers.runtime.run import ResumableRun, snapshot_paths
 
     model = torch.nn.Linear(2, 1)
     for _ in ResumableRun(tmp_path / "m.pt", steps=8, model=model, every=2, keep=5, stop_after=3):
@@ -237,7 +231,7 @@ def test_a_stop_mid_interval_adds_no_snapshot(tmp_path):
 
 def test_a_fresh_run_removes_snapshots_left_from_a_deleted_checkpoint(tmp_path):
     """Otherwise checkpoint averaging would mix an old run's weights into the new one's."""
-    from helpers.course.run import ResumableRun, snapshot_paths
+    from helpers.runtime.run import ResumableRun, snapshot_paths
 
     model = torch.nn.Linear(2, 1)
     for _ in ResumableRun(tmp_path / "m.pt", steps=8, model=model, every=2, keep=5):

@@ -178,7 +178,7 @@ def test_sst2_glue_layout_and_bad_header(clean_env, monkeypatch, tmp_path):
 
 
 def _tiny_run(data, cfg, **kw):
-    from helpers.course import env
+    from helpers.runtime import env
     from helpers.translation import build_model, train_translation
 
     env.seed_everything(0)
@@ -189,7 +189,7 @@ def _tiny_run(data, cfg, **kw):
 
 
 def test_interrupted_training_resumes_bit_identically(clean_env, tmp_path):
-    from helpers.course.config import profile_config
+    from helpers.runtime.config import profile_config
 
     cfg = profile_config("translation", "smoke", train_steps=24, eval_every=12, dropout=0.1,
                          max_tokens=300, d_model=32, d_ff=64)
@@ -217,8 +217,8 @@ class _Writer:
 
 def test_checkpoint_averaging_is_the_mean_of_the_kept_snapshots(clean_env, tmp_path):
     """§6.1: the averaged model's weights are exactly the mean of the last 5 saved ones."""
-    from helpers.course.config import profile_config
-    from helpers.course.run import snapshot_paths
+    from helpers.runtime.config import profile_config
+    from helpers.runtime.run import snapshot_paths
     from helpers.translation import average_checkpoints
 
     cfg = profile_config("translation", "smoke", train_steps=14, eval_every=7, max_tokens=300,

@@ -3,7 +3,7 @@
     python tools/determinism.py                 # every notebook that calls write_metrics
     python tools/determinism.py notebooks/dcgan/week4_training.ipynb --threads 2
 
-Each notebook that writes ``metrics.json`` (``helpers.course.training.write_metrics``) is executed
+Each notebook that writes ``metrics.json`` (``helpers.runtime.metrics.write_metrics``) is executed
 three times with ``CURRICULUM_PROFILE=smoke`` (nbclient):
 
 1. in a fresh kernel with its own empty runs folder (``CURRICULUM_RUNS_DIR``);
@@ -112,7 +112,7 @@ def compare(first: dict, second: dict, runs: tuple[Path, Path] | None = None
 
 
 # Printed by a cell appended after each pass: the length of every History in the kernel.
-PROBE = ("import json as _json\nfrom helpers.course.training import History as _History\n"
+PROBE = ("import json as _json\nfrom helpers.runtime.history import History as _History\n"
          "print('HISTORIES', _json.dumps({_k: len(_v) for _k, _v in list(globals().items()) "
          "if isinstance(_v, _History)}, sort_keys=True))")
 
@@ -137,12 +137,12 @@ def interrupt(notebook: Path, runs: Path, threads: int, timeout: int, families, 
     checkpoint holds)."""
     import nbformat
 
-    from helpers.course.training import checkpoint_step
+    from helpers.runtime.checkpoints import checkpoint_step
 
     nb, client = _client(notebook, timeout)
     first_code = next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
     nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell(
-        "from helpers.course import config as _config\n"
+        "from helpers.runtime import config as _config\n"
         + "".join(f"_config.FAMILIES[{f!r}]['smoke']['time_limit_s'] = {limit_s!r}\n" for f in families)))
     problems = []
     with client.setup_kernel(env=_env(runs, threads)):

@@ -199,7 +199,7 @@ if any(importlib.util.find_spec(name) is None for name in {modules!r}):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()'''
 
@@ -555,8 +555,9 @@ TEMPLATE = '''# %% [markdown]
 # - ...
 
 # %%
-from helpers.course.config import profile_config
-from helpers.course import checks, env
+from helpers.course import checks
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
 
 cfg = profile_config("start_here")
 env.seed_everything(cfg.seed)

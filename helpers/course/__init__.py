@@ -1,12 +1,11 @@
-"""Course support: run profiles (`config`), the machine (`env`), data sets (`data`), checks
-that explain failures (`checks`), exercise checks (`exercises`), plots, training records
-(`training`), the resumable run (`run`) and the "Paper vs. this run" table (`compare`). Used by
-every notebook; not part of the papers."""
+"""The course layer: what the notebooks need around the papers. Data sets (`data`), checks
+that explain failures (`checks`), exercise checks (`exercises`), attention plots (`plots`) and
+the "Paper vs. this run" table (`compare`). It may import the runtime and paper layers, never
+`helpers.ops` (docs/DEVELOPING.md, "Layers")."""
 
 from importlib import import_module as _import_module
 
-_SUBMODULES = ("config", "env", "data", "checks", "exercises", "plots", "training", "files", "run",
-               "compare", "summarization")
+_SUBMODULES = ("data", "checks", "exercises", "plots", "compare")
 
 
 def __getattr__(name):

@@ -11,7 +11,7 @@ Each raises :class:`CheckFailed` (an ``AssertionError``) and returns quietly oth
 printing a one-line confirmation when ``verbose=True`` (the default in notebooks).
 
 A check of a result that needs a whole training run takes ``run=`` (the record
-:func:`helpers.course.training.report_run` returned): when the time limit stopped that run early,
+:func:`helpers.runtime.history.report_run` returned): when the time limit stopped that run early,
 the check prints "not judged" with the steps done and how to continue, instead of failing on a
 partly trained model (:func:`not_judged`).
 """
@@ -34,7 +34,7 @@ def _ok(verbose: bool, text: str) -> None:
 
 
 def not_judged(run, name: str, seen: str = "") -> bool:
-    """True, after saying so, when ``run`` (the record :func:`helpers.course.training.report_run`
+    """True, after saying so, when ``run`` (the record :func:`helpers.runtime.history.report_run`
     returned) was stopped early: a check of a result that needs the whole run does not judge a
     partly trained model. The check's name goes to ``run["not_judged"]`` (so metrics.json
     records it); run the notebook again to continue training, and the check runs then."""

@@ -3,7 +3,7 @@
 
     deploy.json              what is inside, where it came from, the parity numbers
     tokenizer.json           the shared BPE vocabulary (helpers.translation.SubwordTokenizer)
-    translator.pt            weights + architecture (a helpers.course.training checkpoint)
+    translator.pt            weights + architecture (a helpers.runtime.checkpoints checkpoint)
     translator_encoder.onnx, translator_decoder.onnx
     generator.pt, generator.onnx
 
@@ -29,12 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from helpers.course import env
-from helpers.course.config import profile_config
 from helpers.course.data import load_dataset
 from helpers.course.data.images import gan_dataset
-from helpers.course.files import atomic_write_text, to_plain
-from helpers.course.training import CheckpointError, load_checkpoint, save_checkpoint
 from helpers.dcgan import ARCHITECTURE_KEYS as GENERATOR_KEYS
 from helpers.dcgan import Generator, build_dcgan, train_dcgan
 from helpers.ops.export import (
@@ -46,6 +42,10 @@ from helpers.ops.export import (
     generator_parity,
     translator_parity,
 )
+from helpers.runtime import env
+from helpers.runtime.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from helpers.runtime.config import profile_config
+from helpers.runtime.files import atomic_write_text, to_plain
 from helpers.transformer import Transformer
 from helpers.translation import ARCHITECTURE_KEYS as TRANSLATOR_KEYS
 from helpers.translation import SubwordTokenizer, build_model, prepare_translation, train_translation
@@ -123,7 +123,7 @@ def save_generator_bundle(G: nn.Module, settings: Mapping[str, Any], out_dir: st
 
 def parity_limits() -> tuple[float, float]:
     """``(max_logit_error, max_pixel_error)``: the largest ONNX-vs-PyTorch differences a
-    bundle may have (the ``deploy`` settings of helpers.course.config, the same in every
+    bundle may have (the ``deploy`` settings of helpers.runtime.config, the same in every
     profile)."""
     cfg = profile_config("deploy", "smoke")
     return cfg.max_logit_error, cfg.max_pixel_error

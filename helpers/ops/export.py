@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers.course.files import atomic_write
+from helpers.runtime.files import atomic_write
 from helpers.transformer import MultiHeadAttention, Transformer, greedy_decode, padding_mask
 from helpers.translation import BOS, EOS, collate
 

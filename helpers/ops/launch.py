@@ -7,7 +7,7 @@ week 3 loop; week 4b "multi-GPU"; §5 of the paper).
 The data, vocabulary and model are those of notebooks/transformer/week3_transformer (the
 ``translation`` settings of the chosen profile; ``--set key=value`` overrides any of them).
 Under torchrun every process trains on its share of each global token batch with
-DistributedDataParallel (see :mod:`helpers.ops.distributed`); rank 0 alone prints and writes
+DistributedDataParallel (see :mod:`helpers.runtime.distributed`); rank 0 alone prints and writes
 ``<out>/model.pt`` (the weights), ``<out>/checkpoint.pt`` (resumable) and
 ``<out>/history.json``.
 """
@@ -22,12 +22,11 @@ from pathlib import Path
 
 import torch
 
-from helpers.course import env
-from helpers.course.config import profile_config
 from helpers.course.data import load_dataset
-from helpers.course.files import atomic_write_text
-from helpers.course.training import atomic_save
-from helpers.ops import distributed
+from helpers.runtime import distributed, env
+from helpers.runtime.checkpoints import atomic_save
+from helpers.runtime.config import profile_config
+from helpers.runtime.files import atomic_write_text
 from helpers.translation import build_model, prepare_translation, train_translation
 
 
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=None, help="output folder (default runs/transformer/train_translation)")
     p.add_argument("--checkpoint-every", type=int, default=0)
     p.add_argument("--log-every", type=int, default=25)
-    p.add_argument("--device", default=None, help="default: helpers.course.env.get_device()")
+    p.add_argument("--device", default=None, help="default: helpers.runtime.env.get_device()")
     args = p.parse_args(argv)
 
     overrides = {}

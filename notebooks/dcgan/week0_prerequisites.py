@@ -96,7 +96,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -106,9 +106,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.course import checks, env
-from helpers.course.config import profile_config
+from helpers.course import checks
 from helpers.course.data.images import gan_dataset
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
 
 cfg = profile_config("dcgan")
 env.seed_everything(cfg.seed)
@@ -283,7 +284,7 @@ paper_vs_run([
     ("a supervised reference", "not in the paper", f"small CNN with labels: {accuracy:.1%} test accuracy", ""),
 ])
 
-from helpers.course.training import write_metrics
+from helpers.runtime.metrics import write_metrics
 
 print(write_metrics("dcgan", "week0_prerequisites", {
     "gan_1d_mean": float(after.mean()), "gan_1d_std": float(after.std()),

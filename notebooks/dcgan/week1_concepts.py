@@ -88,7 +88,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -98,9 +98,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.course import checks, env
-from helpers.course.config import profile_config
+from helpers.course import checks
 from helpers.dcgan import build_dcgan, guideline_violations
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
 
 cfg = profile_config("dcgan")
 env.seed_everything(cfg.seed)

@@ -92,7 +92,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -107,10 +107,11 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from helpers.course import checks, env
-from helpers.course.config import profile_config
+from helpers.course import checks
 from helpers.course.data import DataLayoutError, get_spec
 from helpers.course.data.images import ImageFolderDataset, gan_dataset
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
 
 cfg = profile_config("dcgan")
 env.seed_everything(cfg.seed)
@@ -193,7 +194,7 @@ checks.check_at_least(rate, 1.0, "loader throughput (batches/s)")
 # ## 4. Your own images
 #
 # Any folder of images works: `gan_dataset("path/to/folder", image_size=64)`. On Colab, upload
-# a zip (*Files* panel) or read it from Drive after `helpers.course.env.mount_drive()`. Images are
+# a zip (*Files* panel) or read it from Drive after `helpers.runtime.env.mount_drive()`. Images are
 # resized so the short side is 64, then center-cropped, and converted to one colour mode, so a
 # mix of grayscale, RGBA and palette images is fine.
 #

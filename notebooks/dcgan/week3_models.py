@@ -93,7 +93,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -103,8 +103,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import dcgan
-from helpers.course import checks, env, exercises
-from helpers.course.config import profile_config
+from helpers.course import checks, exercises
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
 
 cfg = profile_config("dcgan")
 env.seed_everything(cfg.seed)

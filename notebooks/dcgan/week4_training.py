@@ -95,7 +95,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -111,8 +111,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 
 from helpers import dcgan
-from helpers.course import checks, env, exercises, training
-from helpers.course.config import profile_config
+from helpers.course import checks, exercises
 from helpers.course.data.images import choose_dataset, dataset_labels, gan_dataset, images_of
 from helpers.gan_metrics import (
     SmallClassifier,
@@ -122,6 +121,11 @@ from helpers.gan_metrics import (
     predict,
     train_classifier,
 )
+from helpers.runtime import env
+from helpers.runtime.checkpoints import checkpoint_step, load_checkpoint
+from helpers.runtime.config import profile_config
+from helpers.runtime.history import report_run
+from helpers.runtime.metrics import write_metrics
 
 cfg = profile_config("dcgan")
 cfg = cfg.replace(dataset=choose_dataset(cfg.dataset))  # full: "celeba|cifar10" -> the one present
@@ -204,7 +208,7 @@ def my_train_loop(G, D, loader, steps, rng):
 # A real run needs more around this loop: logs and TensorBoard, sample grids, a checkpoint
 # every few hundred steps that a disconnect cannot corrupt, exact resume, a stop when a loss
 # turns NaN. `helpers.dcgan.train_dcgan` is the same loop with those added
-# (`helpers.course.run.ResumableRun` does the bookkeeping). Before we trust it, both run 20
+# (`helpers.runtime.run.ResumableRun` does the bookkeeping). Before we trust it, both run 20
 # steps from the same networks, data order and noise: the losses must agree.
 
 # %%
@@ -244,7 +248,7 @@ del G_a, D_a, G_b, D_b
 ckpt_path = env.checkpoint_dir("dcgan", "week4_training") / "dcgan.pt"
 samples_dir = run_dir / "samples" / cfg.profile
 log_dir = run_dir / "tensorboard" / cfg.profile
-already_done = training.checkpoint_step(ckpt_path)
+already_done = checkpoint_step(ckpt_path)
 if already_done == 0:  # a new run replaces an earlier run's samples and curves
     for old in [*samples_dir.glob("step_*.png"), *log_dir.rglob("events.out.tfevents.*")]:
         old.unlink()
@@ -264,7 +268,7 @@ history, opt_g, opt_d = dcgan.train_dcgan(G, D, loader, cfg, device=device, fixe
                                           writer=writer, on_sample=save_samples,
                                           checkpoint_path=ckpt_path, checkpoint_every=cfg.checkpoint_every,
                                           time_limit_s=cfg.time_limit_s)
-run_status = training.report_run(history, cfg)  # says so plainly if the time limit stopped it
+run_status = report_run(history, cfg)  # says so plainly if the time limit stopped it
 print(f"steps {already_done} -> {run_status['steps_done']} in {time.perf_counter() - start:.1f} s; checkpoint: {ckpt_path}")
 if writer is not None:
     writer.close()
@@ -519,7 +523,7 @@ checks.check_true(fid_trained < fid_untrained, "training moved G's images toward
 
 # %%
 G_restored = dcgan.Generator(cfg.nz, cfg.ngf, cfg.channels, cfg.image_size)
-state = training.load_checkpoint(ckpt_path, model=G_restored, config=cfg,
+state = load_checkpoint(ckpt_path, model=G_restored, config=cfg,
                                  config_keys=dcgan.ARCHITECTURE_KEYS, restore_rng=False)
 G_restored.to(device).eval()
 with torch.no_grad():
@@ -538,7 +542,7 @@ print("checkpoint:", ckpt_path, f"({ckpt_path.stat().st_size / 1e6:.1f} MB, step
 # %%
 from helpers.course.compare import paper_vs_run
 
-steps_done = training.checkpoint_step(ckpt_path)  # the step the run saved last
+steps_done = checkpoint_step(ckpt_path)  # the step the run saved last
 epochs_done = steps_done * cfg.batch_size / len(dataset)
 comparison = paper_vs_run([
     ("data", "LSUN bedrooms (3 M images), a 350 k-image Faces set, ImageNet-1k (§4)",
@@ -585,7 +589,7 @@ if judge is not None:
                    classifier_feature_frechet_untrained=round(fid_untrained, 3))
 else:
     metrics.update(thumbnail_frechet=round(fid_trained, 3), thumbnail_frechet_untrained=round(fid_untrained, 3))
-path = training.write_metrics("dcgan", "week4_training", metrics, config=cfg,
+path = write_metrics("dcgan", "week4_training", metrics, config=cfg,
                               extra={"dataset": description, "labels": labels is not None,
                                      "note": f"Fréchet distance on {feature_kind}: not comparable with "
                                              f"published FID", "paper_vs_run": comparison})

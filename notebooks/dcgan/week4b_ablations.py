@@ -94,7 +94,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -107,13 +107,15 @@ import torch
 from torchvision.utils import make_grid
 
 from helpers import dcgan
-from helpers.course import checks, env, training
+from helpers.course import checks
 from helpers.course.compare import paper_vs_run
-from helpers.course.config import profile_config
 from helpers.course.data.images import gan_dataset
-from helpers.course.training import NonFiniteLossError
 from helpers.dcgan_ablations import ABLATIONS, build_ablation
 from helpers.gan_metrics import SmallClassifier, diversity_report, frechet_distance, predict, train_classifier
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
+from helpers.runtime.failures import NonFiniteLossError
+from helpers.runtime.metrics import write_metrics
 
 cfg = profile_config("dcgan_ablations")
 env.seed_everything(cfg.seed)
@@ -337,7 +339,7 @@ comparison = paper_vs_run([
      f"{results[name]['classes']} classes, pairwise {results[name]['pairwise']:.2f}",
      "a qualitative claim vs one small run: data, size, steps, one seed, classifier features")
     for name in names])
-print(training.write_metrics("dcgan", "week4b_ablations", {
+print(write_metrics("dcgan", "week4b_ablations", {
     name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for name, r in results.items()},
     config=cfg, extra={"dataset": description, "untrained_frechet": round(untrained["frechet"], 3),
                        "judge_accuracy": round(judge_accuracy, 4),

@@ -95,7 +95,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -109,8 +109,7 @@ import torch
 from torchvision.utils import make_grid
 
 from helpers import dcgan
-from helpers.course import checks, env, training
-from helpers.course.config import profile_config
+from helpers.course import checks
 from helpers.course.data.images import choose_dataset, dataset_labels, gan_dataset
 from helpers.gan_metrics import (
     SmallClassifier,
@@ -121,6 +120,11 @@ from helpers.gan_metrics import (
     predict,
     train_classifier,
 )
+from helpers.runtime import env
+from helpers.runtime.checkpoints import checkpoint_matches, checkpoint_step
+from helpers.runtime.config import profile_config
+from helpers.runtime.history import report_run
+from helpers.runtime.metrics import write_metrics
 
 # Your choice: "mnist", "fashion_mnist", "cifar10", "celeba", or the path of a folder of images
 # (no labels needed), e.g. profile_config("dcgan", dataset="my_photos", channels=3).
@@ -149,15 +153,15 @@ G, D = dcgan.build_dcgan(cfg, nc=cfg.channels)
 G_random, D_random = copy.deepcopy(G), copy.deepcopy(D)  # untrained baselines, same init
 week4_ckpt = env.checkpoint_dir("dcgan", "week4_training") / "dcgan.pt"
 ckpt_path = week4_ckpt  # another dataset or size than week 4's: this notebook's own run
-if not training.checkpoint_matches(week4_ckpt, cfg, (*dcgan.ARCHITECTURE_KEYS, "dataset")):
+if not checkpoint_matches(week4_ckpt, cfg, (*dcgan.ARCHITECTURE_KEYS, "dataset")):
     ckpt_path = env.checkpoint_dir("dcgan", "week5_final_project") / "dcgan.pt"
 loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                      generator=torch.Generator().manual_seed(cfg.seed))
 whose = "week 4's checkpoint" if ckpt_path == week4_ckpt else "this notebook's own checkpoint"
-print(f"{whose} is at step {training.checkpoint_step(ckpt_path)} of {cfg.train_steps} ({ckpt_path})")
+print(f"{whose} is at step {checkpoint_step(ckpt_path)} of {cfg.train_steps} ({ckpt_path})")
 history, _, _ = dcgan.train_dcgan(G, D, loader, cfg, device=device, checkpoint_path=ckpt_path,
                                   checkpoint_every=cfg.checkpoint_every, time_limit_s=cfg.time_limit_s)
-run_status = training.report_run(history, cfg)  # says so plainly if the time limit stopped it
+run_status = report_run(history, cfg)  # says so plainly if the time limit stopped it
 steps_done = run_status["steps_done"]
 G.to(device).eval()
 D.to(device).eval()
@@ -413,7 +417,7 @@ metrics = {
     **{f"probe_{k.replace(' ', '_')}": round(v, 4) for k, v in results.items()},
     "run": run_status,
 }
-path = training.write_metrics("dcgan", "week5_final_project", metrics, config=cfg,
+path = write_metrics("dcgan", "week5_final_project", metrics, config=cfg,
                               extra={"dataset": description, "labels": labels is not None,
                                      "paper_vs_run": comparison})
 print(path.read_text())

@@ -99,7 +99,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -111,8 +111,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.course import checks, env
-from helpers.course.config import profile_config
+from helpers.course import checks
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
 
 cfg = profile_config("prerequisites")
 env.seed_everything(cfg.seed)
@@ -318,7 +319,7 @@ plt.show()
 checks.check_true(int(attention.weights.mean(0).argmax()) == 0, "attention looks at position 0",
                   "the attention layer should put its weight on the signal token")
 
-from helpers.course.training import write_metrics
+from helpers.runtime.metrics import write_metrics
 
 metrics = {f"{model}_accuracy_len{length}": acc for length, accs in results.items() for model, acc in accs.items()}
 print(write_metrics("transformer", "week0_prerequisites", metrics, config=cfg))

@@ -91,7 +91,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -101,7 +101,8 @@ import torch
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import nn
 
-from helpers.course import checks, env
+from helpers.course import checks
+from helpers.runtime import env
 
 env.seed_everything(0)
 

@@ -91,7 +91,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -103,8 +103,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.course import checks, env, exercises
+from helpers.course import checks, exercises
 from helpers.course.plots import attention_explorer, attention_heatmap
+from helpers.runtime import env
 
 env.seed_everything(0)
 torch.set_default_dtype(torch.float32)

@@ -96,7 +96,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -109,9 +109,13 @@ import torch
 from torch import nn
 
 from helpers import transformer as T
-from helpers.course import checks, env, exercises, training
-from helpers.course.config import profile_config
+from helpers.course import checks, exercises
 from helpers.course.plots import attention_explorer
+from helpers.runtime import env
+from helpers.runtime.checkpoints import checkpoint_step
+from helpers.runtime.config import profile_config
+from helpers.runtime.history import History, progress, report_run
+from helpers.runtime.metrics import write_metrics
 
 cfg = profile_config("translation")
 toy_cfg = profile_config("toy_seq2seq")
@@ -415,8 +419,8 @@ toy = T.Transformer(toy_cfg.vocab_size, d_model=toy_cfg.d_model, n_heads=toy_cfg
 optimizer = T.paper_adam(toy.parameters())
 scheduler = T.noam_scheduler(optimizer, toy_cfg.d_model, toy_cfg.warmup_steps, toy_cfg.lr_factor)
 gen = torch.Generator().manual_seed(toy_cfg.seed)
-toy_history = training.History()
-for step in training.progress(range(1, toy_cfg.train_steps + 1), desc="reverse task"):
+toy_history = History()
+for step in progress(range(1, toy_cfg.train_steps + 1), desc="reverse task"):
     src, tgt = (t.to(device) for t in reverse_batch(toy_cfg.batch_size, toy_cfg.seq_len, gen))
     toy.train()
     logits = toy(src, tgt[:, :-1])                    # teacher forcing: read <s> y1..yn
@@ -512,7 +516,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 ckpt_path = env.checkpoint_dir("transformer", "week3_transformer") / "translator.pt"
 log_dir = env.runs_dir() / "transformer" / "week3_transformer" / "tensorboard" / cfg.profile
-already_done = training.checkpoint_step(ckpt_path)
+already_done = checkpoint_step(ckpt_path)
 if already_done == 0:  # a new run replaces an earlier run's curves
     for old in log_dir.rglob("events.out.tfevents.*"):
         old.unlink()
@@ -525,7 +529,7 @@ history = train_translation(model, data, cfg, device=device, time_limit_s=cfg.ti
                             keep_last=cfg.average_last, writer=writer)
 if writer is not None:
     writer.close()
-run_status = training.report_run(history, cfg)  # says so plainly if the time limit stopped it
+run_status = report_run(history, cfg)  # says so plainly if the time limit stopped it
 steps_done = run_status["steps_done"]
 stopped_early = steps_done < cfg.train_steps
 print("checkpoint:", ckpt_path)
@@ -599,7 +603,7 @@ checks.check_at_least(
 # both ways.
 
 # %%
-from helpers.course.run import snapshot_paths
+from helpers.runtime.run import snapshot_paths
 from helpers.translation import average_checkpoints
 
 snapshots = snapshot_paths(ckpt_path)[-cfg.average_last:]
@@ -783,7 +787,7 @@ metrics = {
     "test_sentences": len(sources),
     "run": run_status,
 }
-path = training.write_metrics("transformer", "week3_transformer", metrics, config=cfg,
+path = write_metrics("transformer", "week3_transformer", metrics, config=cfg,
                               extra={"dataset": dataset.describe(), "padding_fraction": round(padding, 4),
                                      "paper_vs_run": comparison})
 print(path.read_text())

@@ -93,7 +93,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers', 'gt_all_mi
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -106,9 +106,11 @@ import numpy as np
 import seaborn as sns
 import torch
 
-from helpers.course import checks, env, training
-from helpers.course.config import profile_config
+from helpers.course import checks
 from helpers.course.data import load_dataset
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
+from helpers.runtime.metrics import write_metrics
 
 cfg = profile_config("finetune")
 env.seed_everything(cfg.seed)
@@ -289,7 +291,7 @@ comparison = paper_vs_run([
 ])
 
 # %%
-path = training.write_metrics("transformer", "week4a_finetuning", {
+path = write_metrics("transformer", "week4a_finetuning", {
     "eval_accuracy": round(after["eval_accuracy"], 4), "eval_f1": round(after["eval_f1"], 4),
     "eval_accuracy_before": round(before["eval_accuracy"], 4), "train_seconds": round(train_seconds, 1),
     "reference_accuracy": cfg.reference_accuracy},

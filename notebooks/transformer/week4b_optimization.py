@@ -95,7 +95,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -105,9 +105,11 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from helpers.course import checks, env, training
-from helpers.course.config import profile_config
+from helpers.course import checks
 from helpers.course.data import load_dataset
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
+from helpers.runtime.metrics import write_metrics
 from helpers.translation import build_model, prepare_translation, train_translation
 
 base = profile_config("translation")
@@ -268,7 +270,7 @@ print(f"checkpoint: {ckpt} ({ckpt.stat().st_size / 1e6:.1f} MB), loads with torc
 # faster in 16-bit floats. `torch.autocast` runs those in 16 bits and keeps sensitive operations
 # (softmax, layer norm, the loss) in fp32. **bf16** has fp32's range and needs nothing else;
 # **fp16** has a small range, so gradients can underflow to zero: a `GradScaler` multiplies the
-# loss before `backward()` and divides the gradients afterwards. `helpers.course.env.amp_settings`
+# loss before `backward()` and divides the gradients afterwards. `helpers.runtime.env.amp_settings`
 # decides by the GPU's compute capability: bf16 from 8.0 (A100, L4, H100), fp16 + GradScaler on
 # 7.x (Colab's T4, V100), fp32 on older GPUs and the CPU. Not by
 # `torch.cuda.is_bf16_supported()`: it says True on a T4 too, where bf16 is only *emulated*,
@@ -317,8 +319,8 @@ if device.type == "cuda" and hasattr(torch, "compile"):
 # ## 6. The measurements
 #
 # Times are from this machine and this (small) model; on a GPU at the paper's size the
-# differences are much larger (`make bench`, or `python -m helpers.ops.bench` on Colab, measures
-# them side by side).
+# differences are much larger (`make bench`, or `python tools/bench.py` in a clone of the
+# repository, also on Colab after `!git clone`, measures them side by side).
 
 # %%
 print(f"{'experiment':45s} {'ms/step':>8s} {'peak memory':>12s} {'train loss':>11s} {'val loss':>9s}")
@@ -327,7 +329,7 @@ for row in table:
           f"{row['final train loss']:11.3f} {row['val loss']:9.3f}")
 checks.check_true(all(row["final train loss"] == row["final train loss"] for row in table if "compile" not in row["experiment"]),
                   "every experiment finished with a finite loss", "a run diverged")
-path = training.write_metrics("transformer", "week4b_optimization",
+path = write_metrics("transformer", "week4b_optimization",
                               {row["experiment"]: {k: v for k, v in row.items() if k != "experiment"} for row in table},
                               config=cfg, extra={"amp_max_abs_logprob_error": err})
 print(path)
@@ -374,15 +376,15 @@ paper_vs_run([
 #   ×3 with the backward pass, per layer: `12·d_model·(L_enc·S² + L_dec·(T² + T·S))` per
 #   sentence of S source and T target tokens.
 #
-# `helpers.ops.bench.transformer_step_flops` implements exactly this; `make bench`
-# (`python -m helpers.ops.bench`) divides it by the measured step time and the GPU's dense
+# `helpers.transformer.transformer_step_flops` implements exactly this; `make bench`
+# (`python tools/bench.py`) divides it by the measured step time and the GPU's dense
 # 16-bit peak (bf16; fp16 on a T4 or V100). Published figures often use the
 # shortcut `6 × all parameters × all tokens` instead, which counts every token through both
 # stacks and so reports about 2× higher MFU for an encoder-decoder; `make bench`
-# (`python -m helpers.ops.bench`) shows both.
+# (`python tools/bench.py`) shows both.
 
 # %%
-from helpers.ops.bench import transformer_step_flops
+from helpers.transformer import transformer_step_flops
 
 flops_model = build_model(cfg, data.tokenizer.vocab_size)
 B, S, T = 8, 20, 22
@@ -392,7 +394,7 @@ by_hand = 6 * (n_enc * B * S + (n_dec + cfg.d_model * data.tokenizer.vocab_size)
     + 12 * cfg.d_model * B * (cfg.n_layers * S ** 2 + cfg.n_layers * (T ** 2 + T * S))
 print(f"one step of {B} sentences ({S} + {T} tokens): {by_hand / 1e9:.2f} GFLOPs")
 checks.check_close(torch.tensor(float(transformer_step_flops(flops_model, B, S, T))), torch.tensor(float(by_hand)),
-                   atol=0.0, name="the FLOP count by hand vs helpers.ops.bench")
+                   atol=0.0, name="the FLOP count by hand vs helpers.transformer")
 
 # %% [markdown]
 # ## Check yourself

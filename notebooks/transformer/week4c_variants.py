@@ -99,7 +99,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -110,9 +110,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers import transformer as T
-from helpers.course import checks, env, training
-from helpers.course.config import profile_config
+from helpers.course import checks
 from helpers.course.data import load_dataset
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
+from helpers.runtime.history import History
+from helpers.runtime.metrics import write_metrics
 from helpers.translation import build_tokenizer
 
 cfg = profile_config("variants")
@@ -157,7 +160,7 @@ class Stack(nn.Module):
 
 def train(model, make_batch, loss_fn, steps=cfg.train_steps):
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
-    history = training.History()
+    history = History()
     g = torch.Generator().manual_seed(cfg.seed)
     for step in range(1, steps + 1):
         model.train()
@@ -374,7 +377,7 @@ comparison = paper_vs_run([
      "(Dosovitskiy et al., 2021, Table 1)", f"{size}, {millions(vit)}, {patch} × {patch} patches of "
      f"32 × 32 digits; test accuracy {accuracy:.1%}", "tiny images, no pre-training"),
 ])
-print(training.write_metrics("transformer", "week4c_variants", results, config=cfg,
+print(write_metrics("transformer", "week4c_variants", results, config=cfg,
                              extra={"paper_vs_run": comparison}))
 
 # %% [markdown]

@@ -94,7 +94,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -104,9 +104,12 @@ import time
 
 import matplotlib.pyplot as plt
 
-from helpers.course import checks, env, training
-from helpers.course.config import profile_config
+from helpers.course import checks
 from helpers.course.data import load_dataset
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
+from helpers.runtime.history import report_run
+from helpers.runtime.metrics import write_metrics
 from helpers.translation import (
     build_model,
     corpus_bleu,
@@ -207,7 +210,7 @@ for name in cfg.rows:
     if history.run_summary["stopped_early"]:  # saved mid-row: this row and the rest wait for the next run
         stopped = history.run_summary["stopped_early"]
         print(f"row {name!r}: ", end="")
-        training.report_run(history, row_cfg, where="the notebook")
+        report_run(history, row_cfg, where="the notebook")
         break
     ppl = math.exp(evaluate_loss(model, val_batches, device))  # without label smoothing, like the paper
     hyps = translate(model, data.tokenizer, sources, device=device, beam_size=cfg.beam_size, alpha=cfg.length_penalty)
@@ -373,7 +376,7 @@ else:
 comparison = paper_vs_run(rows)
 
 # %%
-print(training.write_metrics(
+print(write_metrics(
     "transformer", "week4d_table3",
     {"rows": {name: {k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()}
               for name, r in results.items()},

@@ -97,7 +97,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers', 'gt_all_mi
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -106,9 +106,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from helpers.course import checks, env, training
-from helpers.course.config import profile_config
+from helpers.course import checks
 from helpers.course.data import load_or_standin
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
+from helpers.runtime.metrics import write_metrics
 
 cfg = profile_config("summarization")
 env.seed_everything(cfg.seed)
@@ -146,7 +148,7 @@ print("summary :", train_rows[0][1][:200])
 # %%
 from transformers import logging as hf_logging
 
-from helpers.course import summarization
+from helpers import summarization
 
 hf_logging.set_verbosity_error()
 try:
@@ -168,7 +170,7 @@ print(f"{cfg.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M pa
 # %% [markdown]
 # **Fine-tuning** is week 4a's recipe with the sequence-to-sequence classes: the articles and
 # summaries are tokenized into `input_ids` and `labels`, `DataCollatorForSeq2Seq` pads each
-# batch, and `Seq2SeqTrainer` trains with AdamW. The code lives in `helpers/course/summarization.py`
+# batch, and `Seq2SeqTrainer` trains with AdamW. The code lives in `helpers/summarization.py`
 # (`seq2seq_dataset`, `finetune_seq2seq`: 40 lines, read them), because the Transformer final
 # project fine-tunes the same way.
 
@@ -278,7 +280,7 @@ comparison = paper_vs_run([
 ])
 
 # %%
-print(training.write_metrics("transformer", "week4e_custom_datasets", {
+print(write_metrics("transformer", "week4e_custom_datasets", {
     **{k: round(v, 4) for k, v in rouge.items()}, "lead_rougeL": round(lead, 4),
     "summarization_train_seconds": round(train_seconds, 1),
     "own_corpus_bleu_test": round(bleu["test"], 2), "own_corpus_bleu_novel_pairs": round(bleu["novel"], 2)},

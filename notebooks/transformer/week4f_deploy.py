@@ -100,7 +100,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers', 'onnx', 'o
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -118,9 +118,11 @@ import onnx
 import torch
 from IPython.display import Image, display
 
-from helpers.course import checks, env, training
-from helpers.course.config import profile_config
+from helpers.course import checks
 from helpers.ops import demo, export
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
+from helpers.runtime.metrics import write_metrics
 from helpers.translation import translate
 
 cfg = profile_config("deploy")
@@ -270,7 +272,7 @@ latency = {task: {"torch_ms": round(a, 2), "onnxruntime_ms": round(b, 2)} for ta
 # length; without it the cost would grow with the square of the output length.
 
 # %%
-path = training.write_metrics(
+path = write_metrics(
     "transformer", "week4f_deploy",
     {"memory_max_abs_error": parity.memory_max_abs, "logits_max_abs_error": parity.logits_max_abs,
      "identical_greedy_translations": parity.identical, "parity_sentences": parity.sentences,

@@ -95,7 +95,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -108,10 +108,12 @@ import time
 import matplotlib.pyplot as plt
 import torch
 
-from helpers.course import checks, env, training
+from helpers.course import checks
 from helpers.course.compare import paper_vs_run
-from helpers.course.config import profile_config
 from helpers.course.data import load_dataset
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
+from helpers.runtime.metrics import write_metrics
 
 cfg = profile_config("gpt2")
 env.seed_everything(cfg.seed)
@@ -352,7 +354,7 @@ comparison = paper_vs_run([
      f"{ppl_after:.1f} after fine-tuning on SST-2 ({ppl_scratch:.1f} for the same model trained from scratch)",
      "the same differences; compare the direction, not the values"),
 ])
-print(training.write_metrics("transformer", "week4g_gpt2_finetuning", {
+print(write_metrics("transformer", "week4g_gpt2_finetuning", {
     "perplexity_before": round(ppl_before, 3), "perplexity_after": round(ppl_after, 3),
     "perplexity_from_scratch": round(ppl_scratch, 3), "vocabulary": len(tokenizer),
     "parameters": model.num_parameters(), "pretrain_seconds": round(pretrain_seconds, 1),

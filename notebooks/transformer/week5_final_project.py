@@ -104,7 +104,7 @@ if any(importlib.util.find_spec(name) is None for name in ('helpers', 'gt_all_mi
 import helpers  # noqa: E402,F401
 
 if KEEP_ON_DRIVE:
-    from helpers.course import env
+    from helpers.runtime import env
 
     env.keep_on_drive()
 
@@ -114,10 +114,14 @@ import time
 import matplotlib.pyplot as plt
 from transformers import logging as hf_logging
 
-from helpers.course import checks, env, summarization, training
+from helpers import summarization
+from helpers.course import checks
 from helpers.course.compare import paper_vs_run
-from helpers.course.config import profile_config
 from helpers.course.data import load_or_standin
+from helpers.runtime import env
+from helpers.runtime.config import profile_config
+from helpers.runtime.history import report_run
+from helpers.runtime.metrics import write_metrics
 from helpers.translation import build_model, prepare_translation, train_translation, translate
 
 hf_logging.set_verbosity_error()
@@ -205,7 +209,7 @@ start = time.perf_counter()
 history = train_translation(model, data, cfg, device=device, log_every=25, time_limit_s=cfg.time_limit_s,
                             checkpoint_path=ckpt_path, checkpoint_every=cfg.checkpoint_every)
 own_seconds = time.perf_counter() - start
-run_status = training.report_run(history, cfg)  # says so plainly if the time limit stopped it
+run_status = report_run(history, cfg)  # says so plainly if the time limit stopped it
 last_step = run_status["steps_done"]
 stopped_early = bool(run_status["stopped_early"])
 fig, ax = plt.subplots(figsize=(5, 3))
@@ -341,7 +345,7 @@ comparison = paper_vs_run([
 ])
 
 # %%
-print(training.write_metrics("transformer", "week5_final_project", {
+print(write_metrics("transformer", "week5_final_project", {
     **{f"{key}_{k}": round(v, 4) for key, r in (("lead3", lead3), ("wrong_article", wrong), ("own", own_rouge),
                                                ("finetuned", tuned_rouge)) for k, v in r.items()},
     "own_train_seconds": round(own_seconds, 1), "own_decode_seconds": round(decode_seconds, 1),

@@ -21,7 +21,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from helpers.course import env
+from helpers.runtime import env
 
 from .registry import (
     DataLayoutError,

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from helpers.course import env
-from helpers.course.config import get_profile
+from helpers.runtime import env
+from helpers.runtime.config import get_profile
 
 MANIFEST = "curriculum-manifest.json"
 DOWNLOAD_TIMEOUT_S = 60.0  # a download that receives nothing for this long has failed

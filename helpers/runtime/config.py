@@ -295,7 +295,7 @@ class Config(Mapping[str, Any]):
     """Read-only settings with attribute access: ``cfg.batch_size`` or ``cfg["batch_size"]``.
 
     ``cfg.profile`` and ``cfg.family`` say where the values came from; ``cfg.to_dict()`` is
-    what ``helpers.course.training.write_metrics`` stores next to the results.
+    what ``helpers.runtime.metrics.write_metrics`` stores next to the results.
     """
 
     __slots__ = ("_family", "_profile", "_values")

@@ -22,19 +22,18 @@ from typing import Any
 
 import torch
 
-from helpers.course.files import set_aside
-from helpers.course.training import (
+from helpers.runtime import distributed
+from helpers.runtime.checkpoints import (
     CheckpointError,
-    History,
     atomic_save,
     load_checkpoint,
-    non_finite_loss_error,
     non_finite_tensors,
-    progress,
     save_checkpoint,
     set_rng_state,
 )
-from helpers.ops import distributed
+from helpers.runtime.failures import non_finite_loss_error
+from helpers.runtime.files import set_aside
+from helpers.runtime.history import History, progress
 
 
 def _generators(loader) -> list[torch.Generator]:
@@ -108,14 +107,14 @@ class ResumableRun:
       ``others`` (more modules, optimizers, torch.Generators), RNG states, history and the
       position in the data (see :meth:`batches`), so an interrupted run ends bit-identical to
       an uninterrupted one. A checkpoint of other settings (``architecture`` keys) is refused.
-    - :meth:`check_finite` stops with :class:`~helpers.course.training.NonFiniteLossError` before a
+    - :meth:`check_finite` stops with :class:`~helpers.runtime.failures.NonFiniteLossError` before a
       NaN/inf can reach a checkpoint; :meth:`log` fills ``history``, which also gets the
       epochs and seconds of the run at its end.
     - After a few dozen steps it prints how long the rest should take on this machine;
       :meth:`summary` (also left on ``history.run_summary``) says whether the run finished or
       was stopped early (for metrics.json).
 
-    Under ``torchrun`` (``dist``, a :class:`helpers.ops.distributed.Context`) only rank 0 saves and
+    Under ``torchrun`` (``dist``, a :class:`helpers.runtime.distributed.Context`) only rank 0 saves and
     shows progress, and every rank stops at the same step.
     """
 
@@ -161,7 +160,7 @@ class ResumableRun:
                 f"{self.path} holds trained nets but not the state to resume training "
                 f"(no {', '.join(missing)}): it was not written by a training loop's "
                 f"checkpoint_path=. Fix: pass another checkpoint_path for this run (that file stays "
-                f"as it is), or load it with helpers.course.training.load_checkpoint to use the nets.")
+                f"as it is), or load it with helpers.runtime.checkpoints.load_checkpoint to use the nets.")
         load_checkpoint(self.path, model=self.model, optimizer=self.optimizer,
                         scheduler=self.scheduler, scaler=self.scaler, restore_rng=False)
         for name, obj in self.others.items():
@@ -280,7 +279,7 @@ class ResumableRun:
     def summary(self) -> dict[str, Any]:
         """Steps done of planned, why the run ended early (None: it finished) and the time
         limit; after ``for step in run`` also on ``history.run_summary``, with ``resumed_from``
-        (the step it started from) and ``checkpoint``, for :func:`helpers.course.training.report_run`."""
+        (the step it started from) and ``checkpoint``, for :func:`helpers.runtime.history.report_run`."""
         return {"steps_done": self.step, "steps_planned": self.steps,
                 "stopped_early": self.stopped_by, "time_limit_s": self.time_limit_s}
 

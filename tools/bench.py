@@ -1,15 +1,15 @@
 """`make bench`: the naive and the optimized training paths timed side by side in one process
 (Transformer week 4b "optimization", DCGAN week 4 "training").
 
-    python -m helpers.ops.bench                  # the best device present (CUDA, else CPU)
-    python -m helpers.ops.bench --device cpu --quick --out runs/bench/quick.json
+    python tools/bench.py                  # the best device present (CUDA, else CPU)
+    python tools/bench.py --device cpu --quick --out runs/bench/quick.json
 
 Rows: the Transformer step (week 2's attention in fp32 vs SDPA + autocast + fused Adam +
 compile), the DCGAN step (fp32 eager vs channels_last + fused Adam + compile), the data
 pipeline alone, and decoding (greedy and beam 4, with and without week 3's key/value cache,
 plus the output length from which the cache pays off). Rounds alternate between the two sides; each side reports its fastest round.
 Output: a table and ``runs/bench/bench-<device>.json``. Week 4b derives the MFU formula
-(:func:`transformer_flops`) and explains why the CPU recipe differs from the GPU one.
+(:func:`helpers.transformer.transformer_step_flops`) and explains why the CPU recipe differs from the GPU one.
 """
 
 from __future__ import annotations
@@ -35,14 +35,22 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from helpers.course import env
-from helpers.course.config import get_profile
 from helpers.course.data.images import ImageFolderDataset
 from helpers.course.data.text import synthetic_translation
 from helpers.dcgan import Discriminator, Generator, dcgan_optimizers, train_step, weights_init
 from helpers.ops import demo
 from helpers.ops.export import source_batch
-from helpers.transformer import Transformer, beam_search, greedy_decode, label_smoothed_loss, paper_adam
+from helpers.runtime import env
+from helpers.runtime.config import get_profile
+from helpers.transformer import (
+    Transformer,
+    beam_search,
+    greedy_decode,
+    label_smoothed_loss,
+    paper_adam,
+    transformer_step_flops,
+    transformer_step_flops_6nd,
+)
 from helpers.translation import prepare_translation, translate
 
 # Dense tensor-core peaks in TFLOPS (bf16; fp16 where the GPU has no bf16), from the vendors'
@@ -212,31 +220,6 @@ def _amp_for(device: torch.device, amp: bool):
 
 
 # --------------------------------------------------------------------------- transformer
-def _attention_flops(model, batch: int, src_len: int, tgt_len: int) -> int:
-    """``Q K^T`` and ``A V``, forward and backward (derived in week 4b, "MFU")."""
-    return 12 * model.d_model * batch * (len(model.encoder) * src_len ** 2
-                                         + len(model.decoder) * (tgt_len ** 2 + tgt_len * src_len))
-
-
-def transformer_step_flops_6nd(model, batch: int, src_len: int, tgt_len: int) -> float:
-    """The common shortcut ``6 * all parameters * all tokens`` (+ the same attention term),
-    as in decoder-only LM reports. It over-counts an encoder-decoder (a source token never
-    passes the decoder), so it gives a higher MFU than :func:`transformer_step_flops`; both
-    are reported so figures quoted either way can be compared."""
-    return float(6 * model.num_parameters() * batch * (src_len + tgt_len)
-                 + _attention_flops(model, batch, src_len, tgt_len))
-
-
-def transformer_step_flops(model, batch: int, src_len: int, tgt_len: int) -> float:
-    """Model FLOPs of one training step of ``helpers.transformer.Transformer``: 6 per weight
-    and token through the stacks it passes, plus attention (derived in week 4b, "MFU")."""
-    n_enc = sum(p.numel() for p in model.encoder.parameters())
-    n_dec = sum(p.numel() for p in model.decoder.parameters())
-    d, vocab = model.d_model, model.generator.out_features
-    dense = 6 * (n_enc * batch * src_len + (n_dec + d * vocab) * batch * tgt_len)
-    return float(dense + _attention_flops(model, batch, src_len, tgt_len))
-
-
 def bench_transformer(device: torch.device, s: Sizes, *, compile_model: bool, amp: bool,
                       peak: tuple[float, str] | None) -> dict:
     """Naive fp32 (week 2 attention, plain Adam) vs optimized training step, side by side
@@ -688,8 +671,8 @@ def _training_benches(result, sections, device, s, *, compile_model, amp, peak, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m helpers.ops.bench`` / ``make bench`` (week 4b)."""
-    p = argparse.ArgumentParser(prog="python -m helpers.ops.bench", description=__doc__.split("\n")[0])
+    """``python tools/bench.py`` / ``make bench`` (week 4b)."""
+    p = argparse.ArgumentParser(prog="python tools/bench.py", description=__doc__.split("\n")[0])
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if present)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the bench runs (tests)")
     p.add_argument("--compile", dest="compile_model", action="store_true", default=None,

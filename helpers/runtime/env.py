@@ -2,7 +2,7 @@
 
 Every notebook starts with::
 
-    from helpers.course import env
+    from helpers.runtime import env
     device = env.get_device()
     env.seed_everything(cfg.seed)
 """
@@ -25,7 +25,7 @@ import torchvision
 from IPython.display import Markdown, display
 
 from helpers import __version__
-from helpers.course.config import get_profile, profile_setting
+from helpers.runtime.config import get_profile, profile_setting
 
 DATA_DIR_ENV = "CURRICULUM_DATA_DIR"
 CACHE_DIR_ENV = "CURRICULUM_CACHE_DIR"
@@ -138,7 +138,7 @@ def checkpoint_dir(track: str, notebook: str, profile: str | None = None) -> Pat
         warnings.warn(
             f"Checkpoints go to {base} on the Colab machine and are lost when it disconnects. "
             "Fix: set KEEP_ON_DRIVE = True in the first code cell and run the notebook again "
-            "(or call helpers.course.env.keep_on_drive()), so they are kept on Google Drive.",
+            "(or call helpers.runtime.env.keep_on_drive()), so they are kept on Google Drive.",
             stacklevel=2,
         )
     path = base / "checkpoints" / profile

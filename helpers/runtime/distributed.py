@@ -1,10 +1,12 @@
-"""More than one GPU: the translation loop under ``torchrun`` with DistributedDataParallel
+"""More than one GPU: a training loop under ``torchrun`` with DistributedDataParallel
 (Transformer week 4b, "scaling out"; the paper trained on 8 GPUs, §5.2).
 
-Every process builds the same global token batch, keeps every ``world_size``-th sentence and
-scales its loss so that the averaged gradient is the gradient of the global batch's mean
-loss (:meth:`Context.shard`, :meth:`Context.scale_loss`). Only rank 0 prints and writes.
-Without torchrun every method here is a no-op, so one GPU (or Colab) needs nothing.
+A :class:`Context` says which process this is and does what every rank must agree on: wrap the
+model, scale a rank's loss by its share of the global batch (:meth:`Context.scale_loss`), stop
+together (:meth:`Context.any`), average logged values. It knows nothing about any batch: how a
+batch is split over the ranks belongs to the loop that builds it
+(:func:`helpers.translation.shard_batch`). Only rank 0 prints and writes. Without torchrun
+every method here is a no-op, so one GPU (or Colab) needs nothing.
 
     torchrun --nproc_per_node=4 -m helpers.ops.launch --profile full
 """
@@ -48,30 +50,6 @@ class Context:
         newer = "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
         no_resync = {"forward_sync_buffers": False} if newer else {"broadcast_buffers": False}
         return DistributedDataParallel(model, device_ids=ids, **no_resync)
-
-    def shard(self, src: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor,
-              pad_id: int = 0):
-        """This rank's rows of a global batch, ``(src, tgt_in, tgt_out, share)``.
-
-        Rows ``rank, rank + world_size, ...`` (sentences of similar length end up on every
-        rank), padding columns no row of the shard needs are dropped, and ``share`` =
-        ``local target tokens * world_size / global target tokens`` is the factor for
-        :meth:`scale_loss`. Single process: the batch unchanged and ``share`` 1.0.
-        """
-        if not self.enabled:
-            return src, tgt_in, tgt_out, 1.0
-        if src.size(0) < self.world_size:
-            raise ValueError(f"a batch of {src.size(0)} sentences cannot be split over "
-                             f"{self.world_size} processes. Fix: raise max_tokens or use fewer "
-                             f"processes (--nproc_per_node).")
-        n_global = int((tgt_out != pad_id).sum())
-        rows = slice(self.rank, None, self.world_size)
-        src, tgt_in, tgt_out = src[rows], tgt_in[rows], tgt_out[rows]
-        src_len = int((src != pad_id).sum(1).max())
-        tgt_len = int((tgt_out != pad_id).sum(1).max())
-        src, tgt_in, tgt_out = src[:, :src_len], tgt_in[:, :tgt_len], tgt_out[:, :tgt_len]
-        share = int((tgt_out != pad_id).sum()) * self.world_size / max(n_global, 1)
-        return src, tgt_in, tgt_out, share
 
     def scale_loss(self, loss: torch.Tensor, share: float) -> torch.Tensor:
         """The rank's mean token loss times ``share``: the mean over ranks of these gradients
