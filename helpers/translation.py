@@ -23,7 +23,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 
 from helpers.runtime import distributed, env
 from helpers.runtime.failures import explain_out_of_memory
-from helpers.runtime.files import atomic_write_text
+from helpers.runtime.files import atomic_write_text, checksum_status
 from helpers.runtime.history import History
 from helpers.runtime.run import ResumableRun
 from helpers.transformer import (
@@ -320,6 +320,7 @@ def average_checkpoints(paths: Sequence[str | Path]) -> dict[str, torch.Tensor]:
     total: dict[str, torch.Tensor] = {}
     dtypes: dict[str, torch.dtype] = {}
     for path in paths:
+        checksum_status(path)  # a flipped byte is refused (CorruptFileError names the file), not averaged in
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = state["model"] if isinstance(state.get("model"), Mapping) else state
         if dtypes and set(state) != set(dtypes):
