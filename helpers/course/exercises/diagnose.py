@@ -221,12 +221,16 @@ def value_findings(got, expected, case: Case) -> list[tuple[str, str]]:
     tol = case.atol + case.rtol * ef.abs()
     # a constant factor
     nz = ef.abs() > 1e-12
+    ratio = None
     if nz.sum() >= 1 and ((gf == 0) == (ef == 0)).all():
         r = gf[nz] / ef[nz]
         ratio = float(r.median())
         if abs(ratio - 1) > 1e-4 and ((r - ratio).abs() <= 1e-3 * abs(ratio) + 1e-9).all():
             name = name_value(ratio, case.factors)
             inv = name_value(1 / ratio, case.factors) if ratio else None
+            if g.numel() == 1 and not (name or inv):
+                ratio = None  # any two numbers have a ratio: only a known factor says something
+        if ratio is not None and abs(ratio - 1) > 1e-4 and ((r - ratio).abs() <= 1e-3 * abs(ratio) + 1e-9).all():
             if name:
                 what = f"a constant factor: your values are the reference times {_fmt(ratio)} = {name}"
             elif inv:
@@ -241,8 +245,9 @@ def value_findings(got, expected, case: Case) -> list[tuple[str, str]]:
     # a constant offset
     d = gf - ef
     off = float(d.median())
-    if abs(off) > 1e-6 and ((d - off).abs() <= tol + 1e-6).all():
-        name = name_value(off, case.offsets)
+    if abs(off) > 1e-6 and ((d - off).abs() <= tol + 1e-6).all() and \
+            (g.numel() > 1 or name_value(off, case.offsets, rtol=1e-3)):
+        name = name_value(off, case.offsets, rtol=1e-3)
         out.append((f"a constant offset: your values are the reference {'+' if off > 0 else '-'} {_fmt(abs(off))}"
                     + (f" = {name}" if name else ""),
                     "look for a term added to (or missing from) the whole result"))
@@ -410,7 +415,7 @@ def judge(name: str, cases: Sequence[Case], *, what: str, fix: str,
     right = [c.label for c, o in zip(cases, ok) if o]
     if right:
         found.append((f"right for {'; '.join(right)} - wrong for {'; '.join(c.label for c in bad)}",
-                      "; ".join(look[c.label] for c in bad if look and c.label in look)))
+                      "; ".join(look[c.label] for c in bad if look and look.get(c.label))))
     if raised:
         c = raised[0]
         found += error_findings(c.got, shapes)

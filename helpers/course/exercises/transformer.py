@@ -6,6 +6,7 @@ classic mistake, and otherwise localizes the difference (:mod:`.diagnose`)."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -559,6 +560,10 @@ def _run_lr(fn) -> int:
                                                       "step 1 is 0 and the first update does nothing",
              "use the step as given: steps count from 1"),
         ]
+        if not isinstance(got, Raised):
+            got = torch.tensor(got, dtype=torch.float64)
+        expected = torch.tensor(expected, dtype=torch.float64)
+        variants = [(torch.tensor(r, dtype=torch.float64), m, f) for r, m, f in variants]
         cases.append(Case(f"d_model={d}, warmup={w}", got, expected, variants, axes=("steps",),
                           labels={0: [f"{s}" for s in steps]}, rtol=1e-4, atol=1e-12,
                           factors={"d_model ** -0.5 (applied twice?)": d ** -0.5,
@@ -597,7 +602,9 @@ def _smooth(logits, target, eps, pad_id, variant=""):
     keep = target != pad_id
     if variant.startswith("kl_probs"):
         reduction = variant.split(":")[1]
-        return F.kl_div(logits.softmax(-1)[keep], dist[keep], reduction=reduction)
+        with warnings.catch_warnings():   # 'mean' is the learner's likely choice; its deprecation note is noise
+            warnings.simplefilter("ignore")
+            return F.kl_div(logits.softmax(-1)[keep], dist[keep], reduction=reduction)
     loss = -(dist * logp).sum(-1)
     if variant == "no_pad":
         return loss.mean()
