@@ -106,8 +106,10 @@ def _run_generator(cls) -> int:
     weighted = [(m, i, o) for m, i, o in records if isinstance(m, _WEIGHTED)]
     last = weighted[-1][2] if weighted else None
     tanh_ok = last is not None and last.shape == out2.shape and torch.allclose(out2, torch.tanh(last), atol=1e-5)
-    _guidelines(name, G, "G", skip=("has no Tanh",) if tanh_ok else ())
+    _guidelines(name, G, "G", skip=("has no Tanh",))   # judged below by what G's output is
     if last is not None and last.shape == out2.shape and not tanh_ok:
+        if torch.allclose(out2, torch.sigmoid(last), atol=1e-5):
+            fail(name, "G's output goes through a Sigmoid (pixels in [0, 1])", "use Tanh: the data is scaled to [-1, 1] (§4)")
         if torch.allclose(out2, torch.tanh(torch.relu(last)), atol=1e-5):
             fail(name, "a ReLU before the final Tanh: G's outputs are never negative, while the data is in [-1, 1]",
                  "the last ConvTranspose2d goes straight into Tanh")
@@ -152,15 +154,14 @@ def _run_discriminator(cls) -> int:
     D = call(name, cls, 3, 8)
     x = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 2 - 1
     out, records = call(name, _probe, D, x)
+    raw = out.detach()
     if tuple(out.shape) == (4, 1, 1, 1):
         fail(name, "D(x) has shape (4, 1, 1, 1).", "flatten the last convolution's output: one logit per image, shape [batch]")
     if tuple(out.shape) != (4,):
         fail(name, f"D(x) has shape {tuple(out.shape)}, expected (4,).",
              "four Conv2d(.., 4, 2, 1) halve 64 -> 4, then Conv2d(ndf*8, 1, 4, 1, 0) gives 1x1; flatten")
     acts = _activations(records)
-    slopes = [s for _, _, _, s in acts]
-    leaky_ok = bool(slopes) and all(s is not None and abs(s - 0.2) < 1e-3 for s in slopes)
-    _guidelines(name, D, "D", skip=("has no LeakyReLU",) if leaky_ok else ())
+    _guidelines(name, D, "D", skip=("has no LeakyReLU",))  # judged below by the measured slopes
     weighted = [(m, i, o) for m, i, o in records if isinstance(m, _WEIGHTED)]
     idx_last = max(i for i, r in enumerate(records) if isinstance(r[0], _WEIGHTED))
     last = weighted[-1][2]
@@ -168,11 +169,11 @@ def _run_discriminator(cls) -> int:
     if tail:
         fail(name, f"{' and '.join(tail)} after D's last layer: the output must be the last layer's raw logit",
              "nothing after the last Conv2d: no BatchNorm, no activation (the loss applies the sigmoid)")
-    if last.numel() == out.numel() and not torch.allclose(out, last.flatten(), atol=1e-5):
+    if last.numel() == out.numel() and not torch.allclose(raw, last.flatten(), atol=1e-5):
         flat = last.flatten()
-        if torch.allclose(out, torch.sigmoid(flat), atol=1e-5):
+        if torch.allclose(raw, torch.sigmoid(flat), atol=1e-5):
             what = "D's output is the sigmoid of its last layer (a Sigmoid in forward)"
-        elif float(out.min()) >= 0 or torch.allclose(out, F.leaky_relu(flat, 0.2), atol=1e-5):
+        elif float(raw.min()) >= 0 or torch.allclose(raw, F.leaky_relu(flat, 0.2), atol=1e-5):
             what = "an activation after D's last layer (its outputs are clipped or bent)"
         else:
             what = "D's output is not its last layer's output"
@@ -443,6 +444,25 @@ def _slerp(z0, z1, steps, variant=""):
     return (torch.sin((1 - t) * omega) / so) * z0 + (torch.sin(t * omega) / so) * z1
 
 
+def _slerp_extra(z0, z1):
+    def extra(got, expected):
+        if not (torch.is_tensor(got) and got.shape == expected.shape and got.dim() == 2):
+            return []
+        ends = [(label, torch.allclose(got[i].double(), z.double(), rtol=1e-4, atol=1e-4))
+                for label, i, z in (("the first row (t = 0) is{} z0", 0, z0), ("the last row (t = 1) is{} z1", -1, z1))]
+        if all(ok for _, ok in ends):
+            norms = got.double().norm(dim=-1)
+            ref = expected.double().norm(dim=-1)
+            return [("both endpoints are right; the rows in between differ (norms "
+                     + ", ".join(f"{float(a):.3g}" for a in norms[1:-1][:4]) + " where slerp gives "
+                     + ", ".join(f"{float(b):.3g}" for b in ref[1:-1][:4]) + ")",
+                     "the weights sin((1 - t)ω)/sin ω and sin(tω)/sin ω, and ω = arccos of the cosine between z0 and z1")]
+        return [("; ".join(label.format("" if ok else " not") for label, ok in ends),
+                 "at t = 0 the weights must be (1, 0) and at t = 1 (0, 1): check sin((1 - t)·ω) (brackets) and "
+                 "the division by sin ω")]
+    return extra
+
+
 def _run_slerp(fn) -> int:
     name = "slerp"
     g = torch.Generator().manual_seed(0)
@@ -461,7 +481,7 @@ def _run_slerp(fn) -> int:
                  "t = torch.linspace(0, 1, steps)[:, None] broadcasts against z0 [nz] into [steps, nz]")
         expected = _dcgan.interpolate(z0, z1, steps)
         ts = torch.linspace(0, 1, steps)
-        cases.append(Case(f"nz = {nz}, steps = {steps}", got, expected, [
+        cases.append(Case(f"nz = {nz}, steps = {steps}", got, expected, extra=_slerp_extra(z0, z1), mistakes=[
             (_slerp(z0, z1, steps, "linear"), "it interpolates on a straight line; midpoints have a smaller norm "
                                               "than typical Gaussian samples",
              "slerp: sin((1 - t)ω)/sin ω · z0 + sin(tω)/sin ω · z1, with ω the angle between z0 and z1"),

@@ -306,6 +306,8 @@ def where_findings(g, e, case: Case) -> list[tuple[str, str]]:
         wrong = [i for i in range(n) if per[i]]
         if len(wrong) == n:
             continue
+        if not names and n > 32:
+            continue  # a long unnamed axis (a flat parameter vector): index ranges say nothing
         axname = names[ax] if names else f"axis {ax}"
         labels = case.labels.get(ax)
         if n >= 4 and wrong == list(range(1, n, 2)):
@@ -387,9 +389,10 @@ def _matches(got, mistake, case: Case) -> bool:
 
 def judge(name: str, cases: Sequence[Case], *, what: str, fix: str,
           on_error: Sequence[tuple[str, str, str]] = (), look: Mapping[str, str] | None = None,
-          shapes: Mapping[str, Any] | None = None) -> int:
+          look_right: Mapping[str, str] | None = None, shapes: Mapping[str, Any] | None = None) -> int:
     """Pass when every case matches; else name a catalogued mistake; else localize (see module doc).
-    ``look`` maps a case label to where to look when that condition alone goes wrong."""
+    ``look`` maps a case label to where to look when that condition goes wrong while the first case
+    is right; ``look_right`` to where to look when that condition is right and others are wrong."""
     ok = [close(c.got, c.expected, rtol=c.rtol, atol=c.atol) for c in cases]
     if all(ok):
         return len(cases)
@@ -414,8 +417,12 @@ def judge(name: str, cases: Sequence[Case], *, what: str, fix: str,
     found: list[tuple[str, str]] = []
     right = [c.label for c, o in zip(cases, ok) if o]
     if right:
+        # a condition's hint only when the basic condition (the first) is right: then the extra
+        # ingredient of that condition (a mask, 4-D inputs, another size) is what goes wrong
+        hints = [look[c.label] for c in bad if ok[0] and look and look.get(c.label)]
+        hints += [look_right[label] for label in right if look_right and look_right.get(label)]
         found.append((f"right for {'; '.join(right)} - wrong for {'; '.join(c.label for c in bad)}",
-                      "; ".join(look[c.label] for c in bad if look and look.get(c.label))))
+                      "; ".join(hints)))
     if raised:
         c = raised[0]
         found += error_findings(c.got, shapes)

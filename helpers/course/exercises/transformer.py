@@ -178,8 +178,8 @@ def _run_attention(fn) -> int:
             (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, axis=-2),
              "the softmax runs over the queries (dim=-2; on 4-D multi-head inputs softmax(dim=2) is this axis)",
              "softmax over the keys: scores.softmax(dim=-1), so each query's weights sum to 1"),
-            (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, after="scale"),
-             "the weights are divided by sqrt(d_k) after the softmax (they no longer sum to 1)",
+            (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, scale="none", after="scale"),
+             "the weights are divided by sqrt(d_k) after the softmax instead of the scores before it (they no longer sum to 1)",
              "scale the scores before the softmax: softmax(q @ k^T / sqrt(d_k))"),
             (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, transpose_w=True),
              "the output is right but the weights are returned transposed ([.., n_k, n_q])",
@@ -678,10 +678,10 @@ def _run_smoothing(fn) -> int:
                  on_error=[("expected target size", "F.cross_entropy takes the classes on axis 1: logits "
                             "[batch, length, vocab] must be flattened to [batch*length, vocab]",
                             "F.cross_entropy(logits.flatten(0, 1), target.flatten(), ...)")],
-                 look={conditions[0][0]: "", conditions[1][0]: "the padding (eps = 0 with padding is wrong too)",
-                       conditions[2][0]: "the smoothing (the target distribution): the case without padding is "
-                                         "wrong too"})
-
+                 look_right={conditions[1][0]: "without smoothing it is right: look at the target distribution "
+                                               "(eps/V everywhere, 1 - eps + eps/V at the right token)",
+                             conditions[2][0]: "without padding it is right: look at how padding positions are "
+                                               "left out and what the mean divides by"})
 
 register(name="label_smoothing", title="label-smoothed cross-entropy (§5.4)", where="Transformer week 3",
          hint="log_probs = logits.log_softmax(-1); target distribution eps/V everywhere and "
