@@ -370,6 +370,21 @@ def _page(bundle_name: str, backend: str) -> str:
     return text
 
 
+def _health_body(models, backend: str, max_concurrent: int, time_budget_s: float) -> dict[str, Any]:
+    """What /health answers: each model's state, the limits, and the fix when one is missing."""
+    problems = models.status()
+    body: dict[str, Any] = {
+        "status": "ok" if not any(problems.values()) else "unavailable", "backend": backend,
+        **{name: problem is None for name, problem in problems.items()},
+        "limits": {"max_text_chars": MAX_TEXT_CHARS, "max_body_bytes": MAX_BODY_BYTES,
+                   "max_concurrent": max_concurrent, "time_budget_s": time_budget_s,
+                   "max_extra_tokens": MAX_EXTRA_TOKENS}}
+    if any(problems.values()):
+        body["problems"] = {name: p for name, p in problems.items() if p}
+        body["fix"] = f"run `{demo.DEMO_COMMAND}` (or the week 4f notebook)"
+    return body
+
+
 def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
                max_concurrent: int = MAX_CONCURRENT, time_budget_s: float = TIME_BUDGET_S,
                allowed_hosts: tuple[str, ...] | None = LOOPBACK):
@@ -411,17 +426,7 @@ def create_app(model_dir: str | Path | None = None, backend: str = "onnx", *,
 
     @app.get("/health")
     def health():
-        problems = models.status()
-        body: dict[str, Any] = {
-            "status": "ok" if not any(problems.values()) else "unavailable", "backend": backend,
-            **{name: problem is None for name, problem in problems.items()},
-            "limits": {"max_text_chars": MAX_TEXT_CHARS, "max_body_bytes": MAX_BODY_BYTES,
-                       "max_concurrent": max_concurrent, "time_budget_s": time_budget_s,
-                       "max_extra_tokens": MAX_EXTRA_TOKENS}}
-        if any(problems.values()):
-            body["problems"] = {name: p for name, p in problems.items() if p}
-            body["fix"] = f"run `{demo.DEMO_COMMAND}` (or the week 4f notebook)"
-        return body
+        return _health_body(models, backend, max_concurrent, time_budget_s)
 
     @app.post("/translate")
     async def translate(request: TranslateRequest):

@@ -257,6 +257,15 @@ def value_findings(got, expected, case: Case) -> list[tuple[str, str]]:
         out.append(("your result is the reference transposed (its last two axes swapped)",
                     "check which axis is which: rows are the first of the last two axes"))
         return out
+    found = _axis_findings(g, e, case)
+    if found:
+        return found
+    out += where_findings(g, e, case)
+    return out
+
+
+def _axis_findings(g, e, case: Case) -> list[tuple[str, str]]:
+    """Along one axis: a shift by one, or the slices (heads, rows, columns) in another order."""
     names = case.axes if case.axes and len(case.axes) == g.dim() else None
     for ax in range(g.dim()):
         n = g.shape[ax]
@@ -268,10 +277,9 @@ def value_findings(got, expected, case: Case) -> list[tuple[str, str]]:
             a = g.narrow(ax, k if k > 0 else 0, n - 1)
             b = e.narrow(ax, 0 if k > 0 else 1, n - 1)
             if not close(g, e) and close(a, b, rtol=case.rtol, atol=case.atol):
-                out.append((f"off by one: along the {axname} your result is the reference shifted by one "
+                return [(f"off by one: along the {axname} your result is the reference shifted by one "
                             f"(each entry holds the reference's value from {words})",
-                            "check where the count starts (0 or 1) and every +1/-1"))
-                return out
+                            "check where the count starts (0 or 1) and every +1/-1")]
         # slices in another order (heads, rows, columns permuted)
         if 2 <= n <= 16:
             gs = [g.select(ax, i) for i in range(n)]
@@ -281,12 +289,10 @@ def value_findings(got, expected, case: Case) -> list[tuple[str, str]]:
                 j = next((j for j, t in enumerate(es) if close(s, t, rtol=case.rtol, atol=case.atol)), None)
                 order.append(j)
             if None not in order and sorted(order) == list(range(n)) and order != list(range(n)):
-                out.append((f"the {axname} come in another order: your slices {list(range(n))} along the "
+                return [(f"the {axname} come in another order: your slices {list(range(n))} along the "
                             f"{axname} are the reference's {order}",
-                            "the pieces are right but put together in the wrong order (cat/stack/reshape order)"))
-                return out
-    out += where_findings(g, e, case)
-    return out
+                            "the pieces are right but put together in the wrong order (cat/stack/reshape order)")]
+    return []
 
 
 def where_findings(g, e, case: Case) -> list[tuple[str, str]]:

@@ -119,6 +119,42 @@ def _attention_extra(q, k, v, mask):
     return extra
 
 
+def _attention_mistakes(q, k, v, m) -> list:
+    """The catalogued attention mistakes, each as (its result on these inputs, what, fix)."""
+    variants = [
+        (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, scale="none"),
+         "the scores are not divided by sqrt(d_k)",
+         "scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)  (§3.2.1: keeps the softmax out of its flat regions)"),
+        (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, scale="d_k"),
+         "the scores are divided by d_k, not sqrt(d_k)", "divide by math.sqrt(q.size(-1))"),
+        (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, axis=-2),
+         "the softmax runs over the queries (dim=-2; on 4-D multi-head inputs softmax(dim=2) is this axis)",
+         "softmax over the keys: scores.softmax(dim=-1), so each query's weights sum to 1"),
+        (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, scale="none", after="scale"),
+         "the weights are divided by sqrt(d_k) after the softmax instead of the scores before it (they no longer sum to 1)",
+         "scale the scores before the softmax: softmax(q @ k^T / sqrt(d_k))"),
+        (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, transpose_w=True),
+         "the output is right but the weights are returned transposed ([.., n_k, n_q])",
+         "return the weights as computed, [.., n_q, n_k]: the same matrix you multiply with v"),
+    ]
+    if m is not None:
+        variants += [
+            (lambda q=q, k=k, v=v: _attention_variant(q, k, v, None),
+             "the mask is ignored: padded keys still get weight",
+             "scores = scores.masked_fill(~mask, float('-inf')) before the softmax"),
+            (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, mask_mode="inverted"),
+             "the mask is inverted: it blocks the keys that may be attended",
+             "our masks are True = may attend, so fill where ~mask is True"),
+            (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, mask_mode="zero"),
+             "blocked scores are set to 0, which still gets weight exp(0) after the softmax",
+             "fill with float('-inf') (or a large negative number), not 0"),
+            (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, mask_mode="none", after="mask"),
+             "the mask is applied after the softmax: blocked weights are zeroed but the rest no longer sum to 1",
+             "mask the scores before the softmax: scores.masked_fill(~mask, float('-inf')).softmax(-1)"),
+        ]
+    return variants
+
+
 def _run_attention(fn) -> int:
     name = "attention"
     g = torch.Generator().manual_seed(0)
@@ -169,37 +205,7 @@ def _run_attention(fn) -> int:
                 q.size(-1) != k.size(-2):
             fail(name, f"weights have shape {tuple(got[1].shape)}, expected {tuple(expected[1].shape)} ({label}).",
                  "K is not transposed: scores = q @ k.transpose(-2, -1) gives [.., n_q, n_k].")
-        variants = [
-            (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, scale="none"),
-             "the scores are not divided by sqrt(d_k)",
-             "scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)  (§3.2.1: keeps the softmax out of its flat regions)"),
-            (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, scale="d_k"),
-             "the scores are divided by d_k, not sqrt(d_k)", "divide by math.sqrt(q.size(-1))"),
-            (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, axis=-2),
-             "the softmax runs over the queries (dim=-2; on 4-D multi-head inputs softmax(dim=2) is this axis)",
-             "softmax over the keys: scores.softmax(dim=-1), so each query's weights sum to 1"),
-            (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, scale="none", after="scale"),
-             "the weights are divided by sqrt(d_k) after the softmax instead of the scores before it (they no longer sum to 1)",
-             "scale the scores before the softmax: softmax(q @ k^T / sqrt(d_k))"),
-            (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, transpose_w=True),
-             "the output is right but the weights are returned transposed ([.., n_k, n_q])",
-             "return the weights as computed, [.., n_q, n_k]: the same matrix you multiply with v"),
-        ]
-        if m is not None:
-            variants += [
-                (lambda q=q, k=k, v=v: _attention_variant(q, k, v, None),
-                 "the mask is ignored: padded keys still get weight",
-                 "scores = scores.masked_fill(~mask, float('-inf')) before the softmax"),
-                (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, mask_mode="inverted"),
-                 "the mask is inverted: it blocks the keys that may be attended",
-                 "our masks are True = may attend, so fill where ~mask is True"),
-                (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, mask_mode="zero"),
-                 "blocked scores are set to 0, which still gets weight exp(0) after the softmax",
-                 "fill with float('-inf') (or a large negative number), not 0"),
-                (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, mask_mode="none", after="mask"),
-                 "the mask is applied after the softmax: blocked weights are zeroed but the rest no longer sum to 1",
-                 "mask the scores before the softmax: scores.masked_fill(~mask, float('-inf')).softmax(-1)"),
-            ]
+        variants = _attention_mistakes(q, k, v, m)
         cases.append(Case(label, got, expected, variants, parts=("output", "weights"),
                           extra=_attention_extra(q, k, v, m), rtol=1e-4, atol=1e-5,
                           sizes={"n_q": q.size(-2), "n_k": k.size(-2), "d_k": q.size(-1), "d_v": v.size(-1)}))
