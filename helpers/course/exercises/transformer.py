@@ -120,7 +120,7 @@ def _attention_extra(q, k, v, mask):
 
 
 def _attention_mistakes(q, k, v, m) -> list:
-    """The catalogued attention mistakes, each as (its result on these inputs, what, fix)."""
+    """The catalogued attention mistakes on these inputs: (a function computing the mistaken result, what, fix)."""
     variants = [
         (lambda q=q, k=k, v=v, m=m: _attention_variant(q, k, v, m, scale="none"),
          "the scores are not divided by sqrt(d_k)",
