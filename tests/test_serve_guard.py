@@ -207,3 +207,20 @@ def test_idle_connections_do_not_starve_the_server(tmp_path):
         assert closed == 50
         assert size < 100_000, log.read_text()[-2000:]
         assert proc.poll() is None
+
+
+def test_bytes_that_are_not_http_get_json_with_a_fix_too(tmp_path):
+    """uvicorn answers unparsable requests itself, in plain text; ours is JSON like every error."""
+    empty = tmp_path / "deploy"
+    empty.mkdir()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with _server(empty, soft, hard) as (port, _proc, _log):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            reply = b""
+            while chunk := s.recv(4096):
+                reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head.lower(), reply
+    detail = json.loads(body)["detail"]
+    assert "HTTP/1.1" in detail and "send" in detail, detail

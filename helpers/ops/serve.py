@@ -30,6 +30,7 @@ import argparse
 import html
 import io
 import ipaddress
+import json
 import math
 import resource
 import sys
@@ -513,6 +514,19 @@ class GuardedH11Protocol(H11Protocol):
     def connection_lost(self, exc) -> None:
         self._disarm()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes that are not HTTP/1.1, as JSON with a fix like every other
+        error (uvicorn's own is plain text)."""
+        body = json.dumps({"detail": f"{msg.rstrip('.')}: this server speaks HTTP/1.1; send e.g. "
+                                     f"POST /translate with Content-Type: application/json and "
+                                     f'{{"text": "The small dog sees the red car."}}; use {ENDPOINTS}'}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                      h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
     def on_response_complete(self) -> None:
         self._disarm()
