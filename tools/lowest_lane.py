@@ -11,8 +11,10 @@ What it does, in a temporary folder under build/ (ignored by git):
    torch on its disk. So the torch floor (``torch>=2.6`` in requirements.txt) is NOT tested here;
    Colab's torch is (the Colab lane, ``make colab``).
 2. ``uv pip install --resolution lowest-direct`` of requirements.txt, requirements-deploy.txt,
-   requirements-offline.txt and requirements-dev.txt: each direct requirement at its floor, what
-   they require at the newest versions those floors accept (a pinned ``uv``, installed first).
+   requirements-offline.txt and requirements-dev.txt, with a generated constraints file pinning
+   each direct requirement at its floor (``name==floor``), so the resolver cannot lift one to
+   dodge a conflict: what they require comes at the newest versions those floors accept (a
+   pinned ``uv``, installed first).
    Every direct requirement must then be installed at exactly its floor: a floor that does not
    install (no wheel for this Python, a conflict) fails the lane, it is not silently lifted.
 3. This checkout on the venv's path (a ``.pth`` file), then, with ``CURRICULUM_PROFILE=smoke``:
@@ -124,8 +126,13 @@ def build_environment(work: Path, log) -> tuple[Path, dict[str, str]]:
     pins = work / "held.txt"
     pins.write_text("".join(f"{name}=={d.version}\n" for name, d in sorted(held.items())
                             if name in exact_pins(held.values())))
+    # Each direct requirement pinned at its floor: the resolver cannot lift one to dodge a conflict
+    # (lowest-direct alone does); a floor that cannot be installed with the others fails here.
+    floors = work / "floors.txt"
+    floors.write_text("".join(f"{r.name}=={floor(r)}\n" for r in reqs
+                              if canonicalize_name(r.name) not in {canonicalize_name(n) for n in HELD}))
     cmd = [str(uv(work)), "pip", "install", "--python", str(python), "--resolution", "lowest-direct",
-           "-c", str(pins)]
+           "-c", str(pins), "-c", str(floors)]
     for file in REQUIREMENT_FILES:
         cmd += ["-r", str(ROOT / file)]
     log(f"$ uv pip install ... ({UV})  " + " ".join(cmd[3:]))
