@@ -596,6 +596,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not at Colab's version (held: torch is linked, never downloaded): {', '.join(differs) or 'none'}")
         failures += [f"pre-installed {d}, which is not held" for d in differs
                      if d.split()[0] not in {"torch", "torchvision"}]
+        print(f"kernels: Colab's ipykernel {before.get('ipykernel')} / jupyter_client {before.get('jupyter_client')} "
+              f"in the venv, driven by this environment's nbclient {metadata.version('nbclient')} / jupyter_client "
+              f"{metadata.version('jupyter_client')} (Colab's own nbclient {colab['packages'].get('nbclient')} / "
+              f"jupyter_client {colab['packages'].get('jupyter-client')} can stall on week 3's widget cell), with a "
+              f"watchdog: a cell silent for {args.stall} s is reported as a stall")
 
         step("setup cell, wrong repository: the clear message, nothing installed")
         wrong = f"file://{work}/no-such-repo"
