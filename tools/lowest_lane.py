@@ -1,7 +1,8 @@
 """The lowest-versions lane: every direct requirement at the lowest version requirements*.txt allows.
 
     python tools/lowest_lane.py              # = make lowest; CI runs it after make test
-    python tools/lowest_lane.py --keep build/lowest --no-unit --notebooks notebooks/00_start_here.ipynb
+    python tools/lowest_lane.py --keep build/lowest --unit --notebooks notebooks/00_start_here.ipynb
+    python tools/lowest_lane.py --keep build/lowest --reuse --unit all    # the whole unit suite
 
 What it does, in a temporary folder under build/ (ignored by git):
 
@@ -17,8 +18,9 @@ What it does, in a temporary folder under build/ (ignored by git):
    pinned ``uv``, installed first).
    Every direct requirement must then be installed at exactly its floor: a floor that does not
    install (no wheel for this Python, a conflict) fails the lane, it is not silently lifted.
-3. This checkout on the venv's path (a ``.pth`` file), then, with ``CURRICULUM_PROFILE=smoke``:
-   the unit tests (``pytest -m "not robustness" tests``) and one notebook per family top to
+3. This checkout on the venv's path (a ``.pth`` file), then, with ``CURRICULUM_PROFILE=smoke``
+   and a cache of its own: the unit tests that exercise the floored packages (``UNIT_TESTS``;
+   ``--unit all`` for the whole of ``make unit``) and one notebook per family top to
    bottom (nbval, as ``make notebooks`` runs them): transformer week 3, transformer week 4a
    (fine-tuning, the transformers/accelerate floors), DCGAN week 4.
 
@@ -44,6 +46,13 @@ from colab_lane import UV, _closure, _pip_env, _site_packages, installed, link_d
 REQUIREMENT_FILES = ["requirements.txt", "requirements-deploy.txt", "requirements-offline.txt",
                      "requirements-dev.txt"]
 HELD = ["torch", "torchvision"]
+# The unit tests that exercise the third-party packages whose floors this lane sets (datasets,
+# tokenizers, transformers, onnx/onnxruntime, fastapi/pydantic, matplotlib, pillow, nbclient, ...);
+# the rest test this repository's own logic on torch, which the lane holds at the installed
+# version. --unit all runs every test (`make unit`), several times longer.
+UNIT_TESTS = ["tests/test_data.py", "tests/test_translation.py", "tests/test_training.py",
+              "tests/test_export.py", "tests/test_serve.py", "tests/test_new_notebooks.py",
+              "tests/test_unlabelled_images.py", "tests/test_requirements.py", "tests/test_results.py"]
 NOTEBOOKS = ["notebooks/transformer/week3_transformer.ipynb",
              "notebooks/transformer/week4a_finetuning.ipynb",
              "notebooks/dcgan/week4_training.ipynb"]
@@ -147,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", type=Path, help="build in this folder and keep it (default: a temp folder)")
     parser.add_argument("--notebooks", nargs="*", default=NOTEBOOKS, help="notebooks to run top to bottom")
-    parser.add_argument("--no-unit", action="store_true", help="skip the unit tests")
+    parser.add_argument("--unit", nargs="*", default=UNIT_TESTS,
+                        help="unit test files to run ('all': every test, as make unit; none: skip)")
+    parser.add_argument("--reuse", action="store_true", help="with --keep: reuse the venv built there")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per notebook cell")
     args = parser.parse_args(argv)
     from packaging.utils import canonicalize_name
@@ -160,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         times.append((name, time.perf_counter()))
         print(f"\n== {name}", flush=True)
 
-    if args.keep:
+    if args.keep and args.reuse and (args.keep / "venv").is_dir():
+        work = args.keep.resolve()
+    elif args.keep:
         if args.keep.exists():
             shutil.rmtree(args.keep)
         args.keep.mkdir(parents=True)
@@ -172,7 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         step("fresh venv: torch held at this environment's, every other direct requirement at its floor")
         try:
-            python, held = build_environment(work, print)
+            if args.reuse and (work / "venv").is_dir():
+                python = work / "venv" / "bin" / "python"
+                held = {n: v for n, v in installed(python).items() if n in HELD}
+                print(f"reusing {work / 'venv'}")
+            else:
+                python, held = build_environment(work, print)
         except subprocess.CalledProcessError as exc:
             failures.append(f"the floors do not install together: {exc}")
             raise SystemExit from None  # to the summary below
@@ -185,14 +203,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {req.name:<22} {floor(req):<10} -> {version}{'  (held: not the floor)' if name in held else ''}")
         failures += [f"not at its floor: {p}" for p in off_floor(reqs, have, set(held))]
         env = {**_pip_env(), "CURRICULUM_PROFILE": "smoke", "CURRICULUM_REQUIRE_SOLUTIONS": "1",
-               "CURRICULUM_RUNS_DIR": str(work / "runs"), "PATH": f"{python.parent}:{os.environ['PATH']}",
+               "CURRICULUM_RUNS_DIR": str(work / "runs"),
+               # its own download/tokenizer cache: a tokenizer.json written by a newer tokenizers
+               # (this environment's) does not load in tokenizers 0.19
+               "CURRICULUM_CACHE_DIR": str(work / "cache"), "PATH": f"{python.parent}:{os.environ['PATH']}",
                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
                "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS", "2")}
         env = {k: v for k, v in env.items() if k != "CURRICULUM_SWITCH_RUNS"}
-        if not args.no_unit:
-            step("unit tests (make unit) at the floors")
+        if args.unit:
+            tests = ["tests"] if args.unit == ["all"] else args.unit
+            step(f"unit tests at the floors: {' '.join(tests)}")
             run = subprocess.run([str(python), "-m", "pytest", "-q", "-m", "not robustness", "-p", "no:cacheprovider",
-                                  "tests"], cwd=ROOT, env=env)
+                                  *tests], cwd=ROOT, env=env)
             if run.returncode:
                 failures.append(f"unit tests failed (exit {run.returncode})")
         if args.notebooks:
