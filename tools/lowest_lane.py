@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unit", nargs="*", default=UNIT_TESTS,
                         help="unit test files to run ('all': every test, as make unit; none: skip)")
     parser.add_argument("--reuse", action="store_true", help="with --keep: reuse the venv built there")
-    parser.add_argument("--timeout", type=int, default=300, help="seconds per notebook cell")
+    parser.add_argument("--timeout", type=int, default=600, help="seconds per notebook cell (as make colab)")
     args = parser.parse_args(argv)
     from packaging.utils import canonicalize_name
 
