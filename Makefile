@@ -20,6 +20,8 @@ help:
 	@echo "make robustness    the SIGKILL tests of checkpoints and resume (about 2 min; not in make test, CI runs it)"
 	@echo "make determinism   run every training notebook 3x (smoke), compare metrics.json exactly (not in make test)"
 	@echo "make colab   the Colab-like lane: a fresh Colab-like venv, the generated setup cell, notebooks (not in make test)"
+	@echo "make lowest  the lowest-versions lane: every requirement at its floor, unit tests + 3 notebooks (not in make test)"
+	@echo "make colab-refresh SRC=<clone of googlecolab/backend-info>   update the Colab lane's copy of Colab's package list"
 	@echo "make results docs/RESULTS.md from runs/**/metrics.json (RUNS=runs/local to pick a folder); run notebooks"
 	@echo "             and record wall time + checks with: python tools/results.py run notebooks/<track>/<nb>.ipynb"
 	@echo "make demo    serve the translator + DCGAN demo on http://127.0.0.1:8000 (builds smoke models in runs/deploy if missing)"
@@ -112,6 +114,20 @@ results: $(BIN)/pytest
 # then notebooks in it (tools/colab_lane.py; CI runs it after make test).
 colab: $(BIN)/pytest
 	$(PY) tools/colab_lane.py
+
+# Not part of `make test`: every direct requirement at its floor (uv --resolution lowest-direct,
+# each floor pinned), torch/torchvision held at this environment's (the torch floor is not tested
+# offline), then the unit tests and three notebooks in smoke (tools/lowest_lane.py; CI runs it).
+.PHONY: lowest colab-refresh
+lowest: $(BIN)/pytest
+	$(PY) tools/lowest_lane.py
+
+# Refresh the Colab lane's copy of Colab's package list (tools/colab/) from a clone of
+# googlecolab/backend-info: make colab-refresh SRC=path/to/backend-info, then make colab, commit.
+colab-refresh: $(BIN)/pytest
+	@test -n "$(SRC)" || { echo "usage: git clone https://github.com/googlecolab/backend-info /tmp/backend-info &&" \
+		"make colab-refresh SRC=/tmp/backend-info (then make colab, and commit tools/colab/)" >&2; exit 2; }
+	$(PY) tools/colab_lane.py --refresh "$(SRC)"
 
 # The week 4f demo: builds runs/deploy (the notebooks' checkpoints, else smoke models) if it is
 # incomplete, then serves it with FastAPI on loopback. PORT=8000 by default.

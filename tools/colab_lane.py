@@ -9,11 +9,17 @@ What it builds, in a temporary folder under build/ (ignored by git):
    tagged with the release named in pyproject.toml (``[tool.curriculum] ref``), so the setup
    cell's own ``REF`` resolves; the cell is pointed at it with ``CURRICULUM_REPO=file://...``
    (the override it honours), instead of GitHub.
-2. ``venv/``: a fresh virtual environment pre-populated the way Colab is: torch, torchvision,
-   numpy, pandas, matplotlib, scipy, scikit-learn, transformers, datasets, ... (hard links to
-   the packages of the environment running this script, so nothing large is downloaded; pip
-   sees them as installed), ``ipywidgets==7.7.*`` from the package index, and a stand-in
-   ``google.colab`` module imported at start-up (``sys.modules`` then holds it, as on Colab).
+2. ``venv/``: a fresh virtual environment pre-populated the way Colab is, from Colab's own
+   published package list (a dated copy of ``googlecolab/backend-info``'s ``pip-freeze.gpu.txt``
+   in ``tools/colab/``; ``make colab-refresh`` updates it): every package our notebooks touch
+   that Colab ships (numpy, pandas, matplotlib, scipy, transformers, datasets, ipywidgets 7.7,
+   ipykernel, ...) at Colab's exact version. Where this environment has that very version it is
+   hard-linked from here, otherwise pip installs it from the index. torch and torchvision (and
+   what they require) are always linked from this environment, never downloaded (a CUDA torch
+   is gigabytes): the lane prints how they differ from Colab's. Colab's Python is used when this
+   machine has it and torch can be linked for it; otherwise the running Python (the lane says
+   which). A stand-in ``google.colab`` module is imported at start-up (``sys.modules`` then holds
+   it, as on Colab).
 3. ``content/``: the working folder of every kernel (Colab's ``/content``), outside the
    checkout, with no ``PYTHONPATH``: ``helpers`` can only come from what the cell installs.
 
@@ -27,7 +33,13 @@ Then, each step in a fresh kernel of that environment, with ``CURRICULUM_PROFILE
 - week 4f's setup cell: its ``[deploy]`` extra added, again without changing a package;
 - 00_start_here and one training notebook per track, top to bottom.
 
-Exit status 0 when every step passed. Prints each step's wall time and the total.
+Each notebook runs with a per-cell watchdog: a cell that prints nothing for ``--stall`` seconds
+while the kernel is busy is reported as a stall (which cell, how long), not as a slow cell.
+
+Exit status 0 when every step passed. Prints each step's wall time, the total, and the date of
+Colab's list it tested against.
+
+    python tools/colab_lane.py --refresh /path/to/backend-info   # = make colab-refresh SRC=...
 """
 
 from __future__ import annotations
@@ -35,10 +47,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
@@ -47,15 +61,20 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import nbtools  # noqa: E402
 
-# What a Colab runtime has before the setup cell runs (the parts our notebooks touch), linked
-# from this environment with everything they require. ipywidgets comes from the index at
-# Colab's 7.7, with its own front-end packages.
+# What a Colab runtime has before the setup cell runs: the parts our notebooks touch (these, and
+# every package of requirements*.txt that Colab's list holds), at the versions of Colab's list.
 COLAB_PACKAGES = ["torch", "torchvision", "numpy", "pandas", "matplotlib", "scipy", "pillow",
                   "scikit-learn", "tqdm", "transformers", "tokenizers", "datasets", "accelerate",
-                  "tensorboard", "pydantic", "ipython", "ipykernel", "nltk", "absl-py", "six",
-                  "protobuf", "sentence-transformers"]
-FROM_INDEX = ["ipywidgets==7.7.*", "pip>=24.1"]  # Colab's pip is recent too
-NOT_LINKED = {"ipywidgets", "widgetsnbextension", "jupyterlab-widgets"}
+                  "tensorboard", "pydantic", "ipython", "ipykernel", "ipywidgets", "nltk", "absl-py",
+                  "six", "protobuf", "sentence-transformers", "pip"]
+# Always linked from this environment with what they require, whatever Colab's version: a CUDA
+# torch from the index is gigabytes (and this machine's pip caps torch at what lies on its disk).
+HELD = ["torch", "torchvision"]
+UV = "uv==0.13.9"  # pinned: a uv release must not change what the lanes install
+REQUIREMENT_FILES = ["requirements.txt", "requirements-deploy.txt", "requirements-offline.txt"]
+COLAB_DIR = ROOT / "tools" / "colab"
+COLAB_SOURCE = "https://github.com/googlecolab/backend-info"
+COLAB_FILES = ["pip-freeze.gpu.txt", "os-info-gpu.txt"]
 NOTEBOOKS = ["notebooks/00_start_here.ipynb", "notebooks/transformer/week3_transformer.ipynb",
              "notebooks/dcgan/week4_training.ipynb"]
 EXTRA_SETUP = "notebooks/transformer/week4f_deploy.ipynb"  # its setup cell adds [deploy]
@@ -96,9 +115,114 @@ def reinstall_problems(text: str, before: dict[str, str], after: dict[str, str])
     return problems
 
 
+# --------------------------------------------------------------------------- Colab's list
+def parse_freeze(text: str) -> dict[str, str]:
+    """``pip freeze`` text -> {canonical name: version}; ``name @ url`` lines and comments skipped."""
+    from packaging.utils import canonicalize_name
+
+    found = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or " @ " in line or "==" not in line:
+            continue
+        name, version = line.split("==", 1)
+        found[canonicalize_name(name)] = version.strip()
+    return found
+
+
+def parse_python(os_info: str) -> str:
+    """The Python version of an ``os-info-*.txt`` (``Python 3.13.15`` line)."""
+    match = re.search(r"^Python (\d+\.\d+(?:\.\d+)?)\s*$", os_info, re.M)
+    if not match:
+        raise ValueError("no 'Python X.Y.Z' line in the OS info")
+    return match.group(1)
+
+
+def load_colab(folder: Path = COLAB_DIR) -> dict:
+    """The stored copy of Colab's list: colab.json's record plus ``packages`` and ``python``."""
+    info = json.loads((folder / "colab.json").read_text())
+    info["packages"] = parse_freeze((folder / "pip-freeze.gpu.txt").read_text())
+    python = parse_python((folder / "os-info-gpu.txt").read_text())
+    if python != info.get("python"):
+        raise ValueError(f"{folder}/colab.json says Python {info.get('python')}, os-info-gpu.txt says {python}")
+    info["python"] = python
+    return info
+
+
+def refresh(source: Path, folder: Path = COLAB_DIR, today: str | None = None) -> dict:
+    """Copy Colab's list from a clone (or bare mirror) of googlecolab/backend-info at its HEAD."""
+    import datetime
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True,
+                              check=True).stdout
+
+    commit, date = git("log", "-1", "--format=%H %cs", "HEAD").split()
+    texts = {name: git("show", f"HEAD:{name}") for name in COLAB_FILES}
+    parse_freeze(texts["pip-freeze.gpu.txt"])
+    info = {"source": COLAB_SOURCE, "commit": commit, "date": date,
+            "fetched": today or datetime.date.today().isoformat(),
+            "python": parse_python(texts["os-info-gpu.txt"]), "files": COLAB_FILES,
+            "note": "Copies of Colab's GPU runtime package list and OS info (data only). "
+                    "Refresh: make colab-refresh SRC=<clone of the source>."}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        (folder / name).write_text(text)
+    (folder / "colab.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def colab_label(colab: dict) -> str:
+    return f"Colab's list of {colab['date']} (googlecolab/backend-info {colab['commit'][:7]}, Python {colab['python']})"
+
+
+def touched_packages(colab: dict) -> list[str]:
+    """What the lane pre-installs at Colab's versions: COLAB_PACKAGES and every package of our
+    requirement files that Colab's list holds."""
+    from packaging.utils import canonicalize_name
+
+    names = {canonicalize_name(n) for n in COLAB_PACKAGES}
+    for file in REQUIREMENT_FILES:
+        for line in (ROOT / file).read_text().splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                from packaging.requirements import Requirement
+                names.add(canonicalize_name(Requirement(line).name))
+    return sorted(n for n in names if n in colab["packages"])
+
+
+def version_differences(colab_packages: dict[str, str], have: dict[str, str], names) -> list[str]:
+    """``name version (Colab: version)`` for each of ``names`` whose version here is not Colab's."""
+    from packaging.utils import canonicalize_name
+
+    have = {canonicalize_name(k): v for k, v in have.items()}
+    return [f"{n} {have.get(n, 'absent')} (Colab: {colab_packages[n]})" for n in sorted(names)
+            if n in colab_packages and have.get(n) != colab_packages[n]]
+
+
+def choose_python(colab_python: str) -> tuple[str, str]:
+    """(interpreter, why). Colab's Python only where torch can be linked for it: the linked torch
+    is this environment's, built for the running Python."""
+    want = ".".join(colab_python.split(".")[:2])
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if want == here:
+        return sys.executable, f"Python {platform_version()} (Colab's {colab_python}: same minor version)"
+    found = shutil.which(f"python{want}")
+    where = f"python{want} is at {found}, but" if found else f"this machine has no python{want}, and"
+    return sys.executable, (f"Python {platform_version()}, not Colab's {colab_python}: {where} torch is "
+                            f"linked from this environment, which is built for Python {here}")
+
+
+def platform_version() -> str:
+    import platform
+
+    return platform.python_version()
+
+
 # --------------------------------------------------------------------------- environment
-def _closure(names: list[str]) -> dict[str, metadata.Distribution]:
-    """These distributions of this environment and everything they require (with extras)."""
+def _closure(names, skip=frozenset()) -> dict[str, metadata.Distribution]:
+    """These distributions of this environment and everything they require (with extras),
+    leaving out ``skip`` (canonical names) and what only they require."""
     from packaging.requirements import Requirement
     from packaging.utils import canonicalize_name
 
@@ -108,7 +232,7 @@ def _closure(names: list[str]) -> dict[str, metadata.Distribution]:
     while todo:
         name, extras = todo.pop()
         key = (canonicalize_name(name), extras)
-        if key in seen or key[0] in NOT_LINKED:
+        if key in seen or key[0] in skip:
             continue
         seen.add(key)
         try:
@@ -170,28 +294,78 @@ output = SimpleNamespace(serve_kernel_port_as_iframe=_serve_kernel_port_as_ifram
 '''
 
 
-def build_environment(work: Path, log) -> Path:
+def held_distributions(pins: dict[str, str]) -> dict[str, metadata.Distribution]:
+    """torch, torchvision, and those of their requirements that Colab's list lacks or whose Colab
+    version the linked torch does not accept (its CUDA libraries, triton): this environment's."""
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+    from packaging.utils import canonicalize_name
+
+    closure = _closure(HELD)
+    specs: dict[str, SpecifierSet] = {}
+    for dist in closure.values():
+        for line in dist.requires or []:
+            req = Requirement(line)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                name = canonicalize_name(req.name)
+                specs[name] = specs.get(name, SpecifierSet()) & req.specifier
+    held_names = {canonicalize_name(n) for n in HELD}
+    return {name: dist for name, dist in closure.items()
+            if name in held_names or name not in pins
+            or not specs.get(name, SpecifierSet()).contains(pins[name], prereleases=True)}
+
+
+def build_environment(work: Path, log, colab: dict) -> Path:
     """The Colab-like venv; returns its python."""
+    from packaging.utils import canonicalize_name
+
+    interpreter, why = choose_python(colab["python"])
+    log(f"Python: {why}")
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([interpreter, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
     site = _site_packages(python)
-    dists = _closure(COLAB_PACKAGES)
-    own = installed(python)  # pip and setuptools of the new venv: Colab's are newer
+    pins = colab["packages"]
+    touched = touched_packages(colab)
+    held = held_distributions(pins)
+    # The rest at Colab's versions: linked where this environment has the very version (nothing
+    # to download), the others from the index below.
+    roots = (set(touched) | set(_closure(HELD))) - set(held)
+    same = {name: dist for name, dist in _closure(roots, skip=set(held)).items()
+            if pins.get(name) == dist.version}
+    dists = {**held, **same}
     dists.pop("pip", None)
-    stale = [name for name in own if name in dists and name != "pip"]
+    own = installed(python)  # pip and setuptools of the new venv
+    stale = [name for name in own if canonicalize_name(name) in dists]
     if stale:
         subprocess.run([str(python), "-m", "pip", "uninstall", "-q", "-y", *stale], check=True, env=_pip_env())
     n = link_distributions(dists.values(), site)
-    log(f"linked {len(dists)} preinstalled distributions ({n} files) from {sys.prefix}")
-    constraints = work / "preinstalled.txt"  # as the setup cell does: pip may add, not change
-    constraints.write_text("".join(f"{d.metadata['Name']}=={d.version}\n" for d in dists.values()))
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--progress-bar", "off", "-c", str(constraints),
-                    *FROM_INDEX], check=True, env=_pip_env())
+    log(f"linked {len(held)} distributions of torch/torchvision and their requirements, and {len(same)} "
+        f"at Colab's very version ({n} files) from {sys.prefix}")
+    constraints = work / "colab-constraints.txt"  # Colab's versions, except what is held at ours
+    constraints.write_text("".join(f"{name}=={version}\n" for name, version in sorted(pins.items())
+                                   if name not in held)
+                           + "".join(f"{name}=={d.version}\n" for name, d in sorted(held.items())))
+    wanted = [name for name in touched if name not in dists]
+    log(f"from the index at Colab's versions: {', '.join(f'{n}=={pins[n]}' for n in wanted) or 'nothing'}")
+    t0 = time.perf_counter()
+    subprocess.run([str(uv(work)), "pip", "install", "-q", "--python", str(python), "-c", str(constraints),
+                    *wanted], check=True, env=_pip_env())
+    log(f"installed with {UV} in {time.perf_counter() - t0:.0f} s")
     (site / "google" / "colab").mkdir(parents=True)
     (site / "google" / "colab" / "__init__.py").write_text(STUB)
     (site / "colab_stub.pth").write_text("import google.colab\n")  # Colab imports it at start-up
     return python
+
+
+def uv(work: Path) -> Path:
+    """A pinned uv in ``work/uv`` (pip installs it from the index, a few MB): it installs the
+    lanes' packages in parallel, several times faster than pip. It does not read pip's
+    configuration, so each lane passes its constraints (torch held at this environment's)."""
+    target = work / "uv"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--progress-bar", "off", "--target", str(target),
+                    UV], check=True, env=_pip_env())
+    return target / "bin" / "uv"
 
 
 def _pip_env() -> dict[str, str]:
@@ -223,9 +397,85 @@ def snapshot(work: Path, ref: str) -> Path:
 
 
 # --------------------------------------------------------------------------- kernels
+class Watchdog:
+    """Per-cell watchdog: a cell that receives no message from the kernel (output, status,
+    widget traffic) for ``stall`` seconds is a stall. It is recorded (which cell, how long) and
+    the kernel interrupted, then killed if the cell still does not end, so a stall costs
+    ``stall`` seconds, not the cell timeout, and is reported as a stall, not as a failure of
+    the notebook's code."""
+
+    def __init__(self, stall: float, grace: float = 20.0):
+        self.stall, self.grace = stall, grace
+        self.cell: tuple[int, str] | None = None
+        self.last = time.monotonic()
+        self.stalls: list[str] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    def busy(self, index: int, source: str) -> None:
+        with self._lock:
+            self.cell, self.last = (index, source.strip().splitlines()[0][:80] if source.strip() else ""), time.monotonic()
+
+    def alive(self) -> None:
+        self.last = time.monotonic()
+
+    def idle(self) -> None:
+        with self._lock:
+            self.cell = None
+
+    def stalled_for(self, now: float | None = None) -> float:
+        """Seconds the current cell has gone without a message beyond ``stall`` (0: not stalled)."""
+        with self._lock:
+            if self.cell is None:
+                return 0.0
+            quiet = (now if now is not None else time.monotonic()) - self.last
+        return quiet if quiet >= self.stall else 0.0
+
+    def watch(self, pid_of) -> None:
+        """Thread body: interrupt (SIGINT), then kill (SIGKILL) a stalled kernel."""
+        import signal
+
+        while not self._stop.wait(1.0):
+            quiet = self.stalled_for()
+            if not quiet:
+                continue
+            index, first = self.cell or (-1, "")
+            self.stalls.append(f"cell {index} ({first!r}) stalled: no message from the kernel for {quiet:.0f} s")
+            pid = pid_of()
+            for sig in (signal.SIGINT, signal.SIGKILL):
+                if pid:
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        break
+                if self._stop.wait(self.grace) or self.cell is None:
+                    break
+            self.idle()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def watched_client(nb, watchdog: Watchdog, **kwargs):
+    """An nbclient NotebookClient whose cells report to ``watchdog``."""
+    from nbclient import NotebookClient
+
+    class Client(NotebookClient):
+        def process_message(self, msg, cell, cell_index):
+            watchdog.alive()
+            return super().process_message(msg, cell, cell_index)
+
+    client = Client(nb, **kwargs)
+    client.on_cell_execute = lambda cell, cell_index: watchdog.busy(cell_index, cell.source)
+    client.on_cell_executed = lambda **_: watchdog.idle()
+    return client
+
+
 class Lane:
-    def __init__(self, work: Path, python: Path, repo_url: str, timeout: int):
+    def __init__(self, work: Path, python: Path, repo_url: str, timeout: int, stall: int = 120):
         self.work, self.python, self.repo_url, self.timeout = work, python, repo_url, timeout
+        self.stall = stall
+        self.stalls: list[str] = []
         self.content = work / "content"
         self.content.mkdir(exist_ok=True)
         spec = work / "jupyter" / "kernels" / "colab-lane"
@@ -248,15 +498,27 @@ class Lane:
 
     def run(self, nb, **env: str) -> tuple[str, Exception | None]:
         """Execute ``nb`` in a fresh kernel; returns (all text output, the error or None)."""
-        from nbclient import NotebookClient
-
-        client = NotebookClient(nb, timeout=self.timeout, kernel_name="colab-lane",
+        watchdog = Watchdog(self.stall)
+        client = watched_client(nb, watchdog, timeout=self.timeout, kernel_name="colab-lane",
                                 resources={"metadata": {"path": str(self.content)}})
+
+        def pid():
+            process = getattr(getattr(client.km, "provisioner", None), "process", None)
+            return getattr(process, "pid", None)
+
+        thread = threading.Thread(target=watchdog.watch, args=(pid,), daemon=True)
+        thread.start()
         error = None
         try:
             client.execute(env=self.env(**env))
         except Exception as exc:  # noqa: BLE001 - the caller decides
             error = exc
+        finally:
+            watchdog.stop()
+            thread.join()
+        self.stalls += watchdog.stalls
+        if watchdog.stalls:
+            error = RuntimeError("STALLED: " + "; ".join(watchdog.stalls) + (f" (then: {error})" if error else ""))
         return _text(nb), error
 
 
@@ -290,8 +552,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="build in this folder and keep it (default: a temp folder)")
     parser.add_argument("--notebooks", nargs="*", default=NOTEBOOKS, help="notebooks to run top to bottom")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    parser.add_argument("--stall", type=int, default=120,
+                        help="seconds a busy cell may go without output before it is reported as stalled")
+    parser.add_argument("--refresh", type=Path, metavar="BACKEND_INFO",
+                        help=f"copy Colab's list from a clone of {COLAB_SOURCE} into tools/colab/ and exit")
     args = parser.parse_args(argv)
+    if args.refresh:
+        info = refresh(args.refresh)
+        print(f"tools/colab/ now holds {colab_label(info)}; run make colab, then commit tools/colab/")
+        return 0
     import nbformat
+
+    colab = load_colab()
 
     start = time.perf_counter()
     failures: list[str] = []
@@ -305,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep.exists():
             shutil.rmtree(args.keep)
         args.keep.mkdir(parents=True)
-        work = args.keep
+        work = args.keep.resolve()  # the kernels start in content/: every path absolute
     else:
         (ROOT / "build").mkdir(exist_ok=True)  # beside .venv: hard links need the same file system
         work = Path(tempfile.mkdtemp(prefix="colab-lane-", dir=ROOT / "build"))
@@ -314,12 +586,21 @@ def main(argv: list[str] | None = None) -> int:
         ref = nbtools.repo_settings()["ref"]
         repo = snapshot(work, ref)
         print(f"{repo} @ {ref}")
-        step("Colab-like environment")
-        python = build_environment(work, print)
-        lane = Lane(work, python, f"file://{repo}", args.timeout)
+        step(f"Colab-like environment from {colab_label(colab)}")
+        python = build_environment(work, print, colab)
+        lane = Lane(work, python, f"file://{repo}", args.timeout, args.stall)
         before = installed(python)
         print(f"{len(before)} packages preinstalled, e.g. ipywidgets {before.get('ipywidgets')}, "
               f"torch {before.get('torch')}, transformers {before.get('transformers')}")
+        differs = version_differences(colab["packages"], before, touched_packages(colab))
+        print(f"not at Colab's version (held: torch is linked, never downloaded): {', '.join(differs) or 'none'}")
+        failures += [f"pre-installed {d}, which is not held" for d in differs
+                     if d.split()[0] not in {"torch", "torchvision"}]
+        print(f"kernels: Colab's ipykernel {before.get('ipykernel')} / jupyter_client {before.get('jupyter_client')} "
+              f"in the venv, driven by this environment's nbclient {metadata.version('nbclient')} / jupyter_client "
+              f"{metadata.version('jupyter_client')} (Colab's own nbclient {colab['packages'].get('nbclient')} / "
+              f"jupyter_client {colab['packages'].get('jupyter-client')} can stall on week 3's widget cell), with a "
+              f"watchdog: a cell silent for {args.stall} s is reported as a stall")
 
         step("setup cell, wrong repository: the clear message, nothing installed")
         wrong = f"file://{work}/no-such-repo"
@@ -377,7 +658,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {time.perf_counter() - start:7.1f} s  total")
     for failure in failures:
         print("FAILED:", failure)
-    print(f"Colab-like lane: {'FAILED' if failures else 'passed'} ({len(failures)} problem(s))")
+    print(f"Colab-like lane: {'FAILED' if failures else 'passed'} ({len(failures)} problem(s)); tested against "
+          f"{colab_label(colab)}, on Python {platform_version()}")
     return 1 if failures else 0
 
 
