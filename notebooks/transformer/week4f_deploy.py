@@ -67,7 +67,7 @@ import sys
 import tempfile
 
 REPO, REF = os.environ.get("CURRICULUM_REPO", REPO), os.environ.get("CURRICULUM_REF", REF)
-if any(importlib.util.find_spec(name) is None for name in ('helpers', 'onnx', 'onnxruntime', 'fastapi', 'pydantic', 'uvicorn')):
+if any(importlib.util.find_spec(name) is None for name in ('helpers', 'onnx', 'onnxruntime', 'fastapi', 'pydantic', 'uvicorn', 'h11')):
     if os.path.isdir("../helpers") or os.path.isdir("../../helpers"):  # a clone without its packages
         raise ImportError("`helpers` is not installed for this kernel. In the repository run `make setup` "
                           "(or pip install -e '.[deploy,offline]'), then restart the kernel.")
