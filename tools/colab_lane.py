@@ -547,6 +547,16 @@ def setup_cell_notebook(rel_ipynb: str):
 
 
 # --------------------------------------------------------------------------- main
+def report_steps(lane: str, times: list[tuple[str, float]], start: float, failures: list[str]) -> None:
+    """Each step's wall time (``times``: (name, start) pairs, the last one "end"), the total, the failures."""
+    print(f"\n{lane}, wall time per step:")
+    for (name, t0), (_, t1) in zip(times, times[1:]):
+        print(f"  {t1 - t0:7.1f} s  {name}")
+    print(f"  {time.perf_counter() - start:7.1f} s  total")
+    for failure in failures:
+        print("FAILED:", failure)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", type=Path, help="build in this folder and keep it (default: a temp folder)")
@@ -652,12 +662,7 @@ def main(argv: list[str] | None = None) -> int:
         times.append(("end", time.perf_counter()))
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print("\nColab-like lane, wall time per step:")
-    for (name, t0), (_, t1) in zip(times, times[1:]):
-        print(f"  {t1 - t0:7.1f} s  {name}")
-    print(f"  {time.perf_counter() - start:7.1f} s  total")
-    for failure in failures:
-        print("FAILED:", failure)
+    report_steps("Colab-like lane", times, start, failures)
     print(f"Colab-like lane: {'FAILED' if failures else 'passed'} ({len(failures)} problem(s)); tested against "
           f"{colab_label(colab)}, on Python {platform_version()}")
     return 1 if failures else 0

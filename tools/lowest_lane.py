@@ -41,7 +41,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-from colab_lane import UV, _closure, _pip_env, _site_packages, installed, link_distributions, uv  # noqa: E402
+from colab_lane import (  # noqa: E402
+    UV,
+    _closure,
+    _pip_env,
+    _site_packages,
+    installed,
+    link_distributions,
+    report_steps,
+    uv,
+)
 
 REQUIREMENT_FILES = ["requirements.txt", "requirements-deploy.txt", "requirements-offline.txt",
                      "requirements-dev.txt"]
@@ -230,12 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         times.append(("end", time.perf_counter()))
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print("\nLowest-versions lane, wall time per step:")
-    for (name, t0), (_, t1) in zip(times, times[1:]):
-        print(f"  {t1 - t0:7.1f} s  {name}")
-    print(f"  {time.perf_counter() - start:7.1f} s  total")
-    for failure in failures:
-        print("FAILED:", failure)
+    report_steps("Lowest-versions lane", times, start, failures)
     held_text = ", ".join(f"{k} {v}" for k, v in held.items()) or "torch, torchvision"
     print(f"Lowest-versions lane: {'FAILED' if failures else 'passed'} ({len(failures)} problem(s)); "
           f"held, not at their floors (untested offline here; Colab's come from make colab): {held_text}")

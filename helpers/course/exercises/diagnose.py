@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from helpers.course.exercises.base import ExerciseError
+from helpers.course.exercises.base import ExerciseError, max_err
 
 MARK = "Found:"
 
@@ -107,15 +107,6 @@ def close(a, b, *, rtol: float = 1e-5, atol: float = 1e-5) -> bool:
     same_inf = torch.isinf(a) & (a == b)
     ok = both_nan | same_inf | ((a - b).abs() <= atol + rtol * b.abs())
     return bool(ok.all())
-
-
-def max_err(a, b) -> str:
-    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)) and len(a) == len(b):
-        return ", ".join(max_err(x, y) for x, y in zip(a, b))
-    try:
-        return f"{float((torch.as_tensor(a).double() - torch.as_tensor(b).double()).abs().max()):.3g}"
-    except Exception:  # noqa: BLE001 - shapes differ
-        return "n/a"
 
 
 def shape_of(x) -> str:
