@@ -20,3 +20,26 @@ def local(clean_env, monkeypatch):
     data.mkdir()
     monkeypatch.setenv("CURRICULUM_DATA_DIR", str(data))
     return data
+
+
+def pytest_configure(config):
+    """Under ``CURRICULUM_CLOCK_SHIFT_DAYS`` (tools/clockshift), the calendar must really be
+    shifted: a shift that silently did not happen would make CI's year-ahead run prove nothing."""
+    import os
+
+    days = os.environ.get("CURRICULUM_CLOCK_SHIFT_DAYS")
+    if not days:
+        return
+    import time
+
+    try:
+        import time_machine
+    except ImportError:
+        pytest.exit("CURRICULUM_CLOCK_SHIFT_DAYS is set but time-machine is not installed. Fix: make setup", 2)
+    hatch = time_machine.escape_hatch
+    shifted = (time.time() - hatch.time.time()) / 86400 if hatch.is_travelling() else 0.0
+    if abs(shifted - float(days)) > 1:
+        why = os.environ.get("CURRICULUM_CLOCK_SHIFT_ERROR", "tools/clockshift is not on PYTHONPATH")
+        pytest.exit(f"CURRICULUM_CLOCK_SHIFT_DAYS={days} but the clock is shifted by {shifted:.2f} days ({why}). "
+                    f"Fix: CURRICULUM_CLOCK_SHIFT_DAYS={days} PYTHONPATH=tools/clockshift make test", 2)
+    print(f"clock shifted by {shifted:.1f} days: today is {__import__('datetime').date.today()} here")
