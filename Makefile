@@ -5,13 +5,14 @@ BIN     = $(VENV)/bin
 PY      = $(BIN)/python
 NOTEBOOK_TIMEOUT ?= 300
 
-.PHONY: help setup test lint unit robustness notebooks profiles check-sync sync student lab new clean bench determinism demo colab
+.PHONY: help setup setup-dev test lint unit robustness notebooks profiles check-sync sync student lab new clean bench determinism demo colab
 
 help:
-	@echo "make setup   create $(VENV) and install requirements, test tools and helpers (editable)"
+	@echo "make setup   create $(VENV) with helpers (editable), the notebooks' packages and JupyterLab"
+	@echo "make setup-dev   make setup + the test and lint tools (make test runs it when they are missing)"
 	@echo "make test    lint, unit tests, then every notebook (smoke profile, nbval), the profile switch, the pairing check"
 	@echo "make lint    ruff: lint and import order of helpers, tests, tools and the notebooks' .py sources"
-	@echo "make lab     open JupyterLab in $(VENV)"
+	@echo "make lab     open JupyterLab on this folder (from $(VENV), or the active conda environment)"
 	@echo "make sync    rewrite every notebook pair (.py <-> .ipynb), badges and setup cells, and exercises/"
 	@echo "make student regenerate the exercise notebooks in exercises/ from the solution notebooks"
 	@echo "make new NB=notebooks/<track>/<name> TITLE='...'   start a notebook from the template"
@@ -29,15 +30,25 @@ help:
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
+# What a learner needs: the course package with the extras the notebooks use, and JupyterLab.
+# pip prints what it installs (a few minutes the first time: torch is the big one).
 setup: $(PY)
-	$(PY) -m pip install -q --progress-bar off -r requirements.txt -r requirements-deploy.txt \
-		-r requirements-offline.txt -r requirements-dev.txt
-	$(PY) -m pip install -q --progress-bar off --no-deps -e .
+	$(PY) -m pip install --progress-bar on -r requirements.txt -r requirements-deploy.txt \
+		-r requirements-offline.txt -r requirements-lab.txt
+	$(PY) -m pip install -q --no-deps -e .
 	@$(PY) -c "import helpers, torch; print('helpers', helpers.__version__, '| torch', torch.__version__, '| CUDA', torch.cuda.is_available())"
+	@echo "Next: make lab (JupyterLab on this folder), then open notebooks/00_start_here.ipynb"
 
-# Fail early, and say what to do, when `make setup` has not been run.
+# Everything above plus the test and lint tools (pytest, nbval, ruff, jupytext, Selenium ...):
+# `make test` and CI run it themselves when the tools are missing.
+setup-dev: setup
+	$(PY) -m pip install --progress-bar on -r requirements-dev.txt
+
+# The test tools, installed on first use: `make test` works right after `make setup` (or on a
+# fresh clone: it runs `make setup-dev`, which runs `make setup`).
 $(BIN)/pytest:
-	@echo "No test environment in $(VENV). Run 'make setup' first." >&2; exit 1
+	@echo "make: the test tools are not installed in $(VENV) yet; installing them (make setup-dev)"
+	$(MAKE) --no-print-directory setup-dev
 
 # Each stage in turn, timed; the times are printed at the end (and when a stage fails), so a slow
 # stage is visible. Target: <= 10 minutes on 2 quiet cores.
@@ -87,8 +98,12 @@ sync: $(BIN)/pytest
 student: $(BIN)/pytest
 	$(PY) tools/nbtools.py student
 
-lab: $(BIN)/pytest
-	$(PY) -m pip install -q "jupyterlab>=4" && $(BIN)/jupyter lab notebooks
+# JupyterLab at the top of the repository (notebooks/, exercises/ and docs/ all visible), from
+# $(VENV) after `make setup`, or from the active environment (conda: environment.yml) without one.
+lab:
+	@if [ -x $(BIN)/jupyter-lab ]; then exec $(BIN)/jupyter-lab --notebook-dir=.; \
+	elif command -v jupyter-lab >/dev/null; then echo "using $$(command -v jupyter-lab) (no $(VENV) here)"; exec jupyter-lab --notebook-dir=.; \
+	else echo "No JupyterLab found. Fix: make setup (a .venv with JupyterLab), or conda env create -f environment.yml && conda activate curriculum" >&2; exit 1; fi
 
 new: $(BIN)/pytest
 	@test -n "$(NB)" -a -n "$(TITLE)" || { echo "usage: make new NB=notebooks/<track>/<name> TITLE='Week N: ...'" >&2; exit 2; }

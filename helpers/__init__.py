@@ -22,6 +22,9 @@ Importing `helpers` is cheap: submodules load on first use.
 from importlib import import_module as _import_module
 
 __version__ = "0.1.0"
+# The mark every notebook's setup cell looks for: the `helpers` it finds is this course's package,
+# not a learner's own helpers.py or another package of that name.
+__curriculum__ = "paper-curriculum/attention-dcgan"
 
 _SUBMODULES = ("runtime", "transformer", "translation", "summarization", "dcgan", "dcgan_ablations",
                "gan_metrics", "course", "ops")

@@ -119,5 +119,11 @@ def test_pyproject_declares_each_extra_and_make_setup_installs_all():
     assert optional["offline"]["file"] == ["requirements-offline.txt"]
     makefile = (ROOT / "Makefile").read_text()
     setup = makefile[makefile.index("\nsetup:"):makefile.index("--no-deps -e .")]
-    for file in ("requirements.txt", "requirements-deploy.txt", "requirements-offline.txt", "requirements-dev.txt"):
+    for file in ("requirements.txt", "requirements-deploy.txt", "requirements-offline.txt", "requirements-lab.txt"):
         assert f"-r {file}" in setup, f"make setup does not install {file}"
+    assert "requirements-dev.txt" not in setup, "the test tools belong to make setup-dev, not a learner's make setup"
+    dev = makefile[makefile.index("\nsetup-dev:"):]
+    dev = dev[:dev.index("\n\n")]
+    assert "setup-dev: setup" in dev and "-r requirements-dev.txt" in dev
+    # `make test` on a fresh clone installs the test tools itself
+    assert "$(BIN)/pytest:\n" in makefile and "$(MAKE) --no-print-directory setup-dev" in makefile

@@ -15,6 +15,7 @@ Both training loops (Transformer week 3, DCGAN week 4) hand their bookkeeping to
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -34,6 +35,10 @@ from helpers.runtime.checkpoints import (
 from helpers.runtime.failures import non_finite_loss_error
 from helpers.runtime.files import set_aside
 from helpers.runtime.history import History, progress
+
+# What the progress bar shows beside the step count, as soon as a value is logged: losses and
+# the validation figures (BLEU, FID, accuracy, perplexity), not the learning rate or norms.
+_SHOWN = re.compile(r"loss|bleu|fid|acc|ppl|perplexity", re.I)
 
 
 def _generators(loader) -> list[torch.Generator]:
@@ -141,6 +146,7 @@ class ResumableRun:
         self.seconds = 0.0
         self._order: dict | None = None
         self._pending_rng = None
+        self._bar, self._postfix = None, {}
         if self.path is not None and self.path.exists():
             self._resume(architecture)
         elif self.keep and self.dist.is_main:  # a fresh run: older snapshots are not its own
@@ -214,8 +220,8 @@ class ResumableRun:
     def __iter__(self) -> Iterator[int]:
         self._restore_rng()
         start = time.perf_counter()
-        bar = progress(total=self.steps, initial=self.step, desc=self.desc,
-                       disable=not self.dist.is_main)
+        bar = self._bar = progress(total=self.steps, initial=self.step, desc=self.desc,
+                                   disable=not self.dist.is_main)
         first = self.step
         if first and self.dist.is_main:
             print(f"Resuming from step {first} of {self.steps} ({self.path})." if first < self.steps else
@@ -247,6 +253,7 @@ class ResumableRun:
                     break
         finally:
             bar.close()
+            self._bar = None
         if self.step > first:  # a finished run that was only loaded adds nothing to its history
             self.history.log(self.step, epochs=self.epoch, seconds=self.seconds)
         self.history.run_summary = {**self.summary(), "resumed_from": first,
@@ -275,6 +282,10 @@ class ResumableRun:
         plain = {k: self.dist.global_mean(v) if isinstance(v, torch.Tensor) else float(v)
                  for k, v in values.items()}
         self.history.log(step, **plain)
+        shown = {k: v for k, v in plain.items() if _SHOWN.search(k)}
+        if shown and getattr(self, "_bar", None) is not None:  # live feedback: the latest loss on the bar
+            self._postfix.update({k: f"{v:.4g}" for k, v in shown.items()})
+            self._bar.set_postfix(self._postfix, refresh=False)
 
     def summary(self) -> dict[str, Any]:
         """Steps done of planned, why the run ended early (None: it finished) and the time

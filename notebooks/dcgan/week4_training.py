@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version,-accelerator,-colab
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -50,7 +50,10 @@
 # (= python tools/nbtools.py sync --repo owner/name --ref <tag>).
 # On Colab, KEEP_ON_DRIVE = True keeps runs/, checkpoints and downloads on Google Drive, so a
 # disconnect loses nothing: run the notebook again and training continues where it stopped.
+# PROFILE: the size of every run here ("auto": full on a GPU, local without one; smoke: a
+# one-minute check; see README, "Run profiles").
 KEEP_ON_DRIVE = False  # @param {type:"boolean"}
+PROFILE = "auto"  # @param ["auto", "smoke", "local", "full"]
 REPO = "paper-curriculum/attention-dcgan"  # owner/name on GitHub, or a git URL
 REF = "v0.1.0"  # a tag or commit, never a branch
 import importlib.metadata
@@ -61,6 +64,14 @@ import subprocess
 import sys
 import tempfile
 
+if PROFILE != "auto":
+    os.environ["CURRICULUM_PROFILE"] = PROFILE
+found = importlib.util.find_spec("helpers")  # ours carries __curriculum__ (or is curriculum-helpers' package)
+if found and not (found.origin and ("__curriculum__" in open(found.origin).read() or "curriculum-helpers" in
+                                    importlib.metadata.packages_distributions().get("helpers", []))):
+    raise ImportError(f"The `helpers` Python finds here is {found.origin or list(found.submodule_search_locations)}, "
+                      f"not this course's package (a file or folder of that name shadows it). Fix: rename or "
+                      f"move it, then restart the kernel (Colab: Runtime -> Restart session) and run this cell again.")
 REPO, REF = os.environ.get("CURRICULUM_REPO", REPO), os.environ.get("CURRICULUM_REF", REF)
 if any(importlib.util.find_spec(name) is None for name in ('helpers',)):
     if os.path.isdir("../helpers") or os.path.isdir("../../helpers"):  # a clone without its packages
@@ -605,3 +616,6 @@ print(path.read_text())
 # 3. Which diagnostic in section 7 would you trust most, and why can each one be fooled?
 #
 # **Next:** the final project: your own dataset, FID, and the paper's representation test.
+
+# %% [markdown]
+# **Next notebook:** [DCGAN · Week 4b: the guidelines switched off one at a time](https://colab.research.google.com/github/paper-curriculum/attention-dcgan/blob/v0.1.0/notebooks/dcgan/week4b_ablations.ipynb) (`notebooks/dcgan/week4b_ablations.ipynb` in your clone)
