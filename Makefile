@@ -100,9 +100,10 @@ student: $(BIN)/pytest
 
 # JupyterLab at the top of the repository (notebooks/, exercises/ and docs/ all visible), from
 # $(VENV) after `make setup`, or from the active environment (conda: environment.yml) without one.
+LAB_ARGS = --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 lab:
-	@if [ -x $(BIN)/jupyter-lab ]; then exec $(BIN)/jupyter-lab --notebook-dir=.; \
-	elif command -v jupyter-lab >/dev/null; then echo "using $$(command -v jupyter-lab) (no $(VENV) here)"; exec jupyter-lab --notebook-dir=.; \
+	@if [ -x $(BIN)/jupyter-lab ]; then exec $(BIN)/jupyter-lab $(LAB_ARGS); \
+	elif command -v jupyter-lab >/dev/null; then echo "using $$(command -v jupyter-lab) (no $(VENV) here)"; exec jupyter-lab $(LAB_ARGS); \
 	else echo "No JupyterLab found. Fix: make setup (a .venv with JupyterLab), or conda env create -f environment.yml && conda activate curriculum" >&2; exit 1; fi
 
 new: $(BIN)/pytest
