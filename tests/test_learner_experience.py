@@ -134,3 +134,13 @@ def test_progress_bar_shows_the_latest_loss(capsys):
         postfixes.append(dict(run._postfix))
     assert postfixes[0] == {"train_loss": "1"} and postfixes[-1] == {"train_loss": "0.3333", "val_loss": "0.75"}
     assert "train_loss=0.333" in capsys.readouterr().err
+
+
+def test_tensorboard_hint_names_the_real_folder(tmp_path, monkeypatch, capsys):
+    from helpers.runtime import env
+
+    monkeypatch.setenv("CURRICULUM_RUNS_DIR", str(tmp_path / "drive" / "runs"))  # as KEEP_ON_DRIVE sets it
+    log_dir = env.runs_dir() / "dcgan" / "week4_training" / "tensorboard" / "smoke"
+    text = env.tensorboard_hint(log_dir)
+    assert f'--logdir "{log_dir.resolve()}"' in text and "%tensorboard" in text
+    assert text in capsys.readouterr().out

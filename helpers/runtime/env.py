@@ -115,6 +115,16 @@ def keep_on_drive(folder: str = "curriculum") -> Path | None:
     return base
 
 
+def tensorboard_hint(log_dir: Path) -> str:
+    """How to watch ``log_dir`` live, with the real folder (on Google Drive after
+    ``KEEP_ON_DRIVE``): the Colab/Jupyter magic and the terminal command. Printed and returned."""
+    folder = Path(log_dir).resolve()
+    text = (f"Watch this run live in TensorBoard: in a notebook cell `%load_ext tensorboard` then "
+            f"`%tensorboard --logdir \"{folder}\"`; or in a terminal `tensorboard --logdir \"{folder}\"`.")
+    print(text)
+    return text
+
+
 def on_drive(path: Path) -> bool:
     try:
         Path(path).resolve().relative_to(DRIVE_ROOT.resolve())
