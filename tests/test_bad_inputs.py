@@ -505,3 +505,25 @@ def test_a_notebook_run_twice_in_one_kernel(cells, expected, tmp_path):
     for fragment in expected:
         assert any(fragment in p for p in problems), (fragment, problems)
     assert len(problems) == len(expected), problems
+
+
+def test_determinism_compares_records_that_name_their_own_runs_folder(tmp_path):
+    """Two runs in different folders (CI: runs/make-test and runs/make-test-again) are the same run
+    when a record names its own folder, absolute or as `<folder>/...` (week 4f's bundle and
+    checkpoint sources); a real difference in such a path is still reported."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("determinism", Path(__file__).parent.parent / "tools" / "determinism.py")
+    determinism = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(determinism)
+    first, second = tmp_path / "runs" / "make-test", tmp_path / "runs" / "make-test-again"
+
+    def record(runs, step=600):
+        return {"metrics": {"x": 1.0}, "extra": {
+            "bundle": f"{runs.name}/deploy", "bundle_abs": str(runs / "deploy"),
+            "source": f"{runs.name}/dcgan/week4_training/checkpoints/smoke/dcgan.pt (week 4, step {step})"}}
+
+    diffs, _, n = determinism.compare(record(first), record(second), runs=(first, second))
+    assert diffs == [] and n == 4
+    diffs, _, _ = determinism.compare(record(first), record(second, step=599), runs=(first, second))
+    assert len(diffs) == 1 and "extra/source" in diffs[0] and "step 599" in diffs[0]

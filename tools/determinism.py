@@ -10,9 +10,10 @@ three times with ``CURRICULUM_PROFILE=smoke`` (nbclient):
 2. in another fresh kernel with another empty runs folder, so nothing of run 1 can leak in;
 3. in run 2's kernel again ("Run all" twice), see :func:`run_twice_in_one_kernel`.
 
-CI passes ``--first-runs runs/ci-first``: ``make test`` has just run every notebook once in a
-fresh kernel (with the same fixed thread count), so those runs serve as run 1; and
-``--second-runs runs/make-test``: the second ``make test`` (a year ahead), compared with run 1 too.
+CI passes ``--first-runs runs/make-test``: ``make test`` has just run every notebook once in a
+fresh kernel (with the same fixed thread count), so those runs serve as run 1 (left where they were
+written: a record may name its own folder); and ``--second-runs runs/make-test-again``: the second
+``make test`` (a year ahead, ``TEST_RUNS=runs/make-test-again``), compared with run 1 too.
 
 Runs 1 and 2 must give the same metrics.json values, exactly (no tolerance); run 3 must give
 run 2's values too, with no History grown and no extra output file. The notebooks run in path
@@ -89,10 +90,12 @@ def split_excluded(record: dict) -> tuple[dict[str, object], list[str]]:
 
 
 def _relative(record: dict, runs: Path | None) -> dict:
-    """The record with its runs folder written as ``<runs>`` (each run has its own folder)."""
+    """The record with its runs folder written as ``<runs>`` (each run has its own folder): the
+    absolute path, and the ``<folder name>/...`` form :func:`helpers.ops.demo.shown_path` records."""
     if runs is None:
         return record
-    return json.loads(json.dumps(record).replace(str(runs), "<runs>"))
+    text = json.dumps(record).replace(str(runs), "<runs>")
+    return json.loads(re.sub(r'(?<=["\s(])' + re.escape(runs.name) + "/", "<runs>/", text))
 
 
 def compare(first: dict, second: dict, runs: tuple[Path, Path] | None = None

@@ -289,7 +289,7 @@ path = write_metrics(
      "identical_greedy_translations": parity.identical, "parity_sentences": parity.sentences,
      "generator_max_abs_error": pixel_err, "latency_ms": latency},
     config=cfg, extra={"translator_source": tr_source, "generator_source": g_source,
-                       "bundle": str(bundle)})
+                       "bundle": demo.shown_path(bundle)})
 print(path)
 
 # %% [markdown]
