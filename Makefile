@@ -68,7 +68,7 @@ lint: $(BIN)/pytest
 	$(BIN)/ruff check .
 
 unit: $(BIN)/pytest
-	CURRICULUM_PROFILE=smoke $(BIN)/pytest -m "not robustness" tests
+	CURRICULUM_PROFILE=smoke $(BIN)/pytest -m "not robustness" --durations=15 tests
 
 # The SIGKILL loops of the checkpoint writer (tests marked `robustness`, about 2 minutes): not in
 # `make test`, run by CI after it.

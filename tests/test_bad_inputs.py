@@ -527,3 +527,9 @@ def test_determinism_compares_records_that_name_their_own_runs_folder(tmp_path):
     assert diffs == [] and n == 4
     diffs, _, _ = determinism.compare(record(first), record(second, step=599), runs=(first, second))
     assert len(diffs) == 1 and "extra/source" in diffs[0] and "step 599" in diffs[0]
+    # a year-ahead rerun (CI) must show the shift in the notebook's own written_at
+    today, ahead = {"written_at": "2026-12-03T10:00:00+00:00"}, {"written_at": "2027-12-03T10:20:00+00:00"}
+    assert determinism.clock_shift_problem(today, ahead, days=365) is None
+    assert determinism.clock_shift_problem(today, ahead, days=0) is None
+    assert "not shifted" in determinism.clock_shift_problem(today, dict(today), days=365)
+    assert "cannot tell" in determinism.clock_shift_problem(today, {}, days=365)

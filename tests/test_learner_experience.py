@@ -144,3 +144,42 @@ def test_tensorboard_hint_names_the_real_folder(tmp_path, monkeypatch, capsys):
     text = env.tensorboard_hint(log_dir)
     assert f'--logdir "{log_dir.resolve()}"' in text and "%tensorboard" in text
     assert text in capsys.readouterr().out
+
+
+LIVE_CELLS = [
+    "import time, torch\n"
+    "from helpers.runtime import config\n"
+    "from helpers.runtime.run import ResumableRun\n"
+    "config.PROFILE_SETTINGS[config.get_profile(warn=False)]['live_plot_every_s'] = 0.2\n"
+    "model = torch.nn.Linear(1, 1)\n"
+    "run = ResumableRun(steps=12, model=model, desc='toy')\n"
+    "from helpers.runtime.history import LiveCurve\n"
+    "draws, draw = [], LiveCurve.draw\n"
+    "LiveCurve.draw = lambda self: (draws.append(len(self.history)), draw(self))\n"
+    "for step in run:\n"
+    "    time.sleep(0.05)\n"
+    "    run.log(step, loss=1.0 / step)\n"
+    "print('draws', len(draws))\n",
+]
+
+
+def test_the_loss_curve_redraws_in_place_while_a_notebook_trains():
+    """In a notebook kernel (not CI) the loss curve is drawn under the bar and then updated in
+    the same output (display_id), at most every `live_plot_every_s`; in plain Python, in CI and
+    in the smoke profile there is none."""
+    from nbclient import NotebookClient
+
+    from helpers.runtime import config
+    from helpers.runtime.history import History, LiveCurve
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in LIVE_CELLS])
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    NotebookClient(nb, timeout=120, kernel_name="python3").execute(env=env)
+    outputs = nb.cells[0].outputs
+    shown = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    draws = int(printed.split("draws ")[1].split()[0])
+    assert 2 <= draws <= 12 * 0.05 / 0.2 + 1, printed  # redrawn, throttled by live_plot_every_s
+    assert len(shown) == 1, [o.output_type for o in outputs]  # one figure, updated in place
+    assert LiveCurve.maybe(History(), every_s=1) is None  # plain Python: no kernel
+    assert config.PROFILE_SETTINGS["smoke"]["live_plot_every_s"] == 0

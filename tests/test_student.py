@@ -88,8 +88,10 @@ def test_student_notebook_runs_and_every_blank_is_caught(path, tmp_path, monkeyp
     # code as the solution notebook, which `make test` runs in full.
     last_check = max(i for i, c in enumerate(nb.cells) if "exercises.check(" in c.source)
     nb.cells = nb.cells[:last_check + 1]
-    # any error in any cell fails here (CellExecutionError names the cell and the exception)
-    NotebookClient(nb, timeout=300, kernel_name="python3",
+    # any error in any cell fails here (CellExecutionError names the cell and the exception); the
+    # timeout only catches a hang (DCGAN week 4 trains before its last check and passed 300 s on a
+    # loaded 2-core machine here while passing in CI), it is not a speed test
+    NotebookClient(nb, timeout=900, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     printed = "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
                         for out in cell.get("outputs", []) if out.get("output_type") == "stream")

@@ -12,8 +12,8 @@ three times with ``CURRICULUM_PROFILE=smoke`` (nbclient):
 
 CI passes ``--first-runs runs/make-test``: ``make test`` has just run every notebook once in a
 fresh kernel (with the same fixed thread count), so those runs serve as run 1 (left where they were
-written: a record may name its own folder); and ``--second-runs runs/make-test-again``: the second
-``make test`` (a year ahead, ``TEST_RUNS=runs/make-test-again``), compared with run 1 too.
+written: a record may name its own folder). ``--second-runs DIR``: another folder of fresh-kernel
+runs (e.g. a second ``make test TEST_RUNS=DIR``), compared with run 1 too.
 
 Runs 1 and 2 must give the same metrics.json values, exactly (no tolerance); run 3 must give
 run 2's values too, with no History grown and no extra output file. The notebooks run in path
@@ -27,6 +27,11 @@ normal outcome: plots show what was logged, checks of the finished result say "n
 metrics.json records the stop); run 2 must then say it resumes at that step, finish, pass every
 check and still match run 1 exactly. The DCGAN final project (:data:`ISOLATED`) continues week
 4's finished checkpoint in run 2's folder, so it is stopped and resumed in a folder of its own.
+
+Under ``CURRICULUM_CLOCK_SHIFT_DAYS=365 PYTHONPATH=tools/clockshift`` (CI), runs 2 and 3 happen a
+year ahead (every kernel inherits the shifted calendar) while run 1 is today's ``make test``: a
+result that depends on the date shows up as a difference, and each record's ``written_at`` must
+be the shift later than run 1's (:func:`clock_shift_problem`), proof that the kernels were shifted.
 
 Held fixed, because they change floating-point results without being a bug:
 ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (``--threads`` or ``DETERMINISM_THREADS``, default 1;
@@ -87,6 +92,27 @@ def split_excluded(record: dict) -> tuple[dict[str, object], list[str]]:
     kept = {k: v for k, v in flat.items() if not EXCLUDED_KEY.search(k)}
     excluded = [k for k in flat if k not in kept] + [k for k in EXCLUDED_TOP if k in record]
     return kept, excluded
+
+
+def clock_shift_problem(first: dict, second: dict, days: float | None = None) -> str | None:
+    """Under ``CURRICULUM_CLOCK_SHIFT_DAYS`` (CI runs runs 2 and 3 a year ahead, tools/clockshift),
+    the notebook's own record proves its kernel saw the shifted calendar: run 2's ``written_at``
+    must be that many days after run 1's (written today). None when fine or not shifted."""
+    if days is None:
+        days = float(os.environ.get("CURRICULUM_CLOCK_SHIFT_DAYS") or 0)
+    if not days:
+        return None
+    from datetime import datetime
+
+    try:
+        gap = (datetime.fromisoformat(second["written_at"]) - datetime.fromisoformat(first["written_at"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"written_at: cannot tell whether the clock was shifted ({type(exc).__name__}: {exc})"
+    if abs(gap.total_seconds() / 86400 - days) > 1:
+        return (f"written_at: run 2 is {gap.total_seconds() / 86400:.2f} days after run 1, not {days:g} "
+                f"(CURRICULUM_CLOCK_SHIFT_DAYS): the kernel's clock was not shifted. Fix: "
+                f"PYTHONPATH=tools/clockshift, and time-machine installed (make setup-dev)")
+    return None
 
 
 def _relative(record: dict, runs: Path | None) -> dict:
@@ -292,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                              "OMP_NUM_THREADS fixed): used as run 1 instead of running them again (CI)")
     parser.add_argument("--second-runs", type=Path, default=None,
                         help="another runs folder where every notebook ran in a fresh kernel with the same "
-                             "threads (CI: the second `make test`, a year ahead): compared with run 1 too")
+                             "threads (e.g. a second `make test TEST_RUNS=DIR`): compared with run 1 too")
     args = parser.parse_args(argv)
     notebooks = [p.resolve() for p in args.notebooks] or training_notebooks()
     start = time.perf_counter()
@@ -353,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
                 results[nb] = ([f"no metrics.json at {rel} (did the notebook change its name?)"], [], 0)
                 continue
             results[nb] = compare(json.loads(path.read_text()), record, runs=(first, second))
+            shift = clock_shift_problem(json.loads(path.read_text()), record)
+            if shift:
+                results[nb] = (results[nb][0] + [shift], results[nb][1], results[nb][2])
             if args.second_runs is not None:  # the second make test's run of it, too
                 other = args.second_runs.resolve() / rel / "metrics.json"
                 diffs = ([f"(second make test) {d}" for d in compare(

@@ -2,12 +2,15 @@
 
 - :func:`progress`: a ``tqdm.auto`` bar that works in Jupyter, Colab and CI logs.
 - :class:`History`: loss/metric curves, plotted with one call.
+- :class:`LiveCurve`: the loss curve redrawn under the progress bar while a notebook trains.
 - :func:`report_run`: how the run ended (all steps, or stopped early by the time limit).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -16,6 +19,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from helpers.runtime.config import profile_setting
 
 
 def progress(iterable: Iterable | None = None, *, total: int | None = None, desc: str = "",
@@ -98,6 +103,56 @@ class History:
             ax.legend()
         ax.grid(alpha=0.3)
         return ax
+
+
+class LiveCurve:
+    """The loss curves of a :class:`History`, redrawn in place under the progress bar while a
+    notebook trains: at most every ``every_s`` seconds, so the cost stays far below the training's
+    (issue #23). :meth:`maybe` returns None outside a Jupyter kernel, in CI, or when ``every_s`` is
+    0 (the smoke profile: ``profile_setting("live_plot_every_s")``)."""
+
+    SHOWN = re.compile(r"loss", re.I)
+
+    def __init__(self, history: History, every_s: float, title: str = "") -> None:
+        self.history, self.every_s, self.title = history, float(every_s), title
+        self._last = time.monotonic()
+        self._handle = None
+
+    @classmethod
+    def maybe(cls, history: History, every_s: float | None = None, title: str = "") -> LiveCurve | None:
+        """A LiveCurve in a notebook kernel outside CI; ``every_s`` defaults to the profile's."""
+        if os.environ.get("CI"):
+            return None
+        try:
+            from IPython import get_ipython  # noqa: PLC0415 - only inside a notebook
+        except ImportError:
+            return None
+        shell = get_ipython()
+        if shell is None or not hasattr(shell, "kernel"):
+            return None
+        if every_s is None:
+            every_s = profile_setting("live_plot_every_s")
+        return cls(history, every_s, title) if every_s else None
+
+    def tick(self) -> None:
+        """Call once a step: redraws when ``every_s`` has passed since the last drawing."""
+        if time.monotonic() - self._last >= self.every_s:
+            self.draw()
+
+    def draw(self) -> None:
+        from IPython.display import display  # noqa: PLC0415 - only inside a notebook
+
+        names = [n for n in self.history.names() if self.SHOWN.search(n)]
+        if not names:
+            return
+        fig, ax = plt.subplots(figsize=(6, 2.5))
+        self.history.plot(*names, ax=ax, title=self.title or "live: " + ", ".join(names))
+        if self._handle is None:
+            self._handle = display(fig, display_id=True)
+        else:
+            self._handle.update(fig)
+        plt.close(fig)
+        self._last = time.monotonic()
 
 
 def report_run(history: History, cfg=None, *, where: str = "this cell") -> dict[str, Any]:

@@ -34,7 +34,7 @@ from helpers.runtime.checkpoints import (
 )
 from helpers.runtime.failures import non_finite_loss_error
 from helpers.runtime.files import set_aside
-from helpers.runtime.history import History, progress
+from helpers.runtime.history import History, LiveCurve, progress
 
 # What the progress bar shows beside the step count, as soon as a value is logged: losses and
 # the validation figures (BLEU, FID, accuracy, perplexity), not the learning rate or norms.
@@ -223,6 +223,7 @@ class ResumableRun:
         bar = self._bar = progress(total=self.steps, initial=self.step, desc=self.desc,
                                    disable=not self.dist.is_main)
         first = self.step
+        live = LiveCurve.maybe(self.history, title=self.desc) if self.dist.is_main else None
         if first and self.dist.is_main:
             print(f"Resuming from step {first} of {self.steps} ({self.path})." if first < self.steps else
                   f"Already trained ({self.steps} steps, {self.path}): loaded, nothing to train.",
@@ -232,6 +233,8 @@ class ResumableRun:
                 self.step += 1
                 yield self.step
                 bar.update(1)
+                if live is not None:
+                    live.tick()
                 self.seconds = time.perf_counter() - start
                 done = self.step - first
                 left = self.seconds / done * (self.steps - self.step)
