@@ -147,7 +147,8 @@ def _count(step: Callable[[], torch.Tensor]) -> tuple[float, float]:
         saved += t.numel() * t.element_size()
         return t
 
-    with FlopCounterMode(display=False) as counter, \
+    # fork_rng: dropout in a counted step must not move the run's random numbers
+    with torch.random.fork_rng(devices=[]), FlopCounterMode(display=False) as counter, \
             torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = step()
         loss.backward()
@@ -168,7 +169,7 @@ def count_step(model: nn.Module, inputs: Any, *, loss_fn: Callable[[Any], torch.
     """FLOPs of one training step of ``model`` on ``inputs`` (a tensor, a tuple of positional
     arguments, or a dict of keyword arguments, e.g. a Hugging Face batch with labels): forward,
     ``loss_fn(output)``, backward. The model itself is not touched (its weights are swapped for
-    stand-ins per call). On ``meta`` first; if the model cannot run there, on the CPU with
+    stand-ins per call) and the CPU's random numbers are restored afterwards (dropout). On ``meta`` first; if the model cannot run there, on the CPU with
     :data:`FALLBACK_ROWS` rows, scaled to the batch."""
     def call(params, args):
         if isinstance(args, Mapping):
