@@ -78,6 +78,8 @@ def test_seconds_fits_and_reruns():
     p = E.predict(flops, 600, gpu="Tesla T4", time_limit_s=900)
     assert p.seconds == pytest.approx(600) and p.fits and p.runs_needed == 1
     assert "Fits the time limit" in str(p) and "estimate" in str(p) and "65 TFLOPS dense fp16" in str(p)
+    p = E.predict(flops, 880, gpu="T4", time_limit_s=900)
+    assert p.fits and "little to spare (98% of it" in str(p) and "next run" in str(p)
     p = E.predict(flops, 2000, gpu="T4", time_limit_s=900)
     assert not p.fits and p.runs_needed == 3 and "about 3 runs" in str(p)
     p = E.predict(flops, 2000, gpu="T4", time_limit_s=None)

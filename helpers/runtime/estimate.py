@@ -66,6 +66,7 @@ GPU_KINDS = ("T4", "L4", "A100", "H100")
 ASSUMED_UTILIZATION = 0.25  # an assumption (see the module docstring), not a measurement
 T4_MEMORY_GB = 15.0  # Colab's T4: 15 GB usable of its 16 GB
 FALLBACK_ROWS = 2
+TIGHT = 0.8  # a prediction above this share of the time limit says it has little to spare
 
 
 def peak_tflops(device_name: str) -> tuple[float, str] | None:
@@ -295,6 +296,11 @@ class Prediction:
                 f"(estimate, good to a factor of about 2; basis: {self.basis()}).")
         if self.time_limit_s is None:
             return text + " This profile has no time limit."
+        if self.fits and self.seconds > TIGHT * self.time_limit_s:
+            return (text + f" Fits the time limit of {_minutes(self.time_limit_s)} with little to "
+                    f"spare ({self.seconds / self.time_limit_s:.0%} of it, before evaluation and "
+                    f"checkpoints): if this GPU is slower than assumed, the run stops at the limit, "
+                    f"saves, and your next run of the notebook finishes it.")
         if self.fits:
             return text + f" Fits the time limit of {_minutes(self.time_limit_s)}."
         return (text + f" Longer than the time limit of {_minutes(self.time_limit_s)}: the run "
