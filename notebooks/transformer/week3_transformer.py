@@ -519,9 +519,9 @@ checks.check_at_most(padding, 0.25, "padding fraction of length-bucketed batches
 # machine; `cfg.time_limit_s` stops a long run early (saved, and continued on the next run).
 # Before it starts, the cell prints the predicted time for the detected GPU (without one: for a
 # T4, labelled as such) and whether the run fits its time limit or how many runs it takes. By
-# that estimate `full` (the base model, `cfg.train_steps` steps) just fits Colab's T4 in 15 minutes, with
-# no margin: if the T4 reaches less than the assumed utilization, the run stops at the limit and
-# your next run of the notebook finishes it.
+# that estimate `full` (the base model, `cfg.train_steps` steps) just fits Colab's T4 within
+# `cfg.time_limit_s`, with no margin: if the T4 reaches less than the assumed utilization, the
+# run stops at the limit and your next run of the notebook finishes it.
 # With `keep_last` it also keeps the weights of the last few of those saves, for checkpoint
 # averaging (section 6).
 #
