@@ -57,9 +57,12 @@ REPRODUCIBILITY = """### What reproduces where
   count or other library versions change floating-point rounding, and training amplifies it.
   One comparison (issue #25, against our runs of 2026-11-29): week 3 `local` on another machine
   gave greedy BLEU 26.69 (ours: 25.7), averaged checkpoints 29.86 (30.4), beam 4 29.24 (29.2);
-  DCGAN week 4 `local` gave a Fréchet distance of 24.3 (19.3). How wide the spread across
-  machines is in general has not been measured yet: compare your numbers with these as a range,
-  not digit for digit.
+  DCGAN week 4 `local` gave a Fréchet distance of 24.3 (19.3). The thread count alone, measured
+  on one machine (`smoke`, 1 vs 2 threads, 2026-12-04): week 3 beam-4 BLEU 98.78 vs 100.0,
+  averaged checkpoints 99.32 vs 99.68, final training loss 0.9355 vs 0.9369; DCGAN week 4
+  trained identically (same losses) and its Fréchet distance moved only in the evaluation,
+  149.163 vs 149.156. How wide the spread across machines is in general (for `local`) has not
+  been measured yet: compare your numbers with these as a range, not digit for digit.
 - **`full` on a GPU**: not deterministic (cuDNN autotuning), and no `full` row has been run yet.
   Every `full` time in the notebooks is a printed estimate (`helpers/runtime/estimate.py`), and
   no `full` threshold in `helpers/runtime/config.py` has been calibrated on a `full` run.
