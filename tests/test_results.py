@@ -123,3 +123,106 @@ def test_run_records_wall_time_and_the_failed_check(tmp_path, monkeypatch):
     assert saved["error"] == record["error"]
     executed = nbformat.read(record["executed_notebook"], as_version=4)
     assert any(o.get("ename") == "CheckFailed" for o in executed.cells[1].outputs)
+
+
+# --------------------------------------------------------------------------- commit, hardware, staleness
+def _git(repo, *args):
+    import subprocess
+
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args], cwd=repo,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_a_record_names_the_commit_and_the_hardware(tmp_path):
+    import shutil
+    import subprocess
+
+    from helpers.runtime import metrics
+
+    path = write_metrics("transformer", "week3_transformer", {"bleu": 1.0}, config={"profile": "smoke"},
+                         runs=tmp_path)
+    env = json.loads(path.read_text())["environment"]
+    assert env["hardware"] and env["helpers"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if shutil.which("git") and head.returncode == 0 and metrics.PACKAGE_ROOT == ROOT:
+        assert env["commit"] == head.stdout.strip() and isinstance(env["dirty"], bool)
+    # outside a git checkout (a pip install on Colab): no commit, the package version, no error
+    outside = metrics.code_version(tmp_path)
+    assert outside == {"commit": None, "dirty": None, "helpers": env["helpers"]}
+
+
+@pytest.fixture
+def repo(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "notebooks" / "transformer").mkdir(parents=True)
+    (repo / "helpers").mkdir()
+    (repo / "notebooks" / "transformer" / "week3_transformer.py").write_text("x = 1\n")
+    (repo / "helpers" / "translation.py").write_text("y = 1\n")
+    (repo / "README.md").write_text("hello\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "first")
+    return repo
+
+
+def _record(commit, dirty=False):
+    return {"environment": {"commit": commit, "dirty": dirty, "helpers": "0.1.0", "hardware": "CPU: Test, 2 cores"}}
+
+
+def test_a_row_is_stale_when_its_notebook_or_helpers_changed_since_its_commit(repo):
+    first = _git(repo, "rev-parse", "HEAD")
+    assert results.staleness(_record(first), "transformer", "week3_transformer", repo) == "current"
+    (repo / "README.md").write_text("changed\n")  # neither the notebook nor helpers/
+    _git(repo, "commit", "-qam", "readme")
+    assert results.staleness(_record(first), "transformer", "week3_transformer", repo) == "current"
+    (repo / "helpers" / "translation.py").write_text("y = 2\n")
+    _git(repo, "commit", "-qam", "helpers")
+    stale = results.staleness(_record(first), "transformer", "week3_transformer", repo)
+    assert stale.startswith("STALE") and "helpers/translation.py" in stale
+    second = _git(repo, "rev-parse", "HEAD")
+    (repo / "notebooks" / "transformer" / "week3_transformer.py").write_text("x = 2\n")
+    _git(repo, "commit", "-qam", "notebook")
+    stale = results.staleness(_record(second), "transformer", "week3_transformer", repo)
+    assert "notebooks/transformer/week3_transformer.py" in stale and "helpers" not in stale
+    # another notebook's row is not made stale by this notebook's change
+    assert results.staleness(_record(second), "dcgan", "week4_training", repo) == "current"
+
+
+def test_staleness_says_unknown_and_never_crashes(repo, tmp_path):
+    head = _git(repo, "rev-parse", "HEAD")
+    assert results.staleness({}, "transformer", "week3_transformer", repo) == "unknown (no commit recorded)"
+    assert results.staleness(_record(None), "transformer", "week3_transformer", repo).startswith("unknown")
+    assert results.staleness(_record("0" * 40), "transformer", "week3_transformer", repo).startswith("unknown")
+    assert results.staleness(_record(head), "transformer", "week3_transformer", None).startswith("unknown")
+    not_git = tmp_path / "plain"
+    not_git.mkdir()
+    assert results.staleness(_record(head), "transformer", "week3_transformer", not_git).startswith("unknown")
+    assert results.staleness(_record(head, dirty=True), "transformer", "week3_transformer", repo) \
+        == "unknown (run with uncommitted changes)"
+
+
+def test_the_table_shows_commit_hardware_and_staleness(repo, tmp_path):
+    head = _git(repo, "rev-parse", "HEAD")
+    runs = {("local", "transformer", "week3_transformer"): {"metrics": {
+                "metrics": {"test_bleu_beam": 30.0}, **_record(head)}},
+            ("local", "dcgan", "week4_training"): {"metrics": {
+                "metrics": {}, "environment": {"commit": None, "dirty": None, "helpers": "0.1.0"}}},
+            ("local", "dcgan", "week4b_ablations"): {"metrics": {"metrics": {}, "environment": {}}}}
+    text = results.table(runs, repo=repo)
+    header = text.splitlines()[0]
+    assert "| hardware | commit | code since | date |" in header
+    rows = {line.split(" | ")[0].strip("| "): line for line in text.splitlines()[2:]}
+    assert f"| {head[:7]} | current |" in rows["transformer/week3_transformer"]
+    assert "CPU: Test, 2 cores" in rows["transformer/week3_transformer"]
+    assert "helpers 0.1.0 (not a git checkout)" in rows["dcgan/week4_training"]
+    assert "| unknown | unknown (no commit recorded) |" in rows["dcgan/week4b_ablations"]
+    assert all(line.count("|") == header.count("|") for line in text.splitlines())
+
+
+def test_the_page_says_what_reproduces_where(runs, tmp_path):
+    page = tmp_path / "RESULTS.md"
+    assert results.main(["table", "--runs", str(runs), "--out", str(page)]) == 0
+    text = " ".join(page.read_text().split())
+    assert "What reproduces where" in text and "bit for bit" in text and "has not been measured" in text
+    # the page in docs/ carries the generated note (it was regenerated with this generator)
+    assert results.REPRODUCIBILITY.strip() in (ROOT / "docs" / "RESULTS.md").read_text()

@@ -42,6 +42,7 @@ from helpers.ops import demo
 from helpers.ops.export import source_batch
 from helpers.runtime import env
 from helpers.runtime.config import get_profile
+from helpers.runtime.estimate import PEAK_TFLOPS, peak_tflops  # noqa: F401 - bench.peak_tflops
 from helpers.transformer import (
     Transformer,
     beam_search,
@@ -53,32 +54,7 @@ from helpers.transformer import (
 )
 from helpers.translation import prepare_translation, translate
 
-# Dense tensor-core peaks in TFLOPS (bf16; fp16 where the GPU has no bf16), from the vendors'
-# data sheets, without sparsity. Matched in order against torch.cuda.get_device_name().
-PEAK_TFLOPS: list[tuple[tuple[str, ...], float, str]] = [
-    (("H100", "PCIE"), 756.0, "bf16"),
-    (("H100", "NVL"), 835.0, "bf16"),
-    (("GH200",), 989.0, "bf16"),
-    (("H200",), 989.0, "bf16"),
-    (("H100",), 989.0, "bf16"),   # SXM
-    (("H800",), 989.0, "bf16"),
-    (("A100",), 312.0, "bf16"),
-    (("A800",), 312.0, "bf16"),
-    (("L40S",), 362.0, "bf16"),
-    (("L4",), 121.0, "bf16"),
-    (("RTX 4090",), 165.0, "bf16"),  # fp16-accumulate rate; PyTorch accumulates in fp32
-    (("T4",), 65.0, "fp16"),
-    (("V100",), 125.0, "fp16"),
-]
-
-
-def peak_tflops(device_name: str) -> tuple[float, str] | None:
-    """The dense 16-bit peak ``(TFLOPS, dtype)`` for a GPU name, or None if unknown (week 4b)."""
-    name = device_name.upper()
-    for keys, tflops, dtype in PEAK_TFLOPS:
-        if all(k in name for k in keys):
-            return tflops, dtype
-    return None
+# The dense 16-bit peaks per GPU live in one table: helpers.runtime.estimate.PEAK_TFLOPS.
 
 
 # --------------------------------------------------------------------------- sizes

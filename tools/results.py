@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import threading
 import time
@@ -42,6 +43,34 @@ own runs with `make results` (see `tools/results.py`); the text outside the mark
 
 {BEGIN}
 {END}
+"""
+
+
+# The first thing between the markers: what a reader may expect to match (generated, so it
+# cannot be edited away from the table it explains).
+REPRODUCIBILITY = """### What reproduces where
+
+- **Same machine, same package versions, same thread count: bit for bit** (`smoke` and `local`
+  seed everything and use deterministic kernels; CI's `make determinism` runs every training
+  notebook again and compares `metrics.json` exactly).
+- **Across machines: not bit for bit.** Another CPU (its vector instructions), another thread
+  count or other library versions change floating-point rounding, and training amplifies it.
+  One comparison (issue #25, against our runs of 2026-11-29): week 3 `local` on another machine
+  gave greedy BLEU 26.69 (ours: 25.7), averaged checkpoints 29.86 (30.4), beam 4 29.24 (29.2);
+  DCGAN week 4 `local` gave a Fréchet distance of 24.3 (19.3). The thread count alone, measured
+  on one machine (`smoke`, 1 vs 2 threads, 2026-12-04): week 3 beam-4 BLEU 98.78 vs 100.0,
+  averaged checkpoints 99.32 vs 99.68, final training loss 0.9355 vs 0.9369; DCGAN week 4
+  trained identically (same losses) and its Fréchet distance moved only in the evaluation,
+  149.163 vs 149.156. How wide the spread across machines is in general (for `local`) has not
+  been measured yet: compare your numbers with these as a range, not digit for digit.
+- **`full` on a GPU**: not deterministic (cuDNN autotuning), and no `full` row has been run yet.
+  Every `full` time in the notebooks is a printed estimate (`helpers/runtime/estimate.py`), and
+  no `full` threshold in `helpers/runtime/config.py` has been calibrated on a `full` run.
+
+Each row names the commit and hardware that produced it; *code since* says `STALE` when the
+notebook or `helpers/` changed between that commit and the checkout that built this page (rerun
+the notebook), `unknown` when that cannot be told (rows recorded before commits were).
+
 """
 
 
@@ -229,6 +258,8 @@ def _hardware(metrics: dict, execution: dict) -> str:
     if execution.get("hardware"):
         return execution["hardware"]
     env = metrics.get("environment", {})
+    if env.get("hardware"):
+        return env["hardware"]
     gpus = env.get("gpus") or []
     if gpus:
         return ", ".join(g.get("name", "GPU") for g in gpus)
@@ -255,17 +286,62 @@ def _checks(metrics: dict, execution: dict) -> str:
     return "FAILED: " + (execution.get("error") or "see the executed notebook")[:160].replace("|", "/").replace("\n", " ")
 
 
+def _git(repo: Path, *args: str) -> tuple[int, str]:
+    try:
+        done = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return -1, ""
+    return done.returncode, done.stdout.strip()
+
+
+def _commit(metrics: dict) -> str:
+    """The row's code: ``abc1234`` (``+ changes`` when the tree was dirty), or the package version
+    when the run was not in a git checkout (a pip install), or ``unknown`` (an older record)."""
+    env = metrics.get("environment") or {}
+    commit = env.get("commit")
+    if commit:
+        return commit[:7] + (" + uncommitted changes" if env.get("dirty") else "")
+    if "commit" in env and env.get("helpers"):
+        return f"helpers {env['helpers']} (not a git checkout)"
+    return "unknown"
+
+
+def staleness(metrics: dict, track: str, notebook: str, repo: Path | None = ROOT) -> str:
+    """``current`` when neither the notebook nor ``helpers/`` changed between the row's commit
+    and the checkout's HEAD; ``STALE (...)`` naming what changed; ``unknown (why)`` when it
+    cannot be told (no commit recorded, no git, a commit this checkout lacks, a dirty tree)."""
+    commit = (metrics.get("environment") or {}).get("commit")
+    if not commit:
+        return "unknown (no commit recorded)"
+    if repo is None:
+        return "unknown (no git checkout)"
+    code, _ = _git(repo, "cat-file", "-e", f"{commit}^{{commit}}")
+    if code != 0:
+        return "unknown (git or the commit not available here)"
+    code, out = _git(repo, "diff", "--name-only", commit, "HEAD", "--",
+                     f"notebooks/{track}/{notebook}.py", f"notebooks/{track}/{notebook}.ipynb", "helpers")
+    if code != 0:
+        return "unknown (git diff failed)"
+    changed = out.splitlines()
+    if changed:
+        return f"STALE: {len(changed)} file(s) changed since ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''})"
+    if (metrics.get("environment") or {}).get("dirty"):
+        return "unknown (run with uncommitted changes)"
+    return "current"
+
+
 def _order(key: tuple[str, str, str]) -> tuple:
     profile, track, notebook = key
     return (["smoke", "local", "full"].index(profile) if profile in ("smoke", "local", "full") else 3,
             track, notebook)
 
 
-def table(runs: dict[tuple[str, str, str], dict]) -> str:
-    """The Markdown table of every run, one row per (profile, notebook)."""
+def table(runs: dict[tuple[str, str, str], dict], repo: Path | None = ROOT) -> str:
+    """The Markdown table of every run, one row per (profile, notebook); ``repo``: the git
+    checkout whose HEAD the rows' commits are compared with (:func:`staleness`)."""
     lines = ["| notebook | profile | data | headline (this run) | the paper | wall time (load avg, CPU time) | checks "
-             "| hardware | date |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| hardware | commit | code since | date |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key in sorted(runs, key=_order):
         profile, track, notebook = key
         metrics = runs[key].get("metrics", {})
@@ -276,10 +352,11 @@ def table(runs: dict[tuple[str, str, str], dict]) -> str:
         date = (metrics.get("written_at") or execution.get("finished_at") or "")[:10] or "-"
         cells = [name, profile, _short_data(data),
                  headline(name, metrics.get("metrics", {})) if metrics else "no metrics.json",
-                 paper, _wall(execution), _checks(metrics, execution), _hardware(metrics, execution), date]
+                 paper, _wall(execution), _checks(metrics, execution), _hardware(metrics, execution),
+                 _commit(metrics), staleness(metrics, track, notebook, repo) if metrics else "-", date]
         lines.append("| " + " | ".join(str(c).replace("|", "/").replace("\n", " ") for c in cells) + " |")
     if len(lines) == 2:
-        lines.append("| (no runs found) | | | | | | | | |")
+        lines.append("| (no runs found) | | | | | | | | | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -438,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"outputs: {record['executed_notebook']}", flush=True)
             return 1 if failed else 0
         runs = find_runs(args.runs or [ROOT / "runs"])
-        path = write_page(args.out, table(runs))
+        path = write_page(args.out, REPRODUCIBILITY + table(runs))
         print(f"{path}: {len(runs)} run(s)")
         return 0
     except ResultsError as exc:

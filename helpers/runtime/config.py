@@ -28,8 +28,9 @@ class ProfileError(ValueError):
 
 
 # Settings of a profile itself, for every family (profile_setting()). "deterministic": seeded
-# runs repeat bit for bit (deterministic kernels, no cuDNN autotuning); smoke and local keep it
-# because CI and study groups compare their numbers exactly; full trades it for GPU speed.
+# runs repeat bit for bit on one machine (deterministic kernels, no cuDNN autotuning); smoke and
+# local keep it because CI compares their numbers exactly (across machines they differ:
+# docs/RESULTS.md, "What reproduces where"); full trades it for GPU speed.
 # live_plot_every_s: in a notebook, the loss curve under the progress bar is redrawn at most this
 # often while training (0: never; smoke runs last a minute and CI reads no pictures).
 PROFILE_SETTINGS: dict[str, dict[str, Any]] = {

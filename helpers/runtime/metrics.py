@@ -5,21 +5,69 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import subprocess
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
+import helpers
 from helpers.runtime import env
 from helpers.runtime.files import atomic_write_text, to_plain
+
+PACKAGE_ROOT = Path(helpers.__file__).resolve().parent.parent  # the checkout holding helpers/
+
+
+def _git(*args: str, cwd: Path) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def code_version(root: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Which code produced a run: ``{"commit": sha or None, "dirty": bool or None,
+    "helpers": version}``. The commit is the git checkout's that holds this ``helpers`` package
+    (``dirty``: tracked files differed from it); outside a git checkout (a pip install on Colab)
+    or without git, ``commit`` and ``dirty`` are None and the package version says what ran."""
+    root = Path(root) if root is not None else PACKAGE_ROOT
+    record: dict[str, Any] = {"commit": None, "dirty": None, "helpers": helpers.__version__}
+    top = _git("rev-parse", "--show-toplevel", cwd=root) if root.is_dir() else None
+    if top is None or Path(top).resolve() != root.resolve():
+        return record  # not a checkout, or helpers sits inside someone else's repository
+    record["commit"] = _git("rev-parse", "HEAD", cwd=root)
+    status = _git("status", "--porcelain", "--untracked-files=no", cwd=root)
+    record["dirty"] = None if status is None else bool(status)
+    return record
+
+
+def hardware() -> str:
+    """``'NVIDIA A100-SXM4-40GB'`` (every visible GPU), else ``'CPU: <model>, <n> cores, <t>
+    torch threads'``: what a run's numbers depend on beyond the code and the versions."""
+    if torch.cuda.is_available():
+        return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU: {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
 def write_metrics(track: str, notebook: str, metrics: Mapping[str, Any], *,
                   config: Mapping[str, Any] | None = None,
                   extra: Mapping[str, Any] | None = None, runs: str | os.PathLike | None = None) -> Path:
-    """Write ``runs/<track>/<notebook>/metrics.json``: final metrics, profile, settings and
-    versions, so learners and study groups can compare runs (week 0, used by every training
-    notebook). Returns the path."""
+    """Write ``runs/<track>/<notebook>/metrics.json``: final metrics, profile, settings,
+    versions, the code's git commit (:func:`code_version`) and the hardware (:func:`hardware`),
+    so learners and study groups can compare runs (week 0, used by every training notebook).
+    Returns the path."""
     for label, value in (("track", track), ("notebook", notebook)):
         if not value or "/" in value or value.startswith("."):
             raise ValueError(f"{label}={value!r} must be a plain folder name like 'transformer'")
@@ -33,7 +81,8 @@ def write_metrics(track: str, notebook: str, metrics: Mapping[str, Any], *,
         "settings": to_plain(cfg),
         "extra": to_plain(dict(extra or {})),
         "environment": {k: report[k] for k in ("python", "torch", "torchvision", "numpy",
-                                               "helpers", "device", "gpus", "colab")},
+                                               "helpers", "device", "gpus", "colab")}
+        | code_version() | {"hardware": hardware()},
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     path = Path(runs) if runs is not None else env.runs_dir()

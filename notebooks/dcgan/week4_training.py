@@ -28,7 +28,8 @@
 # - checkpoint a run and pick it up again.
 #
 # **Time:** about 6 hours with the videos and readings (smoke profile: under a minute; `local`:
-# about 4 minutes on 2 CPU cores; `full`: about 20 minutes on one GPU).
+# about 4 minutes on 2 CPU cores; `full`: never measured; before it trains, the notebook prints
+# a predicted training time for your GPU, an estimate from counted FLOPs with its basis).
 #
 # **Videos / readings (from the course plan):**
 # - [Building a GAN from scratch](https://youtu.be/_pIMdDWK5sc) (AssemblyAI) ·
@@ -132,7 +133,7 @@ from helpers.gan_metrics import (
     predict,
     train_classifier,
 )
-from helpers.runtime import env
+from helpers.runtime import env, estimate
 from helpers.runtime.checkpoints import checkpoint_step, load_checkpoint
 from helpers.runtime.config import profile_config
 from helpers.runtime.history import report_run
@@ -274,6 +275,10 @@ def save_samples(step, images):
         writer.add_image("fixed_noise_samples", grid, step)
 
 
+# the predicted time of the steps still to train (helpers/runtime/estimate.py: an estimate)
+estimate.predict_training(gan=dict(generator=G, discriminator=D, batch_size=cfg.batch_size, nz=cfg.nz,
+                                   image_shape=(cfg.channels, cfg.image_size, cfg.image_size)),
+                          steps=cfg.train_steps, time_limit_s=cfg.time_limit_s, done=already_done)
 start = time.perf_counter()
 history, opt_g, opt_d = dcgan.train_dcgan(G, D, loader, cfg, device=device, fixed_noise=fixed_noise,
                                           writer=writer, on_sample=save_samples,

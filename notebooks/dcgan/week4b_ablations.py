@@ -30,7 +30,8 @@
 # - tell a claim the run supports from one it is too small to show.
 #
 # **Time:** about 1.5 hours (smoke profile: under a minute; `local`: about 15 minutes on a CPU;
-# `full`: about 1.5 hours on one GPU).
+# `full`: never measured; before training, the notebook prints a predicted time for your GPU, an
+# estimate from counted FLOPs with its basis).
 #
 # **Videos / readings (from the course plan):**
 # - [DCGAN explained](https://youtu.be/xBX2VlDgd4I) · [GANs explained (Yannic Kilcher)](https://www.youtube.com/watch?v=8L11aMN5KY8)
@@ -123,7 +124,7 @@ from helpers.course.compare import paper_vs_run
 from helpers.course.data.images import gan_dataset
 from helpers.dcgan_ablations import ABLATIONS, build_ablation
 from helpers.gan_metrics import SmallClassifier, diversity_report, frechet_distance, predict, train_classifier
-from helpers.runtime import env
+from helpers.runtime import env, estimate
 from helpers.runtime.config import profile_config
 from helpers.runtime.failures import NonFiniteLossError
 from helpers.runtime.metrics import write_metrics
@@ -222,7 +223,16 @@ print(f"untrained generator: Fréchet distance {untrained['frechet']:.1f}, class
 # ## 3. Train every row
 #
 # Same seed, same data order, same noise, `train_steps` updates each. A row whose loss turns
-# NaN is recorded as diverged rather than stopping the notebook.
+# NaN is recorded as diverged rather than stopping the notebook. First, the predicted time of
+# all rows on your GPU (an estimate: the base row's counted step for every row; the pooling and
+# FC rows differ a little in size).
+
+# %%
+G_est, D_est, _ = build_ablation("base", cfg, cfg.channels)
+estimate.predict_training(gan=dict(generator=G_est, discriminator=D_est, batch_size=cfg.batch_size, nz=cfg.nz,
+                                   image_shape=(cfg.channels, cfg.image_size, cfg.image_size)),
+                          steps=cfg.train_steps * len(cfg.rows), time_limit_s=None)
+del G_est, D_est
 
 # %%
 results, samples = {}, {}

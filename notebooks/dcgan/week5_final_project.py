@@ -28,7 +28,8 @@
 # - write up what you found.
 #
 # **Time:** a weekend (smoke profile: under a minute; `local`: about 8 minutes on 2 CPU cores
-# after week 4, most of it the linear probe).
+# after week 4, most of it the linear probe; `full`: never measured; the notebook prints a predicted
+# training time for your GPU, an estimate from counted FLOPs with its basis).
 #
 # **Videos / readings (from the course plan):**
 # - Videos of week 4: [Building a GAN from scratch](https://youtu.be/_pIMdDWK5sc) (AssemblyAI) ·
@@ -131,7 +132,7 @@ from helpers.gan_metrics import (
     predict,
     train_classifier,
 )
-from helpers.runtime import env
+from helpers.runtime import env, estimate
 from helpers.runtime.checkpoints import checkpoint_matches, checkpoint_step
 from helpers.runtime.config import profile_config
 from helpers.runtime.history import report_run
@@ -170,6 +171,9 @@ loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size, shuffle
                                      generator=torch.Generator().manual_seed(cfg.seed))
 whose = "week 4's checkpoint" if ckpt_path == week4_ckpt else "this notebook's own checkpoint"
 print(f"{whose} is at step {checkpoint_step(ckpt_path)} of {cfg.train_steps} ({ckpt_path})")
+estimate.predict_training(gan=dict(generator=G, discriminator=D, batch_size=cfg.batch_size, nz=cfg.nz,
+                                   image_shape=(cfg.channels, cfg.image_size, cfg.image_size)),
+                          steps=cfg.train_steps, time_limit_s=cfg.time_limit_s, done=checkpoint_step(ckpt_path))
 history, _, _ = dcgan.train_dcgan(G, D, loader, cfg, device=device, checkpoint_path=ckpt_path,
                                   checkpoint_every=cfg.checkpoint_every, time_limit_s=cfg.time_limit_s)
 run_status = report_run(history, cfg)  # says so plainly if the time limit stopped it

@@ -31,7 +31,9 @@
 # - read the attention maps of a trained translator.
 #
 # **Time:** about 6 hours with the video, readings and exercises (smoke profile: under a minute;
-# `local`: about 12 minutes on 2 CPU cores, 11 of them training; `full`: about 15 minutes on one GPU).
+# `local`: about 12 minutes on 2 CPU cores, 11 of them training; `full`: never measured, so the
+# notebook prints a predicted time for your GPU before it trains: an estimate from counted FLOPs and
+# the GPU's data-sheet peak at an assumed utilization, good to a factor of about 2).
 #
 # **Videos / readings (from the course plan):**
 # - Paper: [Attention Is All You Need](https://arxiv.org/abs/1706.03762), §3.3–3.5, §5 (Training),
@@ -122,7 +124,7 @@ from torch import nn
 from helpers import transformer as T
 from helpers.course import checks, exercises
 from helpers.course.plots import attention_explorer
-from helpers.runtime import env
+from helpers.runtime import env, estimate
 from helpers.runtime.checkpoints import checkpoint_step
 from helpers.runtime.config import profile_config
 from helpers.runtime.history import History, progress, report_run
@@ -515,6 +517,11 @@ checks.check_at_most(padding, 0.25, "padding fraction of length-bucketed batches
 # once training has finished it just loads the trained model. Delete the checkpoint to train
 # from scratch. After a few dozen steps it prints how long the rest should take on this
 # machine; `cfg.time_limit_s` stops a long run early (saved, and continued on the next run).
+# Before it starts, the cell prints the predicted time for the detected GPU (without one: for a
+# T4, labelled as such) and whether the run fits its time limit or how many runs it takes. By
+# that estimate `full` (the base model, `cfg.train_steps` steps) just fits Colab's T4 within
+# `cfg.time_limit_s`, with no margin: if the T4 reaches less than the assumed utilization, the
+# run stops at the limit and your next run of the notebook finishes it.
 # With `keep_last` it also keeps the weights of the last few of those saves, for checkpoint
 # averaging (section 6).
 #
@@ -535,6 +542,11 @@ writer = SummaryWriter(log_dir=str(log_dir)) if already_done < cfg.train_steps e
 env.seed_everything(cfg.seed)
 model = build_model(cfg, tok.vocab_size).to(device)
 print(f"model: {model.num_parameters() / 1e6:.2f} M parameters")
+# The predicted time of the steps still to train, from the FLOPs of one step counted on a
+# middle-length batch (helpers/runtime/estimate.py: its basis, and why it is good to a factor of 2)
+train_batches = data.batches("train", cfg.max_tokens, shuffle=False)
+estimate.predict_training(model, train_batches[len(train_batches) // 2][:2], steps=cfg.train_steps,
+                          time_limit_s=cfg.time_limit_s, done=already_done)
 history = train_translation(model, data, cfg, device=device, time_limit_s=cfg.time_limit_s,
                             checkpoint_path=ckpt_path, checkpoint_every=cfg.checkpoint_every,
                             keep_last=cfg.average_last, writer=writer)

@@ -27,7 +27,8 @@
 # - recognize what the encoder you load has in common with the one you built in week 3.
 #
 # **Time:** about 2 hours with the videos (smoke profile: under a minute; `local`: about 5
-# minutes of computing on 2 CPU cores; `full`: about 15 minutes on a GPU).
+# minutes of computing on 2 CPU cores; `full`: never measured; before it trains, the notebook
+# prints a predicted time for your GPU, an estimate from counted FLOPs with its basis).
 #
 # **Videos / readings (from the course plan):**
 # - [Fine-tuning large language models, with example code](https://youtu.be/eC6Hd1hFvos) (Shaw Talebi)
@@ -119,7 +120,7 @@ import torch
 
 from helpers.course import checks
 from helpers.course.data import load_dataset
-from helpers.runtime import env
+from helpers.runtime import env, estimate
 from helpers.runtime.config import profile_config
 from helpers.runtime.metrics import write_metrics
 
@@ -233,6 +234,9 @@ trainer = Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=e
                   data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=compute_metrics)
 
 before = trainer.evaluate()
+# the predicted training time (helpers/runtime/estimate.py), counted on the first batch of examples
+estimate.predict_training(model, DataCollatorWithPadding(tokenizer)([train_ds[i] for i in range(cfg.batch_size)]),
+                          steps=total_steps, time_limit_s=None)
 start = time.perf_counter()
 trainer.train()
 train_seconds = time.perf_counter() - start

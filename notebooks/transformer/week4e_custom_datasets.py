@@ -31,7 +31,8 @@
 # - design a held-out test that measures *generalization*, not memorization.
 #
 # **Time:** about 3 hours (smoke profile: under a minute; `local`: about 3 minutes on 2 CPU cores
-# offline, on the stand-in articles; `full`: about 30 minutes on a GPU).
+# offline, on the stand-in articles; `full`: never measured; before it fine-tunes, the notebook
+# prints a predicted time for your GPU, an estimate from counted FLOPs with its basis).
 #
 # **Videos / readings (from the course plan):**
 # - [Fine-tuning large language models, with example code](https://youtu.be/eC6Hd1hFvos) (Shaw Talebi;
@@ -119,7 +120,7 @@ from pathlib import Path
 
 from helpers.course import checks
 from helpers.course.data import load_or_standin
-from helpers.runtime import env
+from helpers.runtime import env, estimate
 from helpers.runtime.config import profile_config
 from helpers.runtime.metrics import write_metrics
 
@@ -157,6 +158,7 @@ print("summary :", train_rows[0][1][:200])
 # good pretrained summarizers are.
 
 # %%
+from transformers import DataCollatorForSeq2Seq
 from transformers import logging as hf_logging
 
 from helpers import summarization
@@ -186,6 +188,10 @@ print(f"{cfg.model}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M pa
 # project fine-tunes the same way.
 
 # %%
+# the predicted fine-tuning time (helpers/runtime/estimate.py), counted on the first batch of articles
+first = summarization.seq2seq_dataset(train_rows[:cfg.batch_size], tokenizer, model, cfg, prefix=prefix)
+estimate.predict_training(model, DataCollatorForSeq2Seq(tokenizer, model=model)(list(first)),
+                          steps=-(-len(train_rows) // cfg.batch_size) * cfg.epochs, time_limit_s=None)
 trainer, train_seconds, losses = summarization.finetune_seq2seq(
     model, tokenizer, train_rows, cfg, prefix=prefix, output_dir=run_dir / "trainer", device=device)
 print(f"trained in {train_seconds:.0f} s; loss {losses[0]:.2f} -> {losses[-1]:.2f}")

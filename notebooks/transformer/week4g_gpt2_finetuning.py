@@ -29,7 +29,8 @@
 # - say why perplexities measured with different tokenizers cannot be compared.
 #
 # **Time:** about 1.5 hours (smoke profile: under a minute; `local`: about 10 minutes on a CPU;
-# `full`: about 10 minutes on a GPU).
+# `full`: never measured; before it fine-tunes, the notebook prints a predicted time for your GPU,
+# an estimate from counted FLOPs with its basis).
 #
 # **Videos / readings (from the course plan):**
 # - [Fine-tuning with Hugging Face](https://youtu.be/eC6Hd1hFvos) (the same `Trainer` as week 4a)
@@ -122,7 +123,7 @@ import torch
 from helpers.course import checks
 from helpers.course.compare import paper_vs_run
 from helpers.course.data import load_dataset
-from helpers.runtime import env
+from helpers.runtime import env, estimate
 from helpers.runtime.config import profile_config
 from helpers.runtime.metrics import write_metrics
 
@@ -301,6 +302,10 @@ for text in sample(model):
 # given `labels`: logits at position *t* are scored against the token at *t + 1*.
 
 # %%
+# the predicted time of this fine-tuning and of section 5's run from scratch (same steps), an
+# estimate (helpers/runtime/estimate.py) counted on the first batch of blocks
+estimate.predict_training(model, default_data_collator([train_ds[i] for i in range(cfg.batch_size)]),
+                          steps=2 * -(-len(train_ds) // cfg.batch_size) * cfg.epochs, time_limit_s=None)
 start = time.perf_counter()
 trainer.train()
 finetune_seconds = time.perf_counter() - start

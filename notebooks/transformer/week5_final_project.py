@@ -36,7 +36,8 @@
 #
 # **Time:** a weekend for your own version (smoke profile: under a minute; `local`: up to 15
 # minutes of training on 2 CPU cores with CNN/DailyMail, 3 minutes on the offline stand-in;
-# `full`: about 1.5 hours on one GPU).
+# `full`: never measured; before your Transformer trains, the notebook prints a predicted time
+# for your GPU, an estimate from counted FLOPs with its basis).
 #
 # **Videos / readings (from the course plan):**
 # - [Code walkthrough of the Transformer in PyTorch](https://youtu.be/U0s0f995w14) (week 3) and
@@ -129,7 +130,8 @@ from helpers import summarization
 from helpers.course import checks
 from helpers.course.compare import paper_vs_run
 from helpers.course.data import load_or_standin
-from helpers.runtime import env
+from helpers.runtime import env, estimate
+from helpers.runtime.checkpoints import checkpoint_step
 from helpers.runtime.config import profile_config
 from helpers.runtime.history import report_run
 from helpers.runtime.metrics import write_metrics
@@ -216,6 +218,10 @@ model = build_model(cfg, data.tokenizer.vocab_size)
 ckpt_path = env.checkpoint_dir("transformer", "week5_final_project") / "summarizer.pt"
 print(f"{model.num_parameters() / 1e6:.2f} M parameters, vocabulary {data.tokenizer.vocab_size}, "
       f"{len(data.encoded['train'])} training pairs")
+# the predicted time of the steps still to train (helpers/runtime/estimate.py: an estimate)
+train_batches = data.batches("train", cfg.max_tokens, shuffle=False)
+estimate.predict_training(model, train_batches[len(train_batches) // 2][:2], steps=cfg.train_steps,
+                          time_limit_s=cfg.time_limit_s, done=checkpoint_step(ckpt_path))
 start = time.perf_counter()
 history = train_translation(model, data, cfg, device=device, log_every=25, time_limit_s=cfg.time_limit_s,
                             checkpoint_path=ckpt_path, checkpoint_every=cfg.checkpoint_every)
