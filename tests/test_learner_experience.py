@@ -183,3 +183,28 @@ def test_the_loss_curve_redraws_in_place_while_a_notebook_trains():
     assert len(shown) == 1, [o.output_type for o in outputs]  # one figure, updated in place
     assert LiveCurve.maybe(History(), every_s=1) is None  # plain Python: no kernel
     assert config.PROFILE_SETTINGS["smoke"]["live_plot_every_s"] == 0
+
+
+@pytest.mark.parametrize("markdown, flagged", [
+    ("Our run reached BLEU 27.4 after 600 steps.", "27.4"),                    # a stale result
+    ("Pooling came within 3 % of the base.", "3 %"),
+    ("The full run takes about 15 minutes on a T4.", "15 minutes"),             # an unmeasured time
+    ("Without BatchNorm the distance was 9 to 14 times the base's.", "14 times"),
+    ("The paper reports BLEU 27.3 (Table 2).", None),                           # cited
+    ("Lucic et al. (2018) report an FID of 6.8 on MNIST.", None),                # cited across 'al.'
+    ("The full run takes about 15 minutes on a T4 (an estimate: counted FLOPs).", None),
+    ("A recorded run (docs/RESULTS.md) reached 29.2.", None),                    # names its run
+    ("Why is the accuracy near 50 %?", None),                                   # a question
+    ("Adam with lr 0.0002 and β₁ = 0.5 on 64 × 64 images; 1.05 M weights.", None),  # structural
+    ("> We used a beam size of 4 and 0.6 as the penalty.", None),               # a quote of the paper
+    ("`print(27.4)` prints it; so does $x = 0.5$.", None),                      # code and maths
+])
+def test_numbers_in_prose_need_a_source(markdown, flagged):
+    """`nbtools check` (in `make test`) lists a number in markdown that reads like a result and
+    is neither cited, nor an estimate, nor a named recorded run (issue #25)."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(markdown)])
+    problems = nbtools.number_problems(nb, "nb")
+    if flagged is None:
+        assert problems == []
+    else:
+        assert len(problems) == 1 and repr(flagged) in problems[0] and "Fix:" in problems[0], problems

@@ -620,6 +620,78 @@ def paper_vs_run_problems(nb, rel: str) -> list[str]:
     return []
 
 
+# --------------------------------------------------------------------------- numbers in prose
+# Issue #25: a number in a notebook's markdown that reads like a result (a decimal, a percentage,
+# a ratio, a duration) must be cited to a paper, marked as an estimate, or say which recorded run
+# it quotes; otherwise it is a stale figure waiting to contradict the run printed beside it.
+# Results of *this* run are printed from its variables, never typed into markdown.
+NUMBER = re.compile(r"(?<![\w.§/-])\d+(?:[.,]\d+)?\s*(?:%|×|times\b|percent\b|points?\b|seconds?\b|s\b|"
+                    r"min\b|minutes?\b|hours?\b|h\b)|(?<![\w.§/-])\d+\.\d+(?![\w.])", re.I)
+# what a number may stand beside (searched in the sentence and the one before it)
+NUMBER_OK = re.compile(
+    r"§|\bTable\b|\bSection\b|\bFigure\b|\bFig\.|\bet al\b|\bEq\.|\bpaper\b|arXiv|model card|"  # cited
+    r"estimat|assum|"                                               # an estimate, saying so
+    r"recorded run|RESULTS\.md|measured on|we measured|"            # a named recorded run
+    r"chance|time limit|time_limit|at most|compute capability|arithmetic|target", re.I)  # settings, sums, goals
+# structural numbers, removed before looking (each with why)
+NUMBER_STRUCTURAL = [
+    re.compile(r"\d+\s*[×x]\s*\d+(?:\s*[×x]\s*\d+)?"),             # shapes: 4×4, 64 × 64, 512 × 2048
+    re.compile(r"(?:\blr\b|learning rate|β.|\bbeta\d?|α|\balpha\b|dropout|\bstd\b|standard deviation|"
+               r"\bmean\b|slope|smoothing|ε|momentum|LeakyReLU\(|N\()\D{0,16}[\d.,\s]*\d", re.I),  # hyperparameters
+    re.compile(r"\d+(?:\.\d+)?\s?[MBk]\b(?:\s*(?:parameters|weights))?"),  # parameter counts (arithmetic)
+    re.compile(r"\bPython \d+\.\d+"),                                       # versions
+    re.compile(r"\bunder (?:\d+ ?(?:s|min|minutes)|a minute)\b"),             # a budget the profile keeps
+]
+NUMBER_SKIP_LINE = re.compile(r"^\s*>|\]\(https?://")  # quotes from papers, reading lists (video lengths)
+ABBREVIATION = re.compile(r"(?:\bal|e\.g|i\.e|cf|vs|Fig|Eq|approx)\.$")
+
+
+def _sentences(markdown: str) -> list[str]:
+    """The prose of a markdown cell as sentences (code, maths, quotes, reading lists and the
+    header's study-time paragraph left out), each with its inline code still in it."""
+    kept, in_time = [], False
+    for line in markdown.splitlines():
+        in_time = (in_time and line.strip() != "") or line.lstrip().startswith("**Time:**")
+        if not (in_time or NUMBER_SKIP_LINE.search(line)):  # the time a learner plans: an estimate
+            kept.append(line)
+    text = re.sub(r"```.*?```|\$[^$]*\$", " ", "\n".join(kept), flags=re.S)
+    out = []
+    for block in re.split(r"\n\s*\n|\n\s*(?:[-*|]|\d+\.) |\n#+ ", text):
+        for piece in re.split(r"(?<=[.!?])\s+(?=[A-Z(*\"])", block):
+            piece = " ".join(piece.split())
+            if out and out[-1][1] and ABBREVIATION.search(out[-1][0]):  # "Lucic et al. (2018)": one sentence
+                out[-1] = (out[-1][0] + " " + piece, True)
+            elif piece:
+                out.append((piece, True))
+        if out:
+            out[-1] = (out[-1][0], False)  # no sentence continues across blocks
+    return [s for s, _ in out]
+
+
+def number_problems(nb, rel: str) -> list[str]:
+    """Numbers in markdown cells that read like results but are neither cited, nor estimates,
+    nor a named recorded run (see NUMBER_OK; the structural ones in NUMBER_STRUCTURAL)."""
+    problems = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        previous = ""
+        for sentence in _sentences(cell.source):
+            if sentence.endswith("?"):  # a question to the learner claims nothing
+                previous = sentence
+                continue
+            bare = re.sub(r"`[^`]*`", " ", sentence)
+            for pattern in NUMBER_STRUCTURAL:
+                bare = pattern.sub(" ", bare)
+            found = NUMBER.search(bare)
+            if found and not NUMBER_OK.search(previous + " " + sentence):
+                problems.append(f"{rel}: markdown cell {i} states {found.group(0).strip()!r} with no source: "
+                                f"\"{sentence[:120]}\". Fix: print it from the run, cite the paper "
+                                f"(§/Table), say it is an estimate and how, or name the recorded run")
+            previous = sentence
+    return problems
+
+
 def check(root: Path = ROOT) -> list[str]:
     """Every problem found, as readable lines (empty when all is well)."""
     problems = []
@@ -657,6 +729,13 @@ def check(root: Path = ROOT) -> list[str]:
                 problems.append(f"{rel}: the opening cells lack {what}")
         if str(rel) not in PAPER_VS_RUN_PENDING:
             problems += paper_vs_run_problems(nb_py, str(rel))
+        problems += number_problems(nb_py, str(rel))
+    if (root / "README.md").exists():  # README's prose, outside its generated table of notebooks
+        text = (root / "README.md").read_text(encoding="utf-8")
+        if README_BEGIN in text and README_END in text:
+            text = text[:text.index(README_BEGIN)] + text[text.index(README_END):]
+        problems += number_problems(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(text)]),
+                                    "README.md")
     problem = ref_problem(repo_settings(root)["ref"])
     readme = root / "README.md"
     if readme.exists():

@@ -244,9 +244,9 @@ del G_a, D_a, G_b, D_b
 # ## 3. Train
 #
 # `train_dcgan` logs every `log_every` steps. Every `sample_every` steps it calls
-# `save_samples`, which saves the fixed-noise grid as a PNG and sends it to TensorBoard. To
-# watch the run live, start TensorBoard in a terminal: `tensorboard --logdir runs/dcgan` (in
-# Colab: `%load_ext tensorboard`, then `%tensorboard --logdir runs/dcgan`).
+# `save_samples`, which saves the fixed-noise grid as a PNG and sends it to TensorBoard. The
+# next cell prints the TensorBoard command for this run's real log folder (on Google Drive with
+# `KEEP_ON_DRIVE`) to watch it live; the loss curve also redraws under the progress bar.
 #
 # The run saves a resumable checkpoint every `checkpoint_every` steps in
 # `runs/dcgan/week4_training/checkpoints/<profile>/` (on Google Drive with `KEEP_ON_DRIVE`):
@@ -264,6 +264,7 @@ already_done = checkpoint_step(ckpt_path)
 if already_done == 0:  # a new run replaces an earlier run's samples and curves
     for old in [*samples_dir.glob("step_*.png"), *log_dir.rglob("events.out.tfevents.*")]:
         old.unlink()
+env.tensorboard_hint(log_dir)
 samples_dir.mkdir(parents=True, exist_ok=True)
 writer = SummaryWriter(log_dir=str(log_dir)) if already_done < cfg.train_steps else None
 

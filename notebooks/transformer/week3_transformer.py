@@ -526,8 +526,8 @@ checks.check_at_most(padding, 0.25, "padding fraction of length-bucketed batches
 # averaging (section 6).
 #
 # The losses, gradient norm and learning rate also go to **TensorBoard**, as in the DCGAN
-# track: `tensorboard --logdir runs/transformer` in a terminal (in Colab: `%load_ext
-# tensorboard`, then `%tensorboard --logdir runs/transformer`).
+# track: the next cell prints the command for this run's real log folder (on Google Drive with
+# `KEEP_ON_DRIVE`).
 
 # %%
 from torch.utils.tensorboard import SummaryWriter
@@ -538,6 +538,7 @@ already_done = checkpoint_step(ckpt_path)
 if already_done == 0:  # a new run replaces an earlier run's curves
     for old in log_dir.rglob("events.out.tfevents.*"):
         old.unlink()
+env.tensorboard_hint(log_dir)
 writer = SummaryWriter(log_dir=str(log_dir)) if already_done < cfg.train_steps else None
 env.seed_everything(cfg.seed)
 model = build_model(cfg, tok.vocab_size).to(device)

@@ -391,7 +391,8 @@ paper_vs_run([
 # (`python tools/bench.py`) divides it by the measured step time and the GPU's dense
 # 16-bit peak (bf16; fp16 on a T4 or V100). Published figures often use the
 # shortcut `6 × all parameters × all tokens` instead, which counts every token through both
-# stacks and so reports about 2× higher MFU for an encoder-decoder; `make bench`
+# stacks and so reports about 2× higher MFU for an encoder-decoder (arithmetic: two stacks
+# instead of one for each token, when they are the same size); `make bench`
 # (`python tools/bench.py`) shows both.
 
 # %%

@@ -187,7 +187,8 @@ def train(model, make_batch, loss_fn, steps=cfg.train_steps):
 # ## 1. BERT: an encoder that fills in the blanks
 #
 # BERT keeps the encoder and lets every token see every other token (no causal mask). It is
-# pretrained by hiding 15 % of the tokens and predicting them from both sides. (BERT also
+# pretrained by hiding 15 % of the tokens and predicting them from both sides (Devlin et al.,
+# 2019, §3.1). (BERT also
 # swaps some chosen tokens for random ones or leaves them; we keep only the `[MASK]` case.)
 
 # %%
@@ -398,7 +399,7 @@ print(write_metrics("transformer", "week4c_variants", results, config=cfg,
 # 2. Which single line turns `Stack` from a BERT body into a GPT body?
 # 3. ViT has no convolution "inside". Where does it get any notion of which patches are
 #    neighbours?
-# 4. BERT predicts only the masked 15 %. What does that cost in training efficiency compared
+# 4. BERT predicts only the masked 15 % (Devlin et al., 2019, §3.1). What does that cost in training efficiency compared
 #    with GPT, which learns from every position?
 #
 # **Next:** week 4d, the paper's Table 3 in miniature.
