@@ -141,6 +141,8 @@ def _layers(net: nn.Module) -> list[nn.Module]:
 
 
 _WEIGHTS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
+_ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU,
+                nn.Mish, nn.PReLU, nn.RReLU, nn.ReLU6, nn.Hardtanh, nn.Softplus)
 
 
 def guideline_problems(net: nn.Module, role: str) -> list[tuple[str, str]]:
@@ -160,7 +162,8 @@ def guideline_problems(net: nn.Module, role: str) -> list[tuple[str, str]]:
         out.append((f"{role} has a fully connected hidden layer (a Linear layer {where})",
                     "§3: no fully connected hidden layers; only G's first layer (z projected and "
                     "reshaped to a 4x4 map) and D's last (one output per image) may be Linear"))
-    if any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.Upsample)) for m in layers):
+    if any(isinstance(m, (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Upsample))
+           for m in layers):  # global average pooling too: §3 found it "hurt convergence speed"
         out.append((f"{role} uses pooling or upsampling layers",
                     "§3: strided convolutions (D) and fractional-strided convolutions "
                     "(ConvTranspose2d with stride 2, G) instead of pooling"))
@@ -178,16 +181,26 @@ def guideline_problems(net: nn.Module, role: str) -> list[tuple[str, str]]:
                         "end with nn.Tanh() after the last layer (§3)"))
         if any(isinstance(m, nn.LeakyReLU) for m in layers):
             out.append(("G uses LeakyReLU", "§3: ReLU in the generator, LeakyReLU in the discriminator"))
+        others = sorted({type(m).__name__ for m in layers if isinstance(m, _ACTIVATIONS)
+                         and not isinstance(m, (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid))})
+        if others:
+            out.append((f"G uses {', '.join(others)} instead of ReLU",
+                        "§3: ReLU in every generator layer but the output (Tanh)"))
     else:
         normed = [m for m in layers if isinstance(m, (*_WEIGHTS, nn.BatchNorm2d))]
-        if len(normed) > 1 and isinstance(normed[1], nn.BatchNorm2d):
+        if normed and isinstance(normed[0], nn.BatchNorm2d):
+            out.append(("D has BatchNorm on its raw input (before the first convolution)",
+                        "§3: no batchnorm on the discriminator input layer: the images go straight "
+                        "into the first Conv2d"))
+        elif len(normed) > 1 and isinstance(normed[1], nn.BatchNorm2d):
             out.append(("D has BatchNorm on the input layer",
                         "§3: no batchnorm on the discriminator input layer; the first Conv2d goes "
                         "straight into LeakyReLU(0.2)"))
-        if any(type(m) is nn.ReLU for m in layers):
+        relu = any(type(m) is nn.ReLU for m in layers)
+        if relu:
             out.append(("D uses ReLU", "§3: LeakyReLU with slope 0.2 in the discriminator"))
         slopes = sorted({m.negative_slope for m in layers if isinstance(m, nn.LeakyReLU)})
-        if not slopes:
+        if not slopes and not relu:  # one change, one line: ReLU in place of LeakyReLU is said above
             out.append(("D has no LeakyReLU", "nn.LeakyReLU(0.2) after every layer but the last (§3)"))
         elif any(abs(s - 0.2) > 1e-9 for s in slopes):
             wrong = [s for s in slopes if abs(s - 0.2) > 1e-9]

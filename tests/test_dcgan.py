@@ -64,6 +64,24 @@ def test_guidelines_pass_for_dcgan_and_catch_each_violation():
     assert any("Tanh" in p for p in dcgan.guideline_violations(no_tanh, D))
 
 
+
+def test_guidelines_catch_global_pooling_other_activations_in_g_and_batchnorm_on_raw_input():
+    """Holes found in review (issue #25): each is named, and only it."""
+    G, D = dcgan.Generator(100, 8, 3, 32), dcgan.Discriminator(3, 8, 32)
+    gap_D = dcgan.Discriminator(3, 8, 32)
+    gap_D.features.append(nn.AdaptiveAvgPool2d(1))  # global average pooling
+    found = dcgan.guideline_violations(G, gap_D)
+    assert len(found) == 1 and "pooling" in found[0], found
+    elu_G = dcgan.Generator(100, 8, 3, 32)
+    relu = next(i for i, m in enumerate(elu_G.net) if isinstance(m, nn.ReLU))
+    elu_G.net[relu] = nn.ELU()
+    found = dcgan.guideline_violations(elu_G, D)
+    assert len(found) == 1 and "ELU instead of ReLU" in found[0], found
+    raw_bn_D = dcgan.Discriminator(3, 8, 32)
+    raw_bn_D.features.insert(0, nn.BatchNorm2d(3))
+    found = dcgan.guideline_violations(G, raw_bn_D)
+    assert len(found) == 1 and "raw input" in found[0], found
+
 class ProjectedGenerator(nn.Module):
     """Figure 1 as drawn: z is projected by a matrix multiplication (a Linear layer) and
     reshaped to a 4x4 map, then fractional-strided convolutions."""

@@ -489,7 +489,7 @@ if labels is not None:
     judge = SmallClassifier(nc=cfg.channels, n_classes=10, image_size=cfg.image_size)
     train_classifier(judge, dataset, epochs=cfg.classifier_epochs, device="cpu", seed=cfg.seed)
     judge_accuracy = float((predict(judge, real_images) == batch[1]).float().mean())
-    checks.check_at_least(judge_accuracy, cfg.min_judge_accuracy, "the judging classifier's accuracy on real images")
+    checks.check_at_least(judge_accuracy, cfg.min_judge_accuracy, "the judging classifier's accuracy on real images (training images: a sanity check, not a test score)")
 else:
     judge = judge_accuracy = None
     print("This data set has no labels, so no classifier can judge which classes G draws: class "

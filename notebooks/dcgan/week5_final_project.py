@@ -113,6 +113,7 @@ if KEEP_ON_DRIVE:
 
 # %%
 import copy
+import statistics
 import time
 from pathlib import Path
 
@@ -337,22 +338,31 @@ checks.check_true(features["DCGAN D features"][0].shape[1] == 16 * sum(d_widths)
 # %%
 start = time.perf_counter()
 budgets = [n for n in cfg.probe_labels_per_class if n * 10 <= len(train_y)]
+classes = int(train_y.max()) + 1
+# curves[name][draw][b]: accuracy with budgets[b] labels per class, for labelled subsets drawn
+# cfg.probe_draws times (the same subset for every feature set: paired comparisons)
 curves = {name: [] for name in features}
-for per_class in budgets:
-    idx = torch.cat([torch.nonzero(train_y == c).flatten()[:per_class] for c in range(int(train_y.max()) + 1)])
-    for name, (tr, te) in features.items():
-        curves[name].append(linear_probe(tr[idx], train_y[idx], te, test_y))
-print(f"linear L2-SVM test accuracy on {probe_cfg.dataset} ({len(test_x)} test images, "
-      f"{time.perf_counter() - start:.1f} s)")
+for draw in range(cfg.probe_draws):
+    order = torch.randperm(len(train_y), generator=torch.Generator().manual_seed(draw))
+    for name in features:
+        curves[name].append([])
+    for per_class in budgets:
+        idx = torch.cat([order[train_y[order] == c][:per_class] for c in range(classes)])
+        for name, (tr, te) in features.items():
+            curves[name][-1].append(linear_probe(tr[idx], train_y[idx], te, test_y))
+mean_curve = {name: [statistics.mean(d[b] for d in draws) for b in range(len(budgets))]
+              for name, draws in curves.items()}
+print(f"linear L2-SVM test accuracy on {probe_cfg.dataset} ({len(test_x)} test images, mean of "
+      f"{cfg.probe_draws} labelled subsets, {time.perf_counter() - start:.1f} s)")
 print(f"{'labels per class':>22s} " + " ".join(f"{n:>7d}" for n in budgets))
-for name, accs in curves.items():
+for name, accs in mean_curve.items():
     print(f"{name:>22s} " + " ".join(f"{a:7.1%}" for a in accs))
 if probe_cfg.dataset == "cifar10":
     print("paper, Table 1 (D trained on ImageNet-1k, all 50k labels): DCGAN 82.8 %, K-means (4800 features) 80.6 %; "
           "400 labels per class: DCGAN 73.8 %")
 
 fig, ax = plt.subplots(figsize=(5.5, 3.2))
-for name, accs in curves.items():
+for name, accs in mean_curve.items():
     ax.plot(budgets, accs, "o-", label=name)
 ax.set_xscale("log")
 ax.set_xlabel("labelled examples per class")
@@ -361,30 +371,43 @@ ax.legend(fontsize=8)
 ax.set_title("linear probe learning curve")
 plt.show()
 
-results = {name: sum(accs) / len(accs) for name, accs in curves.items()}
-gain = results["DCGAN D features"] - results["untrained D features"]
-checks.check_at_least(gain, cfg.min_probe_gain,
-                      "trained D features beat the untrained D (mean accuracy gain over the label budgets)",
-                      run=run_status)
+# The claim "training D made its features better" against its own noise: the gain (trained minus
+# untrained D, mean over the label budgets) per labelled subset, paired.
+results = {name: statistics.mean(accs) for name, accs in mean_curve.items()}
+gains = [statistics.mean(t) - statistics.mean(u)
+         for t, u in zip(curves["DCGAN D features"], curves["untrained D features"])]
+gain, spread = statistics.mean(gains), (statistics.stdev(gains) if len(gains) > 1 else float("inf"))
+print(f"gain of the trained D over the untrained one: {gain:+.2%} ± {spread:.2%} "
+      f"(mean ± standard deviation over {len(gains)} labelled subsets; one training run)")
+if abs(gain) > 2 * spread:
+    verdict = "better" if gain > 0 else "WORSE"
+    print(f"Training made D's features {verdict} for classification: the gain clears twice its spread.")
+else:
+    verdict = "inconclusive"
+    print("Inconclusive at this size: the gain is within twice its spread over labelled subsets.")
+checks.check_true(not gain < -2 * spread, "training did not make D's features clearly worse",
+                  f"gain {gain:+.2%} ± {spread:.2%}: look at week 4's samples and losses (a collapsed "
+                  f"or diverged run)", run=run_status)
 
 # %% [markdown]
-# **What to conclude.** Expect the trained discriminator to beat the untrained one by only a
-# point or two here (our `local` run on Fashion-MNIST: 80.4 % vs 79.5 %, raw pixels 74.6 %; the
-# numbers of your run are above). That is not a bug, and it is worth understanding:
+# **What to conclude.** The cell above prints this run's gain with its spread, and whether it
+# clears it. A small gain, or an inconclusive one, is not a bug, and it is worth understanding:
 #
 # - **Random convolutional features are a strong baseline.** An untrained D still computes
-#   thousands of local, max-pooled filter responses (3,584 here), and a linear classifier on
-#   such random features already beats raw pixels by a wide margin (Jarrett et al. 2009 and
-#   Saxe et al. 2011 found the same). So most of what the probe sees comes from the
-#   *architecture*; the trained D adds what training taught it on top.
-# - **The gain is small but in the right direction**, which is all the check above asks
-#   (`cfg.min_probe_gain` = 0: trained ≥ untrained, averaged over the label budgets). A
-#   negative gain would mean training made D's features *worse* for classification: look at
-#   the samples and the losses of week 4 first (a collapsed or diverged run).
-# - **The paper's claim is stronger** because its D learned from ImageNet-1k, far more varied
-#   than Fashion-MNIST, and was tested on CIFAR-10, where random features do worse. We did not
-#   measure whether a longer run widens the gap (it costs another 15 minutes on a CPU): try it
-#   as an exercise with `profile_config("dcgan", train_steps=4500)` in both week 4 and here.
+#   thousands of local, max-pooled filter responses, and a linear classifier on such random
+#   features already does well (Jarrett et al. 2009 and Saxe et al. 2011 found the same). So
+#   much of what the probe sees comes from the *architecture*; the trained D adds what
+#   training taught it on top. The paper has no untrained-D baseline: its Table 1 compares
+#   with K-means features and other unsupervised methods, so it does not separate the two.
+# - **What the spread covers.** It is the noise of *which* images get labels (the same subsets
+#   for both feature sets, so the comparison is paired). It does not include training noise:
+#   another training seed of week 4 would add its own. The check fails only when training
+#   made the features clearly *worse* (a collapsed or diverged run: look at week 4's samples
+#   and losses first); a gain is claimed only when it clears twice its spread.
+# - **The paper's setting differs**: its D learned from ImageNet-1k, far more varied than
+#   Fashion-MNIST, and was tested on CIFAR-10. Whether a longer run widens the gap is not
+#   measured here: try it as an exercise with `profile_config("dcgan", train_steps=4500)` in
+#   both week 4 and here, and compare the printed gains and spreads.
 
 # %% [markdown]
 # ## 4. Paper vs. this run
@@ -402,16 +425,17 @@ comparison = paper_vs_run([
     ("linear probe, many labels",
      "82.8 % on CIFAR-10 with all 50,000 labels; D trained on ImageNet-1k at 32 × 32, 28,672 features, "
      "L2-SVM (§5.1, Table 1)",
-     f"{curves['DCGAN D features'][-1]:.1%} on {probe_cfg.dataset} with {most} labels per class "
+     f"{mean_curve['DCGAN D features'][-1]:.1%} on {probe_cfg.dataset} with {most} labels per class "
      f"({len(test_x):,} test images), D trained on {d_trained_on}, "
      f"{n_features:,} features, L2-SVM", "other data sets, a smaller D, fewer features"),
     ("linear probe, few labels",
      "73.8 % on CIFAR-10 with 400 labels per class (Table 1); SVHN, 1,000 labels: 22.48 % error (§5.2)",
-     f"{curves['DCGAN D features'][0]:.1%} with {fewest} labels per class", "other data set and label budget"),
+     f"{mean_curve['DCGAN D features'][0]:.1%} with {fewest} labels per class", "other data set and label budget"),
     ("baselines",
      "K-means features: 80.6 % (4,800 maps, all labels; Table 1)",
-     f"raw pixels {curves['raw pixels'][-1]:.1%}, untrained D {curves['untrained D features'][-1]:.1%} "
-     f"({most} labels per class)", "our baselines isolate what training added"),
+     f"raw pixels {mean_curve['raw pixels'][-1]:.1%}, untrained D {mean_curve['untrained D features'][-1]:.1%} "
+     f"({most} labels per class); trained minus untrained D: {gain:+.2%} ± {spread:.2%} ({verdict})",
+     "our baselines isolate what training added"),
     ("sample quality (FID)",
      "not reported (FID came later); Lucic et al. 2018, best NS GAN run: MNIST 6.8, Fashion-MNIST 26.5",
      f"{label}: {fid:.2f} (untrained G {fid_random:.2f}), {len(fake_images):,} vs {len(real_images):,} images",
@@ -430,6 +454,7 @@ metrics = {
     "probe_dataset": probe_cfg.dataset,
     "probe_features": n_features,
     **{f"probe_{k.replace(' ', '_')}": round(v, 4) for k, v in results.items()},
+    "probe_gain": round(gain, 4), "probe_gain_spread": round(spread, 4), "probe_verdict": verdict,
     "run": run_status,
 }
 path = write_metrics("dcgan", "week5_final_project", metrics, config=cfg,
