@@ -35,7 +35,7 @@ $(PY):
 setup: $(PY)
 	$(PY) -m pip install --progress-bar on -r requirements.txt -r requirements-deploy.txt \
 		-r requirements-offline.txt -r requirements-lab.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --no-deps -e . -e tools/setup
 	@$(PY) -c "import helpers, torch; print('helpers', helpers.__version__, '| torch', torch.__version__, '| CUDA', torch.cuda.is_available())"
 	@echo "Next: make lab (JupyterLab on this folder), then open notebooks/00_start_here.ipynb"
 

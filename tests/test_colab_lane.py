@@ -3,6 +3,7 @@ an upgraded or removed preinstalled package, a second run of the setup cell that
 again, a wrong-repository message that lacks what to do. Also the setup cell's logic, run here
 in-process: a no-op where helpers imports, and one clear error when the install fails."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -41,7 +42,7 @@ def run_setup_cell(tmp_path, rel="notebooks/00_start_here.ipynb", repo=None, cwd
     """The generated setup cell in a fresh Python, as a script (no kernel needed)."""
     script = tmp_path / "setup_cell.py"
     script.write_text(nbtools.setup_source(rel))
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": f"{ROOT}:{ROOT / 'tools' / 'setup'}"}
     if repo:
         env["CURRICULUM_REPO"] = repo
     return subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
@@ -54,27 +55,33 @@ def test_setup_cell_is_a_no_op_where_helpers_imports(tmp_path):
     assert "Installing" not in run.stdout + run.stderr
 
 
-def test_setup_cell_failure_gives_the_one_clear_message(tmp_path):
-    """helpers not importable (no PYTHONPATH, a Python without it) and a repository that does
-    not exist: the message names what it tried, how to set it, and the two alternatives. The
-    venv has no pip packages at all, so nothing is at risk."""
+@pytest.mark.parametrize("installer", ["found", "downloaded"])
+def test_setup_cell_failure_gives_the_one_clear_message(tmp_path, installer):
+    """helpers not importable (a Python without it) and a repository that does not exist: the
+    message names what it tried, how to set it, and the two alternatives, whether it is the
+    installer (tools/setup, on a hosted runtime: downloaded first) or the course package that
+    cannot be installed. The venv has no pip packages at all, so nothing is at risk."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "venv")], check=True)
     python = tmp_path / "venv" / "bin" / "python"
     script = tmp_path / "setup_cell.py"
     script.write_text(nbtools.setup_source("notebooks/transformer/week4f_deploy.ipynb"))
     wrong = f"file://{tmp_path}/no-such-repo"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CURRICULUM_REPO": wrong}
+    if installer == "found":
+        env["PYTHONPATH"] = str(ROOT / "tools" / "setup")
     run = subprocess.run([str(python), str(script)], capture_output=True, text=True, cwd=tmp_path,
-                         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "CURRICULUM_REPO": wrong},
-                         timeout=300)
+                         env=env, timeout=300)
     assert run.returncode != 0
     assert colab_lane.wrong_repo_problems(run.stdout + run.stderr, wrong) == [], run.stderr[-2000:]
-    assert "[deploy]" in run.stderr  # the Drive alternative installs this notebook's extras too
+    if installer == "found":
+        assert "[deploy]" in run.stderr  # the Drive alternative installs this notebook's extras too
 
 
 @pytest.mark.parametrize("where", ["notebooks", "notebooks/transformer"])
 def test_setup_cell_in_a_clone_without_setup_says_make_setup(tmp_path, where):
     clone = tmp_path / "clone"
     (clone / "helpers").mkdir(parents=True)
+    shutil.copytree(ROOT / "tools" / "setup", clone / "tools" / "setup")  # a clone has its installer
     (clone / where).mkdir(parents=True, exist_ok=True)
     script = tmp_path / "setup_cell.py"
     script.write_text(nbtools.setup_source("notebooks/00_start_here.ipynb"))

@@ -113,7 +113,7 @@ def test_setup_cell_names_a_helpers_that_is_not_ours(tmp_path, shadow):
         (tmp_path / shadow / "__init__.py").write_text("")
     # -S: no site-packages, as on a runtime where the course package is not installed yet (an
     # editable install's finder would otherwise win over the learner's file here)
-    out = _run_setup_cell(tmp_path, {"PYTHONPATH": str(tmp_path)}, "-S")
+    out = _run_setup_cell(tmp_path, {"PYTHONPATH": f"{tmp_path}:{ROOT / 'tools' / 'setup'}"}, "-S")
     assert out.returncode != 0
     assert "not this course's package" in out.stderr and str(tmp_path / shadow) in out.stderr, out.stderr[-2000:]
     assert "Fix: rename or move it" in out.stderr

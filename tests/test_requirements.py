@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import nbtools  # noqa: E402
 
 # Imported, but not ours to declare: provided by Colab itself, or this repository's own modules.
-NOT_DECLARED = {"helpers", "google"} | {p.stem for p in [*ROOT.glob("tools/*.py"), *ROOT.glob("tests/*.py")]}
+NOT_DECLARED = {"helpers", "google", "curriculum_setup"} | {p.stem for p in [*ROOT.glob("tools/*.py"), *ROOT.glob("tests/*.py")]}
 # Modules of the optional deploy layer (helpers.ops); everything else in helpers is core.
 DEPLOY_MODULES = {"helpers/ops/export.py", "helpers/ops/serve.py", "helpers/ops/demo.py"}
 # modules that load the offline MiniLM package on first use (only notebooks with [offline] call them)

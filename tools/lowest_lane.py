@@ -157,7 +157,7 @@ def build_environment(work: Path, log) -> tuple[Path, dict[str, str]]:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, env=_pip_env())
     log(f"installed in {time.perf_counter() - t0:.0f} s")
-    (site / "curriculum_checkout.pth").write_text(str(ROOT) + "\n")  # helpers from this checkout
+    (site / "curriculum_checkout.pth").write_text(f"{ROOT}\n{ROOT / 'tools' / 'setup'}\n")  # helpers, its installer
     return python, {name: d.version for name, d in held.items() if name in HELD}
 
 
