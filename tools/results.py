@@ -159,7 +159,7 @@ def _week4g(m: dict) -> str:
 
 def _final_transformer(m: dict) -> str:
     rouge = [f"{label} {_num(m, key + '_rougeL', '{:.1f}', 100)}" for label, key in
-             (("own Transformer", "own"), ("fine-tuned seq2seq", "finetuned"), ("Lead-3", "lead3"))
+             (("own Transformer", "own"), ("week 4e's seq2seq", "finetuned"), ("Lead-3", "lead3"))
              if _num(m, key + "_rougeL")]
     return "ROUGE-L: " + ", ".join(rouge) if rouge else ""
 
@@ -349,6 +349,8 @@ def table(runs: dict[tuple[str, str, str], dict], repo: Path | None = ROOT) -> s
         name = f"{track}/{notebook}"
         data = (metrics.get("extra") or {}).get("dataset") or execution.get("data") or ""
         paper = HEADLINES.get(name, (None, None))[1] or "-"
+        if paper != "-" and ((metrics.get("extra") or {}).get("on_standin") or "stand-in" in data):
+            paper = f"not comparable: this run used a generated stand-in, not the paper's data ({paper})"
         date = (metrics.get("written_at") or execution.get("finished_at") or "")[:10] or "-"
         cells = [name, profile, _short_data(data),
                  headline(name, metrics.get("metrics", {})) if metrics else "no metrics.json",

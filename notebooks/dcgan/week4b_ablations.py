@@ -18,7 +18,8 @@
 #
 # §3 of the DCGAN paper lists the architecture choices that made deep convolutional GANs train
 # reliably, and §4 the optimizer setting. The paper gives the reasons in a sentence each; it
-# shows no table. This notebook is that table, in miniature: starting from week 4's base run,
+# shows no table. This notebook is that table, in miniature: starting from week 4's networks
+# (trained here with this notebook's own, smaller budget: `dcgan_ablations` in the config),
 # every row switches off *one* choice, trains with the same data, seed and budget, and is
 # measured the same way. It is the DCGAN counterpart of Transformer week 4d.
 #
@@ -29,7 +30,8 @@
 #   covered, how different the samples are), and the losses;
 # - tell a claim the run supports from one it is too small to show.
 #
-# **Time:** about 1.5 hours (smoke profile: under a minute; `local`: about 15 minutes on a CPU;
+# **Time:** about 1.5 hours (smoke profile: under a minute; `local`: 5.3 minutes on 2 CPU cores in
+# the run on docs/RESULTS.md;
 # `full`: never measured; before training, the notebook prints a predicted time for your GPU, an
 # estimate from counted FLOPs with its basis).
 #

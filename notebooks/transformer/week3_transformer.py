@@ -597,6 +597,7 @@ else:
     print(f"Only {len(snapshots)} kept checkpoint(s) (this run was trained without keep_last, or saved "
           f"fewer than twice): no average. Delete {ckpt_path.name} and train again to get them.")
 
+# %% [markdown]
 # ## 6b. Decoding faster: the key/value cache
 #
 # Decoding produces one token per step, and a naive decoder runs the whole prefix through

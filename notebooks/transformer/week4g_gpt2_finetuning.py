@@ -28,7 +28,8 @@
 # - tell what pretraining buys by comparing with the same model trained from scratch;
 # - say why perplexities measured with different tokenizers cannot be compared.
 #
-# **Time:** about 1.5 hours (smoke profile: under a minute; `local`: about 10 minutes on a CPU;
+# **Time:** about 1.5 hours (smoke profile: under a minute; `local`: 3.1 minutes on 2 CPU cores in
+# the run on docs/RESULTS.md;
 # `full`: never measured; before it fine-tunes, the notebook prints a predicted time for your GPU,
 # an estimate from counted FLOPs with its basis).
 #

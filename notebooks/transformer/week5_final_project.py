@@ -220,10 +220,12 @@ else:
     print(f"loaded week 4e's fine-tuned model from {saved}")
 s2s_note = (f"{s2s_cfg.model}, " + ("trained from random weights (no pretrained model offline)" if s2s_cfg.model == "tiny-t5"
                                     else "pretrained, fine-tuned") + f" on {s2s_cfg.n_train} articles")
+s2s_label = ("tiny T5 from scratch (week 4e)" if s2s_cfg.model == "tiny-t5"
+             else f"{s2s_cfg.model} fine-tuned (week 4e)")  # never "fine-tuned" when nothing was pretrained
 tuned = summarization.generate_summaries(t5.to(device), tokenizer, eval_rows, s2s_cfg, prefix=prefix)
 tuned_rouge = summarization.rouge(references, tuned)
 print(s2s_note)
-print("fine-tuned seq2seq  ", {k: round(v, 3) for k, v in tuned_rouge.items()})
+print(f"{s2s_label:30s}", {k: round(v, 3) for k, v in tuned_rouge.items()})
 
 # %% [markdown]
 # ## 5. Side by side, and what the checks can claim
@@ -237,15 +239,15 @@ print("fine-tuned seq2seq  ", {k: round(v, 3) for k, v in tuned_rouge.items()})
 
 # %%
 rows = {"Lead-3 of the wrong article": wrong, "Lead-3": lead3, "your Transformer": own_rouge,
-        "fine-tuned seq2seq (week 4e)": tuned_rouge}
+        s2s_label: tuned_rouge}
 print(f"{'':30s} {'ROUGE-1':>8s} {'ROUGE-2':>8s} {'ROUGE-L':>8s} {'ROUGE-Lsum':>10s}")
 for name, r in rows.items():
     print(f"{name:30s} {r['rouge1']:8.3f} {r['rouge2']:8.3f} {r['rougeL']:8.3f} {r['rougeLsum']:10.3f}")
 for i in range(2):
     print(f"\nreference: {references[i]}\nLead-3:    {summarization.lead(eval_rows[i][0])[:200]}\n"
-          f"yours:     {own[i]}\nfine-tuned: {tuned[i]}")
+          f"yours:     {own[i]}\nweek 4e's:  {tuned[i]}")
 
-for name, r in (("your Transformer", own_rouge), ("the fine-tuned seq2seq model", tuned_rouge)):
+for name, r in (("your Transformer", own_rouge), (s2s_label, tuned_rouge)):
     checks.check_true(r["rougeL"] > wrong["rougeL"] + 0.05, f"{name} reads its input (beats the wrong-article baseline)",
                       f"ROUGE-L {r['rougeL']:.3f} vs {wrong['rougeL']:.3f} for the lead of another article",
                       run=run_status if r is own_rouge else None)
@@ -298,7 +300,7 @@ comparison = paper_vs_run([
     ("Lead-3 (ROUGE-1 / 2 / L)", "40.34 / 17.70 / 36.57: CNN/DailyMail test, 11,490 articles (See et al. 2017, Table 1)",
      f"{rouge_x100(lead3)}: {data_note}", "data set (see the first line) and rouge-score instead of ROUGE-1.5.5"),
     ("abstractive summarizer", "39.53 / 17.28 / 36.38: pointer-generator + coverage, 21 M-parameter LSTM, "
-     "about 4 days on a GPU (See et al. 2017, Table 1)",
+     "about 3 days on one Tesla K40m GPU (See et al. 2017, §5)",
      f"{rouge_x100(own_rouge)}: your Transformer, {model.num_parameters() / 1e6:.1f} M parameters, "
      f"{last_step} of {cfg.train_steps} steps" + (" (stopped early)" if stopped_early else ""),
      "model (Transformer, no copy mechanism), size, training time, data, beam size"),
@@ -328,14 +330,16 @@ print(write_metrics("transformer", "week5_final_project", {
 # - **Average checkpoints** (§6.1): `train_translation(..., keep_last=5)` keeps the last
 #   snapshots; average them and score again.
 # - **Copy from the source**: summaries reuse the article's words and names; See et al.'s
-#   pointer mechanism adds a copy distribution. Or share the source and target embeddings
-#   with the output layer.
+#   pointer mechanism adds a copy distribution. (Sharing the source and target embeddings
+#   with the output layer is already on, §3.4, as in week 3.)
+# - **Longer inputs**: raise `max_source_words` and see where ROUGE stops improving and the
+#   memory of self-attention (quadratic in the length) starts to bite.
 #
 # ## Check yourself
 #
 # 1. Why is Lead-3 so strong on news, and for which kinds of text would it fail?
 # 2. ROUGE rewards overlapping words. Write a summary that scores well but states something false.
-# 3. Your Transformer and the fine-tuned model saw the same articles. Which one would you pick
+# 3. Your Transformer and week 4e's model saw the same articles. Which one would you pick
 #    for a real product, and what would you measure besides ROUGE before deciding?
 
 # %% [markdown]
