@@ -203,7 +203,10 @@ def test_idle_connections_do_not_starve_the_server(tmp_path):
         print(f"{IDLE} idle connections in {opened_s:.1f} s at a 1,024 open-file limit: /health "
               f"slowest {max(health_s) * 1000:.0f} ms of {len(health_s)}; {closed}/50 of the newest "
               f"closed after the 3 s header timeout; server log {size} bytes")
-        assert max(health_s) < 1.0
+        # not starved: /health never waited for the idle connections' 3 s header timeout to free
+        # a descriptor (it took up to 1.01 s once in CI, a short accept back-off at the file
+        # limit; the median stays tens of ms). Not a speed test: speed belongs in make bench.
+        assert max(health_s) < 3.0
         assert closed == 50
         assert size < 100_000, log.read_text()[-2000:]
         assert proc.poll() is None
