@@ -173,7 +173,10 @@ def interrupt(notebook: Path, runs: Path, threads: int, timeout: int, families, 
     nb.cells.insert(first_code + 1, nbformat.v4.new_code_cell(
         "from helpers.runtime import config as _config\n"
         + "".join(f"_config.FAMILIES[{f!r}]['smoke']['time_limit_s'] = {limit_s!r}\n" for f in families)))
-    problems, started = [], time.time()
+    problems = []
+    # which checkpoints exist before, by modification time: not the wall clock, which a shifted
+    # calendar (CURRICULUM_CLOCK_SHIFT_DAYS) moves in this process while file times stay real
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob("checkpoints/smoke/*.pt")} if runs.is_dir() else {}
     with client.setup_kernel(env=_env(runs, threads)):
         for index, cell in enumerate(nb.cells):
             try:
@@ -197,7 +200,7 @@ def interrupt(notebook: Path, runs: Path, threads: int, timeout: int, families, 
     ckpts = [p for p in (runs / rel / "checkpoints" / "smoke").glob("*.pt") if ".step" not in p.name]
     if not ckpts:  # a notebook that continues another's run (the DCGAN final project, week 4's)
         ckpts = [p for p in runs.rglob("checkpoints/smoke/*.pt") if ".step" not in p.name
-                 and p.stat().st_mtime >= started]
+                 and before.get(p) != p.stat().st_mtime_ns]
     if not ckpts:
         return problems + [f"no checkpoint written under {runs} by the interrupted run"], None
     return problems, min(checkpoint_step(p) for p in ckpts)
