@@ -4,6 +4,12 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PY      = $(BIN)/python
 NOTEBOOK_TIMEOUT ?= 300
+# The unit tests and the notebooks run in parallel (pytest-xdist): one worker per core, at most 4
+# (TEST_WORKERS=1: one after another). Each worker's torch uses one thread unless OMP_NUM_THREADS
+# says otherwise: two workers of two threads each on 2 cores run slower than one worker.
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(max(1, min(4, getattr(os, 'process_cpu_count', os.cpu_count)() or 1)))" 2>/dev/null || echo 1)
+XDIST = $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS))
+THREADS = $(if $(XDIST),OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1})
 
 .PHONY: help setup setup-dev test lint unit robustness notebooks profiles check-sync sync student lab new clean bench determinism demo colab
 
@@ -68,7 +74,7 @@ lint: $(BIN)/pytest
 	$(BIN)/ruff check .
 
 unit: $(BIN)/pytest
-	CURRICULUM_PROFILE=smoke $(BIN)/pytest -m "not robustness" --durations=15 tests
+	$(THREADS) CURRICULUM_PROFILE=smoke $(BIN)/pytest $(XDIST) -m "not robustness" --durations=15 tests
 
 # The SIGKILL loops of the checkpoint writer (tests marked `robustness`, about 2 minutes): not in
 # `make test`, run by CI after it.
@@ -76,11 +82,13 @@ robustness: $(BIN)/pytest
 	CURRICULUM_PROFILE=smoke $(BIN)/pytest -m robustness tests
 
 # A fresh runs folder each time, so a second `make test` trains again instead of loading the
-# finished checkpoints of the first (your own runs in runs/ are not touched).
+# finished checkpoints of the first (your own runs in runs/ are not touched). In parallel, one
+# notebook per worker; notebooks that read another's checkpoint share its worker (conftest.py).
 TEST_RUNS = runs/make-test
 notebooks: $(BIN)/pytest
 	rm -rf $(TEST_RUNS)
-	CURRICULUM_PROFILE=smoke CURRICULUM_REQUIRE_SOLUTIONS=1 CURRICULUM_RUNS_DIR=$(CURDIR)/$(TEST_RUNS) $(BIN)/pytest --nbval-lax --nbval-current-env \
+	$(THREADS) CURRICULUM_PROFILE=smoke CURRICULUM_REQUIRE_SOLUTIONS=1 CURRICULUM_RUNS_DIR=$(CURDIR)/$(TEST_RUNS) \
+		$(BIN)/pytest $(if $(XDIST),$(XDIST) --dist loadscope) --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=$(NOTEBOOK_TIMEOUT) -p no:cacheprovider notebooks
 
 # After the notebooks, on their smoke runs: the checkpoint notebooks again in a miniature `local`

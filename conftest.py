@@ -1,4 +1,5 @@
-"""Repository-wide pytest hooks: a per-notebook timing table after nbval runs.
+"""Repository-wide pytest hooks: a per-notebook timing table after nbval runs, and which
+notebooks must share one worker when `make notebooks` runs them in parallel (pytest-xdist).
 
 The smoke budget is 60 s per notebook on 2 CPU cores. The table reports it (a figure for
 the closing notes and for `make bench`), it does not fail a run: timing is not a test.
@@ -6,12 +7,47 @@ the closing notes and for `make bench`), it does not fail a run: timing is not a
 
 from collections import defaultdict
 
+import pytest
+
 SMOKE_BUDGET_S = 60.0
+# Notebooks that read what another one saved run in one worker, in path order, after it: the
+# DCGAN final project continues week 4's checkpoint, week 4f deploys week 3's translator and week
+# 4's generator, the transformer final project starts from week 4e's summarizer. (Each would train
+# its own if it found nothing, but two notebooks writing one checkpoint at once would race.)
+SHARE_A_WORKER = {
+    "checkpoints": ("dcgan/week4_training", "dcgan/week5_final_project",
+                    "transformer/week3_transformer", "transformer/week4f_deploy"),
+    "summarizer": ("transformer/week4e_custom_datasets", "transformer/week5_final_project"),
+}
 _durations: dict[str, float] = defaultdict(float)
 
 
+def notebook_group(path: str) -> str | None:
+    """The xdist group of a notebook (``notebooks/<track>/<name>.ipynb``): its chain, else its own."""
+    if not path.endswith(".ipynb"):
+        return None
+    key = path.split("notebooks/", 1)[-1].removesuffix(".ipynb")
+    return next((group for group, names in SHARE_A_WORKER.items() if key in names), key)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``-n N --dist loadscope`` (``make notebooks``) a notebook's cells go to one worker in
+    order, as usual, and so does each chain of SHARE_A_WORKER. (Not pytest-xdist's ``xdist_group``
+    marks: pytest-xdist 3.8 cannot rename pytest 9.2's node ids, so they are silently ignored.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling  # noqa: PLC0415 - only under pytest-xdist
+
+    class NotebookChains(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return notebook_group(nodeid.split("::")[0]) or super()._split_scope(nodeid)
+
+    return NotebookChains(config, log)
+
+
 def pytest_runtest_logreport(report):
-    path = report.nodeid.split("::")[0]
+    path = report.nodeid.split("::")[0].split("@")[0]
     if path.endswith(".ipynb"):
         _durations[path] += report.duration
 

@@ -43,3 +43,18 @@ def pytest_configure(config):
         pytest.exit(f"CURRICULUM_CLOCK_SHIFT_DAYS={days} but the clock is shifted by {shifted:.2f} days ({why}). "
                     f"Fix: CURRICULUM_CLOCK_SHIFT_DAYS={days} PYTHONPATH=tools/clockshift make test", 2)
     print(f"clock shifted by {shifted:.1f} days: today is {__import__('datetime').date.today()} here")
+
+
+# The tests that execute whole notebooks or start servers, first: under `make unit`'s parallel
+# workers (pytest-xdist hands out tests in this order) they then overlap with each other and with
+# the many short tests, instead of one of them running alone at the end.
+SLOW_FIRST = ("test_unlabelled_images.py", "test_student.py", "test_browser.py", "test_distributed.py",
+              "test_decoding_cache.py", "test_serve.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = item.path.name
+        return SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file is kept

@@ -533,3 +533,42 @@ def test_determinism_compares_records_that_name_their_own_runs_folder(tmp_path):
     assert determinism.clock_shift_problem(today, ahead, days=0) is None
     assert "not shifted" in determinism.clock_shift_problem(today, dict(today), days=365)
     assert "cannot tell" in determinism.clock_shift_problem(today, {}, days=365)
+
+
+def test_parallel_notebook_runs_keep_each_checkpoint_chain_in_one_worker_in_order(tmp_path):
+    """`make notebooks` (pytest-xdist) and `tools/determinism.py --workers` run notebooks side by
+    side, except that a notebook reading another's checkpoint runs after it, in the same worker:
+    both read the chains from conftest.py, and every reader named in a notebook is in one."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("determinism", Path(__file__).parent.parent / "tools" / "determinism.py")
+    determinism = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(determinism)
+    root = Path(__file__).parent.parent
+    notebooks = determinism.training_notebooks()
+    groups = determinism.chains(notebooks)
+    assert sorted(nb for g in groups for nb in g) == sorted(notebooks) and len(groups) > 2
+    rel = [[str(nb.relative_to(root / "notebooks").with_suffix("")) for nb in g] for g in groups]
+    chain = next(g for g in rel if "dcgan/week4_training" in g)
+    assert chain.index("dcgan/week4_training") < chain.index("dcgan/week5_final_project") < chain.index("transformer/week4f_deploy")
+    assert chain.index("transformer/week3_transformer") < chain.index("transformer/week4f_deploy")
+    summarizer = next(g for g in rel if "transformer/week5_final_project" in g)
+    assert summarizer.index("transformer/week4e_custom_datasets") < summarizer.index("transformer/week5_final_project")
+    # every notebook that names another notebook's checkpoint folder shares that notebook's group
+    spec = importlib.util.spec_from_file_location("root_conftest", root / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    for py in sorted((root / "notebooks").rglob("*.py")):
+        name = str(py.relative_to(root / "notebooks").with_suffix(""))
+        for track, other in re.findall(r'checkpoint_dir\("(\w+)", "(\w+)"\)', py.read_text(encoding="utf-8")):
+            if f"{track}/{other}" != name:
+                assert conftest.notebook_group(f"notebooks/{name}.ipynb") == conftest.notebook_group(
+                    f"notebooks/{track}/{other}.ipynb"), f"{name} reads {track}/{other}'s checkpoint: add both to SHARE_A_WORKER"
+    # a file written by a notebook of another group between the two passes is not this one's
+    (tmp_path / "dcgan" / "week4_training").mkdir(parents=True)
+    (tmp_path / "dcgan" / "week4_training" / "a.pt").write_text("x")
+    (tmp_path / "transformer" / "week4b_optimization").mkdir(parents=True)
+    (tmp_path / "transformer" / "week4b_optimization" / "b.pt").write_text("x")
+    assert determinism._files(tmp_path, determinism.chain_folders(Path("dcgan/week5_final_project"))) == {
+        "dcgan/week4_training/a.pt"}
+    assert len(determinism._files(tmp_path)) == 2

@@ -76,7 +76,9 @@ def test_dcgan_week4_and_final_project_run_on_an_unlabelled_folder(clean_env, mo
     assert record["metrics"]["train_steps"] == 100
     assert record["metrics"]["thumbnail_frechet"] < record["metrics"]["thumbnail_frechet_untrained"]
 
-    out = run_with_folder("week5_final_project", folder, tmp_path, **settings)
+    # the label-free paths are what is tested here: one draw of two label counts for the probe
+    out = run_with_folder("week5_final_project", folder, tmp_path, **settings, probe_draws=1,
+                          probe_labels_per_class=[5, 20], classifier_epochs=2)
     assert "week 4's checkpoint is at step 100 of 100" in out  # the final project loads week 4's run
     assert "has no labels: your discriminator's features are tested on mnist" in out
     record = json.loads((tmp_path / "runs" / "dcgan" / "week5_final_project" / "metrics.json").read_text())

@@ -54,6 +54,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
@@ -516,7 +517,7 @@ class Lane:
         finally:
             watchdog.stop()
             thread.join()
-        self.stalls += watchdog.stalls
+        self.stalls.extend(watchdog.stalls)
         if watchdog.stalls:
             error = RuntimeError("STALLED: " + "; ".join(watchdog.stalls) + (f" (then: {error})" if error else ""))
         return _text(nb), error
@@ -561,6 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", type=Path, help="build in this folder and keep it (default: a temp folder)")
     parser.add_argument("--notebooks", nargs="*", default=NOTEBOOKS, help="notebooks to run top to bottom")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("TEST_WORKERS") or 2),
+                        help="notebooks run side by side (each kernel on one thread)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     parser.add_argument("--stall", type=int, default=120,
                         help="seconds a busy cell may go without output before it is reported as stalled")
@@ -647,15 +650,20 @@ def main(argv: list[str] | None = None) -> int:
         failures += [f"{EXTRA_SETUP} setup cell changed {c}" for c in changed_packages(again, extra)]
         print(f"added: {', '.join(added_packages(again, extra)) or 'nothing'}")
 
-        for rel in args.notebooks:
-            step(f"{rel} (smoke), top to bottom")
-            nb = nbformat.read(ROOT / rel, as_version=4)
-            text, error = lane.run(nb)
-            if error is not None:
-                failures.append(f"{rel} failed: {str(error).strip()[-3000:]}")
-                print(str(error)[-3000:])
-            else:
-                print("passed")
+        step(f"{', '.join(args.notebooks)} (smoke), top to bottom, {args.workers} at a time")
+
+        def run_notebook(rel: str) -> tuple[str, float, Exception | None]:
+            t0 = time.perf_counter()
+            _, error = lane.run(nbformat.read(ROOT / rel, as_version=4))
+            return rel, time.perf_counter() - t0, error
+
+        with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:  # independent notebooks
+            for rel, seconds, error in pool.map(run_notebook, args.notebooks):
+                if error is not None:
+                    failures.append(f"{rel} failed: {str(error).strip()[-3000:]}")
+                    print(f"{rel}: FAILED ({seconds:.0f} s)\n{str(error)[-3000:]}")
+                else:
+                    print(f"{rel}: passed ({seconds:.0f} s)")
         now = installed(python)
         failures += [f"a notebook changed {c}" for c in changed_packages(extra, now)]
     finally:

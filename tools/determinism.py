@@ -56,6 +56,7 @@ import re
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +71,35 @@ def training_notebooks() -> list[Path]:
         if "write_metrics(" in py.read_text(encoding="utf-8"):
             found.append(py.with_suffix(".ipynb"))
     return found
+
+
+def _share_a_worker() -> dict[str, tuple[str, ...]]:
+    """The chains of notebooks that read another's checkpoint, from the repository's conftest.py
+    (the one definition that ``make notebooks``'s parallel workers use too)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_root_conftest", ROOT / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SHARE_A_WORKER
+
+
+def chains(notebooks: list[Path]) -> list[list[Path]]:
+    """``notebooks`` as groups that run one after another (a chain of SHARE_A_WORKER, in path
+    order) while groups run side by side; the biggest group first."""
+    groups: dict[str, list[Path]] = {}
+    members = {name: group for group, names in _share_a_worker().items() for name in names}
+    for nb in notebooks:
+        rel = str(nb.relative_to(ROOT / "notebooks").with_suffix(""))
+        groups.setdefault(members.get(rel, rel), []).append(nb)
+    return sorted(groups.values(), key=len, reverse=True)
+
+
+def chain_folders(rel: Path) -> tuple[str, ...]:
+    """The run folders (relative to the runs folder) that ``rel``'s chain writes: the part of a
+    shared runs folder that only this worker touches."""
+    group = next((names for names in _share_a_worker().values() if str(rel) in names), (str(rel),))
+    return tuple(group)
 
 
 def flatten(value, prefix: str = "") -> dict[str, object]:
@@ -261,13 +291,16 @@ def execute(notebook: Path, runs: Path, threads: int, timeout: int) -> float:
     return time.perf_counter() - start
 
 
-def _files(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()} if folder.is_dir() else set()
+def _files(folder: Path, scope: tuple[str, ...] | None = None) -> set[str]:
+    """The files under ``folder`` (only those under its sub-folders ``scope``, when given)."""
+    roots = [folder / part for part in scope] if scope else [folder]
+    return {str(p.relative_to(folder)) for root in roots if root.is_dir() for p in root.rglob("*") if p.is_file()}
 
 
 def run_twice_in_one_kernel(notebook: Path, runs: Path, threads: int = 1,
                             timeout: int = 600, metrics: Path | None = None,
-                            texts: list[str] | None = None) -> tuple[list[str], dict | None]:
+                            texts: list[str] | None = None, scope: tuple[str, ...] | None = None
+                            ) -> tuple[list[str], dict | None]:
     """Execute every cell of ``notebook``, then every cell again, in ONE kernel (what a learner
     does with "Run all" twice). Returns the problems found (empty list: none) and the first pass's metrics.json:
 
@@ -276,6 +309,9 @@ def run_twice_in_one_kernel(notebook: Path, runs: Path, threads: int = 1,
       TensorBoard event file beside the first, so every curve shows up twice);
     - metrics.json values that differ between the passes (``metrics``: where the notebook
       writes it; timings excluded as in :func:`compare`).
+
+    ``scope``: the sub-folders of ``runs`` to count files in (others may be written by notebooks
+    running at the same time).
     """
     import nbformat
 
@@ -293,7 +329,7 @@ def run_twice_in_one_kernel(notebook: Path, runs: Path, threads: int = 1,
             text = "".join(o.get("text", "") for o in probe.outputs if o.get("output_type") == "stream")
             line = next(ln for ln in text.splitlines() if ln.startswith("HISTORIES "))
             record = json.loads(metrics.read_text()) if metrics is not None and metrics.is_file() else None
-            passes.append((json.loads(line[len("HISTORIES "):]), _files(runs), record))
+            passes.append((json.loads(line[len("HISTORIES "):]), _files(runs, scope), record))
     (hist1, files1, rec1), (hist2, files2, rec2) = passes
     problems = [f"History {name!r} has {hist2[name]} entries after the second run, {hist1.get(name)} "
                 f"after the first" for name in sorted(hist2) if hist2[name] != hist1.get(name)]
@@ -312,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="notebooks to check (default: every one that writes metrics.json)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("DETERMINISM_THREADS", 1)))
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("DETERMINISM_WORKERS", 1)),
+                        help="notebooks checked at a time (each with --threads threads); the notebooks "
+                             "that read another's checkpoint stay in one worker, in order (conftest.py)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     parser.add_argument("--resume-limit", type=float, default=1.0,
                         help="time limit (s) of the interrupted run of each notebook in RESUMED")
@@ -347,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{str(exc).strip().splitlines()[-1:]}", flush=True)
                 continue
             print(f"run 1: {nb.relative_to(ROOT)} ({seconds:.0f} s)", flush=True)
-        for nb in notebooks:  # run 2 and 3: a fresh kernel that runs the notebook twice
+
+        def check(nb: Path) -> None:  # runs 2 and 3 of one notebook: a fresh kernel that runs it twice
             rel = nb.relative_to(ROOT / "notebooks").with_suffix("")
             t0 = time.perf_counter()
             if str(rel) in ISOLATED:  # stopped early and resumed in a folder of its own
@@ -365,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 same_kernel[nb], record = run_twice_in_one_kernel(
                     nb, second, args.threads, args.timeout, metrics=second / rel / "metrics.json",
-                    texts=texts)
+                    texts=texts, scope=chain_folders(rel))
             except Exception as exc:  # noqa: BLE001
                 same_kernel[nb], record = [f"the notebook failed: {type(exc).__name__}: "
                                            f"{str(exc).strip().splitlines()[-1:]}"], None
@@ -380,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
             path = first / rel / "metrics.json"
             if record is None or not path.is_file():
                 results[nb] = ([f"no metrics.json at {rel} (did the notebook change its name?)"], [], 0)
-                continue
+                return
             results[nb] = compare(json.loads(path.read_text()), record, runs=(first, second))
             shift = clock_shift_problem(json.loads(path.read_text()), record)
             if shift:
@@ -392,6 +432,13 @@ def main(argv: list[str] | None = None) -> int:
                     runs=(first, args.second_runs.resolve()))[0]] if other.is_file()
                     else [f"(second make test) no metrics.json at {other}"])
                 results[nb] = (results[nb][0] + diffs, results[nb][1], results[nb][2])
+
+        # --workers chains at a time (the notebooks of a chain in path order, as `make test` runs them)
+        with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
+            for future in [pool.submit(lambda chain=chain: [check(nb) for nb in chain])
+                           for chain in chains(notebooks)]:
+                future.result()
+        results = {nb: results[nb] for nb in notebooks if nb in results}  # the report in path order
     print(f"\nDeterminism report (smoke profile, CPU, {args.threads} thread(s)). Run 1 and run 2: "
           f"each in a fresh kernel with an empty runs folder; run 3: run 2's kernel again.")
     failed = 0

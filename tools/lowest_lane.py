@@ -67,6 +67,11 @@ NOTEBOOKS = ["notebooks/transformer/week3_transformer.ipynb",
              "notebooks/dcgan/week4_training.ipynb"]
 
 
+def parallel(workers: int, *dist: str) -> list[str]:
+    """pytest-xdist's arguments for ``workers`` workers (none for one)."""
+    return ["-n", str(workers), *dist] if workers > 1 else []
+
+
 def direct_requirements(root: Path = ROOT) -> list:
     """Every requirement of the requirement files that applies to this Python (markers evaluated)."""
     from packaging.requirements import Requirement
@@ -165,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", type=Path, help="build in this folder and keep it (default: a temp folder)")
     parser.add_argument("--notebooks", nargs="*", default=NOTEBOOKS, help="notebooks to run top to bottom")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("TEST_WORKERS") or 2),
+                        help="pytest-xdist workers for the unit tests and the notebooks (1: one after another)")
     parser.add_argument("--unit", nargs="*", default=UNIT_TESTS,
                         help="unit test files to run ('all': every test, as make unit; none: skip)")
     parser.add_argument("--reuse", action="store_true", help="with --keep: reuse the venv built there")
@@ -216,19 +223,20 @@ def main(argv: list[str] | None = None) -> int:
                # its own download/tokenizer cache: a tokenizer.json written by a newer tokenizers
                # (this environment's) does not load in tokenizers 0.19
                "CURRICULUM_CACHE_DIR": str(work / "cache"), "PATH": f"{python.parent}:{os.environ['PATH']}",
-               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
-               "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS", "2")}
+               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+               "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS", "1")}
         env = {k: v for k, v in env.items() if k != "CURRICULUM_SWITCH_RUNS"}
         if args.unit:
             tests = ["tests"] if args.unit == ["all"] else args.unit
             step(f"unit tests at the floors: {' '.join(tests)}")
             run = subprocess.run([str(python), "-m", "pytest", "-q", "-m", "not robustness", "-p", "no:cacheprovider",
-                                  *tests], cwd=ROOT, env=env)
+                                  *parallel(args.workers), *tests], cwd=ROOT, env=env)
             if run.returncode:
                 failures.append(f"unit tests failed (exit {run.returncode})")
         if args.notebooks:
             step(f"notebooks at the floors (smoke): {' '.join(args.notebooks)}")
             run = subprocess.run([str(python), "-m", "pytest", "-q", "--nbval-lax", "--nbval-current-env",
+                                  *parallel(args.workers, "--dist", "loadscope"),
                                   f"--nbval-cell-timeout={args.timeout}", "-p", "no:cacheprovider",
                                   *args.notebooks], cwd=ROOT, env=env)
             if run.returncode:
