@@ -10,30 +10,43 @@ from collections import defaultdict
 import pytest
 
 SMOKE_BUDGET_S = 60.0
-# Notebooks that read what another one saved run in one worker, in path order, after it: the
-# DCGAN final project continues week 4's checkpoint, week 4f deploys week 3's translator and week
-# 4's generator, the transformer final project starts from week 4e's summarizer. (Each would train
-# its own if it found nothing, but two notebooks writing one checkpoint at once would race.)
-SHARE_A_WORKER = {
-    "checkpoints": ("dcgan/week4_training", "dcgan/week5_final_project",
-                    "transformer/week3_transformer", "transformer/week4f_deploy"),
-    "summarizer": ("transformer/week4e_custom_datasets", "transformer/week5_final_project"),
-}
 _durations: dict[str, float] = defaultdict(float)
+# Notebooks that read what another one saved, and what they read: the DCGAN final project
+# continues week 4's checkpoint, week 4f deploys week 3's translator and week 4's generator, the
+# Transformer final project starts from week 4e's summarizer. (Each would train its own if it
+# found nothing, but two notebooks writing one checkpoint at once would race, and a result must
+# not depend on which finished first.) `make notebooks` runs each connected group in one worker,
+# in path order; tools/determinism.py --workers runs a notebook once all it reads has run.
+READS_FROM = {
+    "dcgan/week5_final_project": ("dcgan/week4_training",),
+    "transformer/week4f_deploy": ("transformer/week3_transformer", "dcgan/week4_training"),
+    "transformer/week5_final_project": ("transformer/week4e_custom_datasets",),
+}
+
+
+def share_a_worker() -> dict[str, set[str]]:
+    """Each notebook (``<track>/<name>``) of READS_FROM -> its connected group (itself included)."""
+    groups: dict[str, set[str]] = {}
+    for reader, sources in READS_FROM.items():
+        merged = set().union({reader, *sources}, *(groups.get(n, set()) for n in (reader, *sources)))
+        for name in merged:
+            groups[name] = merged
+    return groups
 
 
 def notebook_group(path: str) -> str | None:
-    """The xdist group of a notebook (``notebooks/<track>/<name>.ipynb``): its chain, else its own."""
+    """The xdist scope of a notebook (``notebooks/<track>/<name>.ipynb``): the first name of its
+    group, else its own name; None for anything else."""
     if not path.endswith(".ipynb"):
         return None
     key = path.split("notebooks/", 1)[-1].removesuffix(".ipynb")
-    return next((group for group, names in SHARE_A_WORKER.items() if key in names), key)
+    return min(share_a_worker().get(key, {key}))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """Under ``-n N --dist loadscope`` (``make notebooks``) a notebook's cells go to one worker in
-    order, as usual, and so does each chain of SHARE_A_WORKER. (Not pytest-xdist's ``xdist_group``
+    order, as usual, and so does each group of notebooks connected by READS_FROM. (Not pytest-xdist's ``xdist_group``
     marks: pytest-xdist 3.8 cannot rename pytest 9.2's node ids, so they are silently ignored.)"""
     if config.getvalue("dist") != "loadscope":
         return None

@@ -535,40 +535,58 @@ def test_determinism_compares_records_that_name_their_own_runs_folder(tmp_path):
     assert "cannot tell" in determinism.clock_shift_problem(today, {}, days=365)
 
 
-def test_parallel_notebook_runs_keep_each_checkpoint_chain_in_one_worker_in_order(tmp_path):
+def test_parallel_notebook_runs_keep_what_a_notebook_reads_before_it(tmp_path):
     """`make notebooks` (pytest-xdist) and `tools/determinism.py --workers` run notebooks side by
-    side, except that a notebook reading another's checkpoint runs after it, in the same worker:
-    both read the chains from conftest.py, and every reader named in a notebook is in one."""
+    side, except that a notebook reading another's checkpoint runs after it: both read READS_FROM
+    in conftest.py, and every notebook that names another's checkpoint folder is in it."""
     import importlib.util
+    import threading
+    import time
 
     spec = importlib.util.spec_from_file_location("determinism", Path(__file__).parent.parent / "tools" / "determinism.py")
     determinism = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(determinism)
     root = Path(__file__).parent.parent
-    notebooks = determinism.training_notebooks()
-    groups = determinism.chains(notebooks)
-    assert sorted(nb for g in groups for nb in g) == sorted(notebooks) and len(groups) > 2
-    rel = [[str(nb.relative_to(root / "notebooks").with_suffix("")) for nb in g] for g in groups]
-    chain = next(g for g in rel if "dcgan/week4_training" in g)
-    assert chain.index("dcgan/week4_training") < chain.index("dcgan/week5_final_project") < chain.index("transformer/week4f_deploy")
-    assert chain.index("transformer/week3_transformer") < chain.index("transformer/week4f_deploy")
-    summarizer = next(g for g in rel if "transformer/week5_final_project" in g)
-    assert summarizer.index("transformer/week4e_custom_datasets") < summarizer.index("transformer/week5_final_project")
-    # every notebook that names another notebook's checkpoint folder shares that notebook's group
-    spec = importlib.util.spec_from_file_location("root_conftest", root / "conftest.py")
-    conftest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conftest)
+    conftest = determinism._root_conftest()
+    # make notebooks: a reader shares its sources' worker and comes after them in path order
+    for reader, sources in conftest.READS_FROM.items():
+        for source in sources:
+            assert conftest.notebook_group(f"notebooks/{reader}.ipynb") == conftest.notebook_group(
+                f"notebooks/{source}.ipynb") and source < reader, (reader, source)
+    assert conftest.notebook_group("notebooks/dcgan/week0_prerequisites.ipynb") == "dcgan/week0_prerequisites"
+    assert conftest.notebook_group("tests/test_x.py") is None
     for py in sorted((root / "notebooks").rglob("*.py")):
         name = str(py.relative_to(root / "notebooks").with_suffix(""))
         for track, other in re.findall(r'checkpoint_dir\("(\w+)", "(\w+)"\)', py.read_text(encoding="utf-8")):
             if f"{track}/{other}" != name:
-                assert conftest.notebook_group(f"notebooks/{name}.ipynb") == conftest.notebook_group(
-                    f"notebooks/{track}/{other}.ipynb"), f"{name} reads {track}/{other}'s checkpoint: add both to SHARE_A_WORKER"
-    # a file written by a notebook of another group between the two passes is not this one's
-    (tmp_path / "dcgan" / "week4_training").mkdir(parents=True)
-    (tmp_path / "dcgan" / "week4_training" / "a.pt").write_text("x")
-    (tmp_path / "transformer" / "week4b_optimization").mkdir(parents=True)
-    (tmp_path / "transformer" / "week4b_optimization" / "b.pt").write_text("x")
-    assert determinism._files(tmp_path, determinism.chain_folders(Path("dcgan/week5_final_project"))) == {
-        "dcgan/week4_training/a.pt"}
-    assert len(determinism._files(tmp_path)) == 2
+                assert f"{track}/{other}" in conftest.READS_FROM.get(name, ()), (
+                    f"{name} reads {track}/{other}'s checkpoint: add it to READS_FROM in conftest.py")
+    # determinism --workers 2: every notebook once, two at a time, each after what it reads
+    notebooks = determinism.training_notebooks()
+    log, lock, running = [], threading.Lock(), [0]
+
+    def work(nb):
+        with lock:
+            running[0] += 1
+            log.append(("start", determinism._rel(nb), running[0]))
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+            log.append(("end", determinism._rel(nb), running[0]))
+
+    determinism.run_in_order(notebooks, 2, work)
+    starts = [name for kind, name, _ in log if kind == "start"]
+    assert sorted(starts) == sorted(determinism._rel(nb) for nb in notebooks)
+    assert max(n for kind, _, n in log if kind == "start") == 2
+    for reader, sources in conftest.READS_FROM.items():
+        for source in sources:
+            if source in starts and reader in starts:
+                assert log.index(("end", source, next(n for k, s, n in log if k == "end" and s == source))) < \
+                    next(i for i, (k, s, _) in enumerate(log) if k == "start" and s == reader), (reader, source)
+    # a file written by a notebook running beside this one is not this one's
+    for folder in ("dcgan/week4_training", "dcgan/week5_final_project", "transformer/week4b_optimization"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "a.pt").write_text("x")
+    assert determinism._files(tmp_path, determinism.own_folders(Path("dcgan/week5_final_project"))) == {
+        "dcgan/week4_training/a.pt", "dcgan/week5_final_project/a.pt"}
+    assert len(determinism._files(tmp_path)) == 3

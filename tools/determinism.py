@@ -55,8 +55,8 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,33 +73,66 @@ def training_notebooks() -> list[Path]:
     return found
 
 
-def _share_a_worker() -> dict[str, tuple[str, ...]]:
-    """The chains of notebooks that read another's checkpoint, from the repository's conftest.py
-    (the one definition that ``make notebooks``'s parallel workers use too)."""
+def _root_conftest():
+    """The repository's conftest.py, where READS_FROM says which notebook reads another's
+    checkpoint (the one definition that ``make notebooks``'s parallel workers use too)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_root_conftest", ROOT / "conftest.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.SHARE_A_WORKER
+    return module
 
 
-def chains(notebooks: list[Path]) -> list[list[Path]]:
-    """``notebooks`` as groups that run one after another (a chain of SHARE_A_WORKER, in path
-    order) while groups run side by side; the biggest group first."""
-    groups: dict[str, list[Path]] = {}
-    members = {name: group for group, names in _share_a_worker().items() for name in names}
-    for nb in notebooks:
-        rel = str(nb.relative_to(ROOT / "notebooks").with_suffix(""))
-        groups.setdefault(members.get(rel, rel), []).append(nb)
-    return sorted(groups.values(), key=len, reverse=True)
+def _rel(nb: Path) -> str:
+    return str(nb.relative_to(ROOT / "notebooks").with_suffix(""))
 
 
-def chain_folders(rel: Path) -> tuple[str, ...]:
-    """The run folders (relative to the runs folder) that ``rel``'s chain writes: the part of a
-    shared runs folder that only this worker touches."""
-    group = next((names for names in _share_a_worker().values() if str(rel) in names), (str(rel),))
-    return tuple(group)
+def run_in_order(notebooks: list[Path], workers: int, work) -> None:
+    """``work(nb)`` for every notebook, ``workers`` at a time, each once every notebook of the
+    list that it reads from (READS_FROM) has finished; those that others wait for go first,
+    then path order."""
+    reads = _root_conftest().READS_FROM
+    by_rel = {_rel(nb): nb for nb in notebooks}
+    waits = {nb: {by_rel[d] for d in reads.get(_rel(nb), ()) if d in by_rel} for nb in notebooks}
+    awaited = set().union(*waits.values())
+    pending = sorted(notebooks, key=lambda nb: (nb not in awaited, notebooks.index(nb)))
+    finished: set[Path] = set()
+    errors: list[BaseException] = []
+    cond = threading.Condition()
+
+    def worker() -> None:
+        while True:
+            with cond:
+                while pending and not any(waits[nb] <= finished for nb in pending):
+                    cond.wait()
+                if not pending:
+                    return
+                nb = next(nb for nb in pending if waits[nb] <= finished)
+                pending.remove(nb)
+            try:
+                work(nb)
+            except BaseException as exc:  # noqa: BLE001 - raised below, after the others finish
+                errors.append(exc)
+            finally:
+                with cond:
+                    finished.add(nb)
+                    cond.notify_all()
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(max(1, workers))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def own_folders(rel: Path) -> tuple[str, ...]:
+    """The run folders (relative to the runs folder) whose files a rerun of ``rel`` is judged
+    by: its own, and those of the notebooks it reads from (finished before it starts), not
+    those of notebooks running beside it."""
+    return (str(rel), *_root_conftest().READS_FROM.get(str(rel), ()))
 
 
 def flatten(value, prefix: str = "") -> dict[str, object]:
@@ -349,8 +382,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="notebooks to check (default: every one that writes metrics.json)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("DETERMINISM_THREADS", 1)))
     parser.add_argument("--workers", type=int, default=int(os.environ.get("DETERMINISM_WORKERS", 1)),
-                        help="notebooks checked at a time (each with --threads threads); the notebooks "
-                             "that read another's checkpoint stay in one worker, in order (conftest.py)")
+                        help="notebooks checked at a time (each with --threads threads); a notebook that "
+                             "reads another's checkpoint waits for it (READS_FROM in conftest.py)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     parser.add_argument("--resume-limit", type=float, default=1.0,
                         help="time limit (s) of the interrupted run of each notebook in RESUMED")
@@ -405,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 same_kernel[nb], record = run_twice_in_one_kernel(
                     nb, second, args.threads, args.timeout, metrics=second / rel / "metrics.json",
-                    texts=texts, scope=chain_folders(rel))
+                    texts=texts, scope=own_folders(rel))
             except Exception as exc:  # noqa: BLE001
                 same_kernel[nb], record = [f"the notebook failed: {type(exc).__name__}: "
                                            f"{str(exc).strip().splitlines()[-1:]}"], None
@@ -433,11 +466,7 @@ def main(argv: list[str] | None = None) -> int:
                     else [f"(second make test) no metrics.json at {other}"])
                 results[nb] = (results[nb][0] + diffs, results[nb][1], results[nb][2])
 
-        # --workers chains at a time (the notebooks of a chain in path order, as `make test` runs them)
-        with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:
-            for future in [pool.submit(lambda chain=chain: [check(nb) for nb in chain])
-                           for chain in chains(notebooks)]:
-                future.result()
+        run_in_order(notebooks, args.workers, check)  # --workers at a time, each after what it reads
         results = {nb: results[nb] for nb in notebooks if nb in results}  # the report in path order
     print(f"\nDeterminism report (smoke profile, CPU, {args.threads} thread(s)). Run 1 and run 2: "
           f"each in a fresh kernel with an empty runs folder; run 3: run 2's kernel again.")
