@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers.runtime.failures import explain_out_of_memory
+from helpers.runtime.history import History
 from helpers.runtime.run import ResumableRun
 
 
@@ -258,9 +259,8 @@ ARCHITECTURE_KEYS = ("nz", "ngf", "ndf", "image_size", "channels")
 
 
 @explain_out_of_memory("batch_size", "dcgan")
-def train_dcgan(G, D, loader, cfg, *, device, fixed_noise=None, history=None, writer=None,
-                on_sample=None, checkpoint_path=None, checkpoint_every: int = 0,
-                time_limit_s: float | None = None, stop_after: int | None = None):
+def train_dcgan(G, D, loader, cfg, *, device, checkpoint_path=None, history: History | None = None,
+                writer=None, stop_after: int | None = None, fixed_noise=None, on_sample=None) -> History:
     """§4's training procedure (week 4): ``cfg.train_steps`` alternating D and G updates with
     Adam(lr 0.0002, beta1 0.5) on mini-batches of ``cfg.batch_size`` images.
 
@@ -268,20 +268,26 @@ def train_dcgan(G, D, loader, cfg, *, device, fixed_noise=None, history=None, wr
     TensorBoard if ``writer``); every ``cfg.sample_every`` steps calls
     ``on_sample(step, images)`` with G's images for ``fixed_noise``.
 
-    With ``checkpoint_path`` the run is resumable (:class:`helpers.runtime.run.ResumableRun`): saved
-    every ``checkpoint_every`` steps and at the end, and continued exactly from the file when
-    it exists. ``time_limit_s`` and ``stop_after`` end the run early. Returns
-    ``(history, opt_g, opt_d)``.
+    The same shape as :func:`helpers.translation.train_translation`: models, data, ``cfg``, then
+    where the run is kept; every run setting comes from ``cfg``. With ``checkpoint_path`` the run
+    is resumable (:class:`helpers.runtime.run.ResumableRun`): saved every ``cfg.checkpoint_every``
+    steps and at the end, stopped (and saved) by ``cfg.time_limit_s`` so that the next run
+    continues it, and continued exactly from the file when it exists. Without one it runs all its
+    steps (``stop_after``, a simulated disconnect, still ends it early). Returns the
+    :class:`History`, whose ``optimizers`` holds both optimizers.
     """
     G.to(device)
     D.to(device)
     opt_g, opt_d = dcgan_optimizers(G, D, cfg.lr, cfg.beta1)
     noise = torch.Generator(device=device).manual_seed(cfg.seed)
+    resumable = checkpoint_path is not None
     run = ResumableRun(checkpoint_path, steps=cfg.train_steps, config=dict(cfg),
                        architecture=(*ARCHITECTURE_KEYS, "dataset"), model=G, optimizer=opt_g,
                        others={"D": D, "opt_d": opt_d, "noise_rng": noise}, history=history,
-                       every=checkpoint_every, time_limit_s=time_limit_s, stop_after=stop_after,
+                       every=cfg.get("checkpoint_every", 0) if resumable else 0,
+                       time_limit_s=cfg.get("time_limit_s") if resumable else None, stop_after=stop_after,
                        desc="DCGAN", lr_hint="cfg.lr")
+    run.history.optimizers = {"generator": opt_g, "discriminator": opt_d}
     batches = run.batches(loader, what="images")
     for step in run:
         real = next(batches)
@@ -300,7 +306,7 @@ def train_dcgan(G, D, loader, cfg, *, device, fixed_noise=None, history=None, wr
             G.eval()
             with torch.no_grad():
                 on_sample(step, G(fixed_noise.to(device)).cpu())
-    return run.history, opt_g, opt_d
+    return run.history
 
 
 # --------------------------------------------------------------------------- latent space

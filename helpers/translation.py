@@ -3,7 +3,7 @@ loop, decoding and BLEU (Transformer track, week 3; reused in week 4).
 
     data = prepare_translation(pairs_by_split, vocab_size=8000)
     model = Transformer(data.tokenizer.vocab_size, d_model=..., pad_id=PAD)
-    history = train_translation(model, data, cfg, device=device, checkpoint_path=path, keep_last=5)
+    history = train_translation(model, data, cfg, device=device, checkpoint_path=path)
     model.load_state_dict(average_checkpoints(snapshot_paths(path)[-5:]))  # §6.1
     hyps = translate(model, data.tokenizer, sources, device=device, beam_size=4)
     bleu = corpus_bleu(hyps, references)
@@ -246,17 +246,23 @@ ARCHITECTURE_KEYS = ("vocab_size", "d_model", "n_heads", "d_ff", "n_layers", "po
 
 @explain_out_of_memory("max_tokens", "translation")
 def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
-                      history: History | None = None, log_every: int = 25,
-                      time_limit_s: float | None = None, amp: env.AmpSettings | None = None,
-                      checkpoint_path=None, checkpoint_every: int = 0, keep_last: int = 0,
-                      stop_after: int | None = None, writer=None) -> History:
+                      checkpoint_path=None, history: History | None = None, writer=None,
+                      stop_after: int | None = None, amp: env.AmpSettings | None = None) -> History:
     """The training procedure of §5 (week 3): ``cfg.train_steps`` steps on token-count batches
     (§5.1), Adam(0.9, 0.98, 1e-9) with the warmup schedule of Eq. 3 (or ``cfg.schedule``, §5.3),
     label smoothing (§5.4), clipping when ``cfg.clip_norm`` > 0, mixed precision per ``amp``.
-    Logs training loss, gradient norm, learning rate and every ``cfg.eval_every`` steps the
-    validation loss (also to TensorBoard with a ``SummaryWriter`` as ``writer``).
-    ``checkpoint_path``: resumable (:class:`~helpers.runtime.run.ResumableRun`); ``keep_last``
-    snapshots for :func:`average_checkpoints` (§6.1); under torchrun each rank trains on :func:`shard_batch`.
+    Logs training loss, gradient norm and learning rate every ``cfg.log_every`` steps and the
+    validation loss every ``cfg.eval_every`` (also to TensorBoard with a ``SummaryWriter`` as
+    ``writer``); under torchrun each rank trains on :func:`shard_batch`.
+
+    The same shape as :func:`helpers.dcgan.train_dcgan`: models, data, ``cfg``, then where the run
+    is kept; every run setting comes from ``cfg`` (change one with ``cfg.replace(...)``). With
+    ``checkpoint_path`` the run is resumable (:class:`~helpers.runtime.run.ResumableRun`): saved
+    every ``cfg.checkpoint_every`` steps, stopped (and saved) by ``cfg.time_limit_s`` so that the
+    next run continues it, and the last ``cfg.average_last`` snapshots kept for
+    :func:`average_checkpoints` (§6.1). Without one it runs all its steps (``stop_after``, a
+    simulated disconnect, still ends it early). Returns the :class:`History`, whose
+    ``optimizers`` holds the optimizer.
     """
     ctx = distributed.setup(device)  # a no-op without torchrun
     device = ctx.device
@@ -266,12 +272,16 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
     optimizer = paper_adam(model.parameters(), fused=(device.type == "cuda") or None)
     scheduler = make_scheduler(optimizer, cfg.schedule, cfg.d_model, cfg.warmup_steps,
                                cfg.train_steps, cfg.lr_factor)
+    resumable = checkpoint_path is not None
     run = ResumableRun(checkpoint_path, steps=cfg.train_steps,
                        config={**cfg, "vocab_size": data.tokenizer.vocab_size},
                        architecture=ARCHITECTURE_KEYS, model=model, optimizer=optimizer,
-                       scheduler=scheduler, scaler=scaler, history=history, every=checkpoint_every,
-                       keep=keep_last, time_limit_s=time_limit_s, stop_after=stop_after, dist=ctx,
-                       lr_hint="cfg.lr_factor", amp=amp)
+                       scheduler=scheduler, scaler=scaler, history=history,
+                       every=cfg.get("checkpoint_every", 0) if resumable else 0,
+                       keep=cfg.get("average_last", 0) if resumable else 0,
+                       time_limit_s=cfg.get("time_limit_s") if resumable else None, stop_after=stop_after,
+                       dist=ctx, lr_hint="cfg.lr_factor", amp=amp)
+    run.history.optimizers = {"model": optimizer}
     train_model = ctx.wrap(model)  # DistributedDataParallel under torchrun, else the model
     val_batches = data.batches("val", cfg.max_tokens, shuffle=False)
     batches = run.batches(lambda epoch: data.batches("train", cfg.max_tokens, seed=cfg.seed + epoch))
@@ -290,7 +300,7 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        if step % log_every == 0 or step == 1:
+        if step % cfg.log_every == 0 or step == 1:
             _log(run, writer, step, train_loss=loss, grad_norm=float(grad_norm), lr=scheduler.get_last_lr()[0])
         if step % cfg.eval_every == 0 or step == cfg.train_steps:
             _log(run, writer, step, val_loss=evaluate_loss(model, val_batches, device))

@@ -99,8 +99,8 @@ def _good_dcgan_run(root: Path, **cfg):
     env.seed_everything(0)
     G, D = build_dcgan(cfg, nc=cfg.channels)
     ckpt = root / "runs" / "dcgan" / "ckpt.pt"
-    train_dcgan(G, D, _gan_loader(channels=cfg.channels), cfg, device=CPU, checkpoint_path=ckpt,
-                checkpoint_every=2, stop_after=4)
+    train_dcgan(G, D, _gan_loader(channels=cfg.channels), cfg.replace(checkpoint_every=2), device=CPU,
+                checkpoint_path=ckpt, stop_after=4)
     return ckpt
 
 
@@ -109,8 +109,8 @@ def _resume_dcgan(ckpt, **cfg):
 
     cfg = _dcgan_cfg(**cfg)
     G, D = build_dcgan(cfg, nc=cfg.channels)
-    return lambda: train_dcgan(G, D, _gan_loader(channels=cfg.channels), cfg, device=CPU,
-                               checkpoint_path=ckpt, checkpoint_every=1)
+    return lambda: train_dcgan(G, D, _gan_loader(channels=cfg.channels), cfg.replace(checkpoint_every=1),
+                               device=CPU, checkpoint_path=ckpt)
 
 
 def _translation_setup(root: Path, **overrides):
@@ -127,8 +127,8 @@ def _train_translation(cfg, data, ckpt, every=2, **kw):
 
     env.seed_everything(0)
     model = build_model(cfg, data.tokenizer.vocab_size)
-    return lambda: train_translation(model, data, cfg, device=CPU, log_every=1, checkpoint_path=ckpt,
-                                     checkpoint_every=every, **kw)
+    return lambda: train_translation(model, data, cfg.replace(log_every=1, checkpoint_every=every), device=CPU,
+                                     checkpoint_path=ckpt, **kw)
 
 
 # --------------------------------------------------------------------------- the cases

@@ -152,10 +152,11 @@ def test_train_dcgan_logs_and_samples():
     data = torch.utils.data.TensorDataset(torch.rand(32, 1, 32, 32) * 2 - 1)
     loader = torch.utils.data.DataLoader(data, batch_size=8)
     seen = []
-    history, og, od = dcgan.train_dcgan(G, D, loader, cfg, device=torch.device("cpu"),
-                                        fixed_noise=torch.randn(4, 100),
-                                        on_sample=lambda step, imgs: seen.append((step, imgs.shape)))
+    history = dcgan.train_dcgan(G, D, loader, cfg, device=torch.device("cpu"), fixed_noise=torch.randn(4, 100),
+                                on_sample=lambda step, imgs: seen.append((step, imgs.shape)))
     assert history.steps("loss_d") == [1, 2, 4, 6]
+    assert {name: opt.defaults["betas"] for name, opt in history.optimizers.items()} == {
+        "generator": (0.5, 0.999), "discriminator": (0.5, 0.999)}  # §4: Adam, beta1 0.5
     assert seen == [(3, (4, 1, 32, 32)), (6, (4, 1, 32, 32))]
     assert history.last("seconds") > 0
 

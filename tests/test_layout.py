@@ -33,6 +33,31 @@ def test_both_training_loops_read_like_the_papers_procedures():
                       f"resume, time limit, logging) belongs in helpers.runtime.run.ResumableRun")
 
 
+def test_both_training_loops_have_one_shape():
+    """(models..., data, cfg, *, device, where the run is kept, loop extras) -> History, every run
+    setting read from cfg: no caller passes cfg and then cfg.time_limit_s beside it."""
+    import inspect
+
+    from helpers.dcgan import train_dcgan
+    from helpers.translation import train_translation
+
+    shared = ["device", "checkpoint_path", "history", "writer", "stop_after"]
+    for loop, models in ((train_translation, ["model"]), (train_dcgan, ["G", "D"])):
+        params = inspect.signature(loop).parameters
+        positional = [n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD]
+        keyword = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY]
+        assert positional[:len(models)] == models and positional[len(models):] in (["data", "cfg"], ["loader", "cfg"])
+        assert keyword[:len(shared)] == shared, (loop.__name__, keyword)
+        assert not {"time_limit_s", "checkpoint_every", "log_every", "keep_last"} & set(keyword)
+        assert inspect.signature(loop).return_annotation in ("History", "History | None")
+    for path in sorted((ROOT / "notebooks").rglob("*.py")) + sorted((ROOT / "helpers").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        for call in ("train_translation(", "train_dcgan("):
+            for chunk in text.split(call)[1:]:
+                args = chunk[:chunk.find(")\n") if ")\n" in chunk else 400]
+                assert "=cfg." not in args.replace(" ", ""), f"{path.name}: {call}...{args[:120]}"
+
+
 def test_no_module_imports_another_modules_private_names():
     private = []
     for path in sorted((ROOT / "helpers").rglob("*.py")):

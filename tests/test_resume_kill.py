@@ -44,8 +44,8 @@ CHILD = textwrap.dedent(f"""
         data = prepare_translation(synthetic_translation(120, 10, 10), 200, name="kill")
         env.seed_everything(0)
         model = build_model(cfg, data.tokenizer.vocab_size)
-        train_translation(model, data, cfg, device=cpu, log_every=1, history=Reporting(),
-                          checkpoint_path=ckpt, checkpoint_every={EVERY})
+        train_translation(model, data, cfg.replace(log_every=1, checkpoint_every={EVERY}), device=cpu,
+                          history=Reporting(), checkpoint_path=ckpt)
     else:
         from torch.utils.data import DataLoader, TensorDataset
         from helpers.dcgan import build_dcgan, train_dcgan
@@ -58,8 +58,8 @@ CHILD = textwrap.dedent(f"""
         loader = DataLoader(TensorDataset(images, torch.zeros(44)), batch_size=8, shuffle=True,
                             drop_last=True, generator=order)  # 5 batches: 6 epochs in 30 steps
         G, D = build_dcgan(cfg, nc=1)
-        train_dcgan(G, D, loader, cfg, device=cpu, history=Reporting(), checkpoint_path=ckpt,
-                    checkpoint_every={EVERY})
+        train_dcgan(G, D, loader, cfg.replace(checkpoint_every={EVERY}), device=cpu, history=Reporting(),
+                    checkpoint_path=ckpt)
 """)
 
 

@@ -183,7 +183,7 @@ def _tiny_run(data, cfg, **kw):
 
     env.seed_everything(0)
     model = build_model(cfg, data.tokenizer.vocab_size)
-    history = train_translation(model, data, cfg, device=torch.device("cpu"), log_every=5, **kw)
+    history = train_translation(model, data, cfg.replace(log_every=5), device=torch.device("cpu"), **kw)
     torch.use_deterministic_algorithms(False)
     return model, history
 
@@ -226,7 +226,7 @@ def test_checkpoint_averaging_is_the_mean_of_the_kept_snapshots(clean_env, tmp_p
     data = prepare_translation(synthetic_translation(120, 10, 10), 200, name="average")
     ckpt = tmp_path / "run.pt"
     writer = _Writer()
-    model, history = _tiny_run(data, cfg, checkpoint_path=ckpt, checkpoint_every=2, keep_last=5,
+    model, history = _tiny_run(data, cfg.replace(checkpoint_every=2, average_last=5), checkpoint_path=ckpt,
                                writer=writer)
     kept = snapshot_paths(ckpt)
     assert [p.name for p in kept] == [f"run.step{s:07d}.pt" for s in (6, 8, 10, 12, 14)]

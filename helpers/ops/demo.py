@@ -314,8 +314,8 @@ def notebook_translator(profile: str | None = None, *, train_steps: int | None =
     if source is None:
         steps = train_steps or cfg.train_steps
         log(f"no usable week 3 checkpoint: training a {cfg.profile} translator for {steps} steps")
-        train_translation(model, data, cfg.replace(train_steps=steps, eval_every=steps),
-                          device=torch.device("cpu"), log_every=max(steps, 1))
+        train_translation(model, data, cfg.replace(train_steps=steps, eval_every=steps, log_every=max(steps, 1)),
+                          device=torch.device("cpu"))
         source = f"trained by helpers.ops.demo ({cfg.profile} profile, {steps} steps)"
     return model.cpu().eval(), data.tokenizer, settings, source, data.splits["test"]
 

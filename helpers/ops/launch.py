@@ -69,10 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             out.mkdir(parents=True, exist_ok=True)
             print(f"{cfg.profile} profile, {ctx.world_size} process(es) on {ctx.device}, "
                   f"{model.num_parameters():,} parameters", flush=True)
-        history = train_translation(model, data, cfg, device=ctx.device, log_every=args.log_every,
-                                    time_limit_s=cfg.time_limit_s,
-                                    checkpoint_path=out / "checkpoint.pt",
-                                    checkpoint_every=args.checkpoint_every)
+        # no snapshots for averaging here (average_last=0): the model is the last weights
+        run_cfg = cfg.replace(log_every=args.log_every, checkpoint_every=args.checkpoint_every, average_last=0)
+        history = train_translation(model, data, run_cfg, device=ctx.device, checkpoint_path=out / "checkpoint.pt")
         torch.use_deterministic_algorithms(False)
         if ctx.is_main:
             atomic_save(model.state_dict(), out / "model.pt")

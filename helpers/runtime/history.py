@@ -36,11 +36,13 @@ class History:
     """Named series of (step, value) pairs: ``hist.log(step, loss=0.3, lr=1e-4)``.
 
     A training loop's History also carries ``run_summary`` (steps done of planned, whether the
-    time limit stopped it): see :func:`report_run`."""
+    time limit stopped it: see :func:`report_run`) and ``optimizers`` (by name, e.g.
+    ``history.optimizers["generator"]``), so both loops return one thing."""
 
     def __init__(self) -> None:
         self._data: dict[str, list[tuple[int, float]]] = defaultdict(list)
         self.run_summary: dict[str, Any] | None = None
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
 
     def log(self, step: int, **values: float) -> None:
         for name, value in values.items():

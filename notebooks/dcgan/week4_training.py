@@ -179,8 +179,7 @@ def same_start():
 (G_a, D_a), loader_a = same_start()
 mine = my_train_loop(G_a, D_a, loader_a, 20, torch.Generator(device=device).manual_seed(cfg.seed))
 (G_b, D_b), loader_b = same_start()
-theirs, _, _ = dcgan.train_dcgan(G_b, D_b, loader_b, cfg.replace(train_steps=20, log_every=1),
-                                 device=device)
+theirs = dcgan.train_dcgan(G_b, D_b, loader_b, cfg.replace(train_steps=20, log_every=1), device=device)
 checks.check_close(torch.tensor(mine), torch.tensor(list(zip(theirs["loss_d"], theirs["loss_g"]))),
                    atol=1e-5, name="your loop vs helpers.dcgan.train_dcgan (20 steps, D and G losses)")
 del G_a, D_a, G_b, D_b
@@ -226,10 +225,8 @@ estimate.predict_training(gan=dict(generator=G, discriminator=D, batch_size=cfg.
                                    image_shape=(cfg.channels, cfg.image_size, cfg.image_size)),
                           steps=cfg.train_steps, time_limit_s=cfg.time_limit_s, done=already_done)
 start = time.perf_counter()
-history, opt_g, opt_d = dcgan.train_dcgan(G, D, loader, cfg, device=device, fixed_noise=fixed_noise,
-                                          writer=writer, on_sample=save_samples,
-                                          checkpoint_path=ckpt_path, checkpoint_every=cfg.checkpoint_every,
-                                          time_limit_s=cfg.time_limit_s)
+history = dcgan.train_dcgan(G, D, loader, cfg, device=device, checkpoint_path=ckpt_path, writer=writer,
+                            fixed_noise=fixed_noise, on_sample=save_samples)
 run_status = report_run(history, cfg)  # says so plainly if the time limit stopped it
 print(f"steps {already_done} -> {run_status['steps_done']} in {time.perf_counter() - start:.1f} s; checkpoint: {ckpt_path}")
 if writer is not None:

@@ -193,7 +193,7 @@ for name in cfg.rows:
                                          generator=torch.Generator().manual_seed(cfg.seed))
     start = time.perf_counter()
     try:
-        history, _, _ = dcgan.train_dcgan(G, D, loader, row_cfg, device=device)
+        history = dcgan.train_dcgan(G, D, loader, row_cfg, device=device)
         diverged = False
     except NonFiniteLossError:
         history, diverged = None, True

@@ -120,8 +120,7 @@ print(f"{whose} is at step {checkpoint_step(ckpt_path)} of {cfg.train_steps} ({c
 estimate.predict_training(gan=dict(generator=G, discriminator=D, batch_size=cfg.batch_size, nz=cfg.nz,
                                    image_shape=(cfg.channels, cfg.image_size, cfg.image_size)),
                           steps=cfg.train_steps, time_limit_s=cfg.time_limit_s, done=checkpoint_step(ckpt_path))
-history, _, _ = dcgan.train_dcgan(G, D, loader, cfg, device=device, checkpoint_path=ckpt_path,
-                                  checkpoint_every=cfg.checkpoint_every, time_limit_s=cfg.time_limit_s)
+history = dcgan.train_dcgan(G, D, loader, cfg, device=device, checkpoint_path=ckpt_path)
 run_status = report_run(history, cfg)  # says so plainly if the time limit stopped it
 steps_done = run_status["steps_done"]
 G.to(device).eval()

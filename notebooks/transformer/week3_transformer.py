@@ -467,8 +467,10 @@ checks.check_at_most(padding, 0.25, "padding fraction of length-bucketed batches
 # that estimate `full` (the base model, `cfg.train_steps` steps) just fits Colab's T4 within
 # `cfg.time_limit_s`, with no margin: if the T4 reaches less than the assumed utilization, the
 # run stops at the limit and your next run of the notebook finishes it.
-# With `keep_last` it also keeps the weights of the last few of those saves, for checkpoint
-# averaging (section 6).
+# It also keeps the weights of the last `cfg.average_last` of those saves, for checkpoint
+# averaging (section 6). Every run setting (steps, time limit, checkpoint cadence, logging)
+# comes from `cfg`, the same for both tracks' loops: to change one, pass
+# `cfg.replace(time_limit_s=600)`, not an argument.
 #
 # The losses, gradient norm and learning rate also go to **TensorBoard**, as in the DCGAN
 # track: the next cell prints the command for this run's real log folder (on Google Drive with
@@ -493,9 +495,7 @@ print(f"model: {model.num_parameters() / 1e6:.2f} M parameters")
 train_batches = data.batches("train", cfg.max_tokens, shuffle=False)
 estimate.predict_training(model, train_batches[len(train_batches) // 2][:2], steps=cfg.train_steps,
                           time_limit_s=cfg.time_limit_s, done=already_done)
-history = train_translation(model, data, cfg, device=device, time_limit_s=cfg.time_limit_s,
-                            checkpoint_path=ckpt_path, checkpoint_every=cfg.checkpoint_every,
-                            keep_last=cfg.average_last, writer=writer)
+history = train_translation(model, data, cfg, device=device, checkpoint_path=ckpt_path, writer=writer)
 if writer is not None:
     writer.close()
 run_status = report_run(history, cfg)  # says so plainly if the time limit stopped it
@@ -567,7 +567,7 @@ checks.check_at_least(
 # Late in training the weights wander around a minimum, pushed by each batch's noise; their
 # average sits closer to its centre, and usually translates a little better than any single
 # checkpoint (the same idea as Polyak averaging of the iterates). `train_translation` kept the
-# weights of its last saves (`keep_last`); `helpers.translation.average_checkpoints` averages
+# weights of its last `cfg.average_last` saves; `helpers.translation.average_checkpoints` averages
 # them element by element. We decode the test set with the averaged model too and report BLEU
 # both ways.
 
@@ -594,7 +594,7 @@ if len(snapshots) >= 2:
           f"average of the last {len(snapshots)} {bleu_averaged:.1f} ({bleu_averaged - bleu_beam:+.1f})")
     del saved, averaged_model
 else:
-    print(f"Only {len(snapshots)} kept checkpoint(s) (this run was trained without keep_last, or saved "
+    print(f"Only {len(snapshots)} kept checkpoint(s) (this run was trained with average_last=0, or saved "
           f"fewer than twice): no average. Delete {ckpt_path.name} and train again to get them.")
 
 # %% [markdown]

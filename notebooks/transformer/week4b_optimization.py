@@ -72,7 +72,7 @@ base = profile_config("translation")
 steps = min(base.train_steps, 100)
 warmup = max(1, steps // 4)
 # short runs: warm up over a quarter of them, at the same peak learning rate as week 3
-cfg = base.replace(train_steps=steps, eval_every=steps, dropout=0.1, warmup_steps=warmup,
+cfg = base.replace(train_steps=steps, eval_every=steps, log_every=5, dropout=0.1, warmup_steps=warmup,
                    lr_factor=base.lr_factor * (warmup / base.warmup_steps) ** 0.5)
 env.seed_everything(cfg.seed)
 device = env.get_device()
@@ -89,7 +89,7 @@ def experiment(name, run_cfg, **kwargs):
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    history = train_translation(model, data, run_cfg, device=device, log_every=5, **kwargs)
+    history = train_translation(model, data, run_cfg, device=device, **kwargs)
     seconds = time.perf_counter() - start
     peak = f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if device.type == "cuda" else "n/a (CPU)"
     table.append({"experiment": name, "ms/step": 1000 * seconds / run_cfg.train_steps,
@@ -267,7 +267,7 @@ if device.type == "cuda" and hasattr(torch, "compile"):
     env.seed_everything(cfg.seed)
     model = torch.compile(build_model(compiled_cfg, data.tokenizer.vocab_size))
     start = time.perf_counter()
-    train_translation(model, data, compiled_cfg, device=device, log_every=5)
+    train_translation(model, data, compiled_cfg, device=device)
     table.append({"experiment": "SDPA + torch.compile", "ms/step": 1000 * (time.perf_counter() - start) / cfg.train_steps,
                   "peak memory": "", "final train loss": float("nan"), "val loss": float("nan")})
 

@@ -208,7 +208,7 @@ tcfg = profile_config("translation", "smoke", train_steps=cfg.own_corpus_steps)
 data = prepare_translation(loaded, tcfg.vocab_size, name="own-corpus")
 env.seed_everything(tcfg.seed)
 translator = build_model(tcfg, data.tokenizer.vocab_size)
-train_translation(translator, data, tcfg, device=device, log_every=50)
+train_translation(translator, data, tcfg.replace(log_every=50), device=device)
 bleu = {}
 for split in ("test", "novel"):
     src, ref = [s for s, _ in loaded[split]], [t for _, t in loaded[split]]

@@ -168,8 +168,7 @@ train_batches = data.batches("train", cfg.max_tokens, shuffle=False)
 estimate.predict_training(model, train_batches[len(train_batches) // 2][:2], steps=cfg.train_steps,
                           time_limit_s=cfg.time_limit_s, done=checkpoint_step(ckpt_path))
 start = time.perf_counter()
-history = train_translation(model, data, cfg, device=device, log_every=25, time_limit_s=cfg.time_limit_s,
-                            checkpoint_path=ckpt_path, checkpoint_every=cfg.checkpoint_every)
+history = train_translation(model, data, cfg, device=device, checkpoint_path=ckpt_path)
 own_seconds = time.perf_counter() - start
 run_status = report_run(history, cfg)  # says so plainly if the time limit stopped it
 last_step = run_status["steps_done"]
@@ -327,8 +326,8 @@ print(write_metrics("transformer", "week5_final_project", {
 #   tokens/s before and after.
 # - **Decode better**: beam search with `beam_size=4` and the length penalty; block repeated
 #   trigrams (a common trick on CNN/DailyMail).
-# - **Average checkpoints** (§6.1): `train_translation(..., keep_last=5)` keeps the last
-#   snapshots; average them and score again.
+# - **Average checkpoints** (§6.1): `train_translation(model, data, cfg.replace(average_last=5),
+#   ...)` keeps the last 5 snapshots; average them and score again.
 # - **Copy from the source**: summaries reuse the article's words and names; See et al.'s
 #   pointer mechanism adds a copy distribution. (Sharing the source and target embeddings
 #   with the output layer is already on, §3.4, as in week 3.)
