@@ -21,7 +21,7 @@ from torch import nn
 
 from helpers.runtime.failures import explain_out_of_memory
 from helpers.runtime.history import History
-from helpers.runtime.run import ResumableRun
+from helpers.runtime.run import ResumableRun, run_settings
 
 
 def _check_size(image_size: int) -> int:
@@ -269,24 +269,20 @@ def train_dcgan(G, D, loader, cfg, *, device, checkpoint_path=None, history: His
     ``on_sample(step, images)`` with G's images for ``fixed_noise``.
 
     The same shape as :func:`helpers.translation.train_translation`: models, data, ``cfg``, then
-    where the run is kept; every run setting comes from ``cfg``. With ``checkpoint_path`` the run
-    is resumable (:class:`helpers.runtime.run.ResumableRun`): saved every ``cfg.checkpoint_every``
-    steps and at the end, stopped (and saved) by ``cfg.time_limit_s`` so that the next run
-    continues it, and continued exactly from the file when it exists. Without one it runs all its
-    steps (``stop_after``, a simulated disconnect, still ends it early). Returns the
-    :class:`History`, whose ``optimizers`` holds both optimizers.
+    where the run is kept; every run setting comes from ``cfg``
+    (:func:`helpers.runtime.run.run_settings`: with ``checkpoint_path`` the run is resumable,
+    saved every ``cfg.checkpoint_every`` steps, stopped and saved by ``cfg.time_limit_s``,
+    continued exactly on the next call). Returns the :class:`History`;
+    ``history.optimizers`` holds both optimizers.
     """
     G.to(device)
     D.to(device)
     opt_g, opt_d = dcgan_optimizers(G, D, cfg.lr, cfg.beta1)
     noise = torch.Generator(device=device).manual_seed(cfg.seed)
-    resumable = checkpoint_path is not None
     run = ResumableRun(checkpoint_path, steps=cfg.train_steps, config=dict(cfg),
                        architecture=(*ARCHITECTURE_KEYS, "dataset"), model=G, optimizer=opt_g,
                        others={"D": D, "opt_d": opt_d, "noise_rng": noise}, history=history,
-                       every=cfg.get("checkpoint_every", 0) if resumable else 0,
-                       time_limit_s=cfg.get("time_limit_s") if resumable else None, stop_after=stop_after,
-                       desc="DCGAN", lr_hint="cfg.lr")
+                       stop_after=stop_after, desc="DCGAN", lr_hint="cfg.lr", **run_settings(cfg, checkpoint_path))
     run.history.optimizers = {"generator": opt_g, "discriminator": opt_d}
     batches = run.batches(loader, what="images")
     for step in run:

@@ -25,7 +25,7 @@ from helpers.runtime import distributed, env
 from helpers.runtime.failures import explain_out_of_memory
 from helpers.runtime.files import atomic_write_text, checksum_status
 from helpers.runtime.history import History
-from helpers.runtime.run import ResumableRun
+from helpers.runtime.run import ResumableRun, run_settings
 from helpers.transformer import (
     Transformer,
     beam_search,
@@ -253,16 +253,10 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
     label smoothing (§5.4), clipping when ``cfg.clip_norm`` > 0, mixed precision per ``amp``.
     Logs training loss, gradient norm and learning rate every ``cfg.log_every`` steps and the
     validation loss every ``cfg.eval_every`` (also to TensorBoard with a ``SummaryWriter`` as
-    ``writer``); under torchrun each rank trains on :func:`shard_batch`.
-
-    The same shape as :func:`helpers.dcgan.train_dcgan`: models, data, ``cfg``, then where the run
-    is kept; every run setting comes from ``cfg`` (change one with ``cfg.replace(...)``). With
-    ``checkpoint_path`` the run is resumable (:class:`~helpers.runtime.run.ResumableRun`): saved
-    every ``cfg.checkpoint_every`` steps, stopped (and saved) by ``cfg.time_limit_s`` so that the
-    next run continues it, and the last ``cfg.average_last`` snapshots kept for
-    :func:`average_checkpoints` (§6.1). Without one it runs all its steps (``stop_after``, a
-    simulated disconnect, still ends it early). Returns the :class:`History`, whose
-    ``optimizers`` holds the optimizer.
+    ``writer``); under torchrun each rank trains on :func:`shard_batch`. The shape of
+    :func:`helpers.dcgan.train_dcgan`: run settings from ``cfg`` (:func:`~helpers.runtime.run.run_settings`:
+    resumable with ``checkpoint_path``, keeping ``cfg.average_last`` snapshots for
+    :func:`average_checkpoints`, §6.1); returns the :class:`History` (``.optimizers["model"]``).
     """
     ctx = distributed.setup(device)  # a no-op without torchrun
     device = ctx.device
@@ -272,15 +266,11 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
     optimizer = paper_adam(model.parameters(), fused=(device.type == "cuda") or None)
     scheduler = make_scheduler(optimizer, cfg.schedule, cfg.d_model, cfg.warmup_steps,
                                cfg.train_steps, cfg.lr_factor)
-    resumable = checkpoint_path is not None
     run = ResumableRun(checkpoint_path, steps=cfg.train_steps,
                        config={**cfg, "vocab_size": data.tokenizer.vocab_size},
                        architecture=ARCHITECTURE_KEYS, model=model, optimizer=optimizer,
-                       scheduler=scheduler, scaler=scaler, history=history,
-                       every=cfg.get("checkpoint_every", 0) if resumable else 0,
-                       keep=cfg.get("average_last", 0) if resumable else 0,
-                       time_limit_s=cfg.get("time_limit_s") if resumable else None, stop_after=stop_after,
-                       dist=ctx, lr_hint="cfg.lr_factor", amp=amp)
+                       scheduler=scheduler, scaler=scaler, history=history, stop_after=stop_after,
+                       dist=ctx, lr_hint="cfg.lr_factor", amp=amp, **run_settings(cfg, checkpoint_path))
     run.history.optimizers = {"model": optimizer}
     train_model = ctx.wrap(model)  # DistributedDataParallel under torchrun, else the model
     val_batches = data.batches("val", cfg.max_tokens, shuffle=False)

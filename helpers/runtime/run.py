@@ -87,6 +87,17 @@ def snapshot_paths(checkpoint_path) -> list[Path]:
     return sorted(path.parent.glob(f"{path.stem}.step*.pt"))
 
 
+def run_settings(cfg, checkpoint_path) -> dict[str, Any]:
+    """The :class:`ResumableRun` options a training loop reads from its config, built in one
+    place for both loops: with a ``checkpoint_path``, save every ``cfg.checkpoint_every`` steps,
+    keep the last ``cfg.average_last`` snapshots, and stop (saved) at ``cfg.time_limit_s`` so that
+    the next run continues. Without one there is nothing to continue: the run takes all its steps."""
+    if checkpoint_path is None:
+        return {"every": 0, "keep": 0, "time_limit_s": None}
+    return {"every": cfg.get("checkpoint_every", 0), "keep": cfg.get("average_last", 0),
+            "time_limit_s": cfg.get("time_limit_s")}
+
+
 def _format_seconds(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     if seconds < 90:
