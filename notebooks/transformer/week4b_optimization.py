@@ -71,9 +71,10 @@ from helpers.translation import build_model, prepare_translation, train_translat
 base = profile_config("translation")
 steps = min(base.train_steps, 100)
 warmup = max(1, steps // 4)
-# short runs: warm up over a quarter of them, at the same peak learning rate as week 3
+# short runs: warm up over a quarter of them, at the same peak learning rate as week 3; no
+# snapshots for checkpoint averaging (average_last=0): section 3's resume needs only the checkpoint
 cfg = base.replace(train_steps=steps, eval_every=steps, log_every=5, dropout=0.1, warmup_steps=warmup,
-                   lr_factor=base.lr_factor * (warmup / base.warmup_steps) ** 0.5)
+                   lr_factor=base.lr_factor * (warmup / base.warmup_steps) ** 0.5, average_last=0)
 env.seed_everything(cfg.seed)
 device = env.get_device()
 dataset = load_dataset("multi30k", n_train=cfg.dataset_size)
