@@ -51,12 +51,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,6 +128,25 @@ def run_in_order(notebooks: list[Path], workers: int, work) -> None:
         thread.join()
     if errors:
         raise errors[0]
+
+
+_POOL: ProcessPoolExecutor | None = None
+
+
+def in_own_process(fn, *args):
+    """``fn(*args)`` in a worker process of its own under ``--workers`` > 1 (else right here): two
+    nbclient clients in threads of one process starve each other (CI: a notebook's kernel sat idle
+    for ten minutes, waiting for its next cell, while the other thread's notebook ran)."""
+    return fn(*args) if _POOL is None else _POOL.submit(fn, *args).result()
+
+
+def _run_twice_job(nb: Path, runs: Path, threads: int, timeout: int, metrics: Path, scope: tuple[str, ...]):
+    """:func:`run_twice_in_one_kernel` with what it collects returned (for another process)."""
+    texts: list[str] = []
+    timings: list[tuple[float, int, int]] = []
+    problems, record = run_twice_in_one_kernel(nb, runs, threads, timeout, metrics=metrics, texts=texts,
+                                               scope=scope, timings=timings)
+    return problems, record, texts, timings
 
 
 def own_folders(rel: Path) -> tuple[str, ...]:
@@ -332,8 +353,8 @@ def _files(folder: Path, scope: tuple[str, ...] | None = None) -> set[str]:
 
 def run_twice_in_one_kernel(notebook: Path, runs: Path, threads: int = 1,
                             timeout: int = 600, metrics: Path | None = None,
-                            texts: list[str] | None = None, scope: tuple[str, ...] | None = None
-                            ) -> tuple[list[str], dict | None]:
+                            texts: list[str] | None = None, scope: tuple[str, ...] | None = None,
+                            timings: list[tuple[float, int, int]] | None = None) -> tuple[list[str], dict | None]:
     """Execute every cell of ``notebook``, then every cell again, in ONE kernel (what a learner
     does with "Run all" twice). Returns the problems found (empty list: none) and the first pass's metrics.json:
 
@@ -344,7 +365,7 @@ def run_twice_in_one_kernel(notebook: Path, runs: Path, threads: int = 1,
       writes it; timings excluded as in :func:`compare`).
 
     ``scope``: the sub-folders of ``runs`` to count files in (others may be written by notebooks
-    running at the same time).
+    running at the same time). ``timings`` collects (seconds, run 2 or 3, cell index) per cell.
     """
     import nbformat
 
@@ -353,10 +374,13 @@ def run_twice_in_one_kernel(notebook: Path, runs: Path, threads: int = 1,
     nb.cells.append(probe)
     passes = []
     with client.setup_kernel(env=_env(runs, threads)):
-        for _ in range(2):
+        for run in (2, 3):
             client.reset_execution_trackers()
             for index, cell in enumerate(nb.cells):
+                t0 = time.perf_counter()
                 client.execute_cell(cell, index)
+                if timings is not None:
+                    timings.append((time.perf_counter() - t0, run, index))
             if texts is not None:
                 texts.append(_stream_text(nb))
             text = "".join(o.get("text", "") for o in probe.outputs if o.get("output_type") == "stream")
@@ -424,21 +448,22 @@ def main(argv: list[str] | None = None) -> int:
             rel = nb.relative_to(ROOT / "notebooks").with_suffix("")
             t0 = time.perf_counter()
             if str(rel) in ISOLATED:  # stopped early and resumed in a folder of its own
-                resumed[nb] = interrupt_and_finish(nb, Path(tmp) / "isolated", args.threads, args.timeout,
-                                                   RESUMED[str(rel)], args.resume_limit)
+                resumed[nb] = in_own_process(interrupt_and_finish, nb, Path(tmp) / "isolated", args.threads,
+                                             args.timeout, RESUMED[str(rel)], args.resume_limit)
                 print(f"interrupted: {nb.relative_to(ROOT)} stopped at step {resumed[nb][1]}, then finished "
                       f"in a folder of its own ({time.perf_counter() - t0:.0f} s)", flush=True)
                 t0 = time.perf_counter()
             elif str(rel) in RESUMED:  # a run stopped by the time limit first; run 2 resumes it
-                resumed[nb] = interrupt(nb, second, args.threads, args.timeout, RESUMED[str(rel)],
-                                        args.resume_limit)
+                resumed[nb] = in_own_process(interrupt, nb, second, args.threads, args.timeout, RESUMED[str(rel)],
+                                             args.resume_limit)
                 print(f"interrupted: {nb.relative_to(ROOT)} stopped at step {resumed[nb][1]} "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
             texts: list[str] = []
+            timings: list[tuple[float, int, int]] = []
             try:
-                same_kernel[nb], record = run_twice_in_one_kernel(
-                    nb, second, args.threads, args.timeout, metrics=second / rel / "metrics.json",
-                    texts=texts, scope=own_folders(rel))
+                same_kernel[nb], record, texts, timings = in_own_process(
+                    _run_twice_job, nb, second, args.threads, args.timeout, second / rel / "metrics.json",
+                    own_folders(rel))
             except Exception as exc:  # noqa: BLE001
                 same_kernel[nb], record = [f"the notebook failed: {type(exc).__name__}: "
                                            f"{str(exc).strip().splitlines()[-1:]}"], None
@@ -448,8 +473,9 @@ def main(argv: list[str] | None = None) -> int:
                     problems.append(f"run 2 did not say 'Resuming from step {step} of ...'")
                 if step is not None and record is not None and not 0 < step < record["metrics"]["run"]["steps_planned"]:
                     problems.append(f"the time limit stopped it at step {step}, not mid-training")
-            print(f"runs 2+3 (one kernel): {nb.relative_to(ROOT)} ({time.perf_counter() - t0:.0f} s)",
-                  flush=True)
+            slow = ", ".join(f"run {r} cell {i} {s:.0f} s" for s, r, i in sorted(timings, reverse=True)[:2])
+            print(f"runs 2+3 (one kernel): {nb.relative_to(ROOT)} ({time.perf_counter() - t0:.0f} s; "
+                  f"slowest: {slow or 'none'})", flush=True)
             path = first / rel / "metrics.json"
             if record is None or not path.is_file():
                 results[nb] = ([f"no metrics.json at {rel} (did the notebook change its name?)"], [], 0)
@@ -466,7 +492,15 @@ def main(argv: list[str] | None = None) -> int:
                     else [f"(second make test) no metrics.json at {other}"])
                 results[nb] = (results[nb][0] + diffs, results[nb][1], results[nb][2])
 
-        run_in_order(notebooks, args.workers, check)  # --workers at a time, each after what it reads
+        global _POOL
+        if args.workers > 1:  # each notebook's kernel client in a process of its own (in_own_process)
+            _POOL = ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            run_in_order(notebooks, args.workers, check)  # --workers at a time, each after what it reads
+        finally:
+            if _POOL is not None:
+                _POOL.shutdown()
+                _POOL = None
         results = {nb: results[nb] for nb in notebooks if nb in results}  # the report in path order
     print(f"\nDeterminism report (smoke profile, CPU, {args.threads} thread(s)). Run 1 and run 2: "
           f"each in a fresh kernel with an empty runs folder; run 3: run 2's kernel again.")
