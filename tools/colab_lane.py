@@ -562,8 +562,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", type=Path, help="build in this folder and keep it (default: a temp folder)")
     parser.add_argument("--notebooks", nargs="*", default=NOTEBOOKS, help="notebooks to run top to bottom")
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("TEST_WORKERS") or 2),
-                        help="notebooks run side by side (each kernel on one thread)")
+    # one at a time by default: two nbclient clients in threads of one process can starve each other
+    # (tools/determinism.py saw a kernel wait 10 minutes for its next cell), and the watchdog would
+    # call that a stall
+    parser.add_argument("--workers", type=int, default=1,
+                        help="notebooks run side by side in threads (each kernel on one thread)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     parser.add_argument("--stall", type=int, default=120,
                         help="seconds a busy cell may go without output before it is reported as stalled")
