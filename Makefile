@@ -123,7 +123,8 @@ bench: $(BIN)/pytest
 	$(PY) tools/bench.py $(BENCH_ARGS)
 
 # Not part of `make test`: three smoke runs of every notebook that writes metrics.json (two fresh
-# kernels, then the second kernel again); README "Determinism". DETERMINISM_THREADS=1 by default.
+# kernels, then the second kernel again); docs/DEVELOPING.md "Determinism". DETERMINISM_THREADS=1 and
+# DETERMINISM_WORKERS=1 (notebooks at a time, each kernel client in a process of its own) by default.
 determinism: $(BIN)/pytest
 	$(PY) tools/determinism.py
 

@@ -17,7 +17,8 @@ runs (e.g. a second ``make test TEST_RUNS=DIR``), compared with run 1 too.
 
 Runs 1 and 2 must give the same metrics.json values, exactly (no tolerance); run 3 must give
 run 2's values too, with no History grown and no extra output file. The notebooks run in path
-order, so the DCGAN final project finds week 4's checkpoint as it does in ``make test``.
+order (or, with ``--workers``, after what they read), so the DCGAN final project finds week 4's
+checkpoint as it does in ``make test``.
 
 Every notebook with a time limit (:data:`RESUMED`: Transformer week 3, 4d and the final project,
 DCGAN week 4 and the final project) is first run once more in run 2's folder with a time limit of
@@ -32,6 +33,10 @@ Under ``CURRICULUM_CLOCK_SHIFT_DAYS=365 PYTHONPATH=tools/clockshift`` (CI), runs
 year ahead (every kernel inherits the shifted calendar) while run 1 is today's ``make test``: a
 result that depends on the date shows up as a difference, and each record's ``written_at`` must
 be the shift later than run 1's (:func:`clock_shift_problem`), proof that the kernels were shifted.
+
+``--workers N`` (CI: 2) checks N notebooks at a time, each kernel's client in a process of its
+own, a notebook only after those it reads from (``READS_FROM`` in ``conftest.py``); each
+notebook's two slowest cells are printed, so a stall shows where it happened.
 
 Held fixed, because they change floating-point results without being a bug:
 ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` (``--threads`` or ``DETERMINISM_THREADS``, default 1;
