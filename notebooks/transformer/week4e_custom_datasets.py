@@ -185,8 +185,8 @@ checks.check_at_least(rouge["rougeL"], cfg.min_rouge_l, f"ROUGE-L F1 ({cfg.profi
 # ...") and never as the *object* (German: "... sieht den Hund", the accusative), and a second
 # test set made only of sentences with the dog as object. Every other masculine noun appears
 # as an object, so the rule is in the data; what is new is this word in this role. (An earlier
-# version held out adjective + noun pairs instead; `make test`'s smoke run at commit ca8345e
-# scored BLEU 100 on both test sets: this grammar combines known words one by one, which the
+# version held out adjective + noun pairs instead; CI's smoke run of this notebook at commit
+# ca8345e scored BLEU 100 on both test sets: this grammar combines known words one by one, which the
 # model does perfectly, so that test could not show a gap.)
 
 # %%
