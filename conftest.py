@@ -5,6 +5,7 @@ The smoke budget is 60 s per notebook on 2 CPU cores. The table reports it (a fi
 the closing notes and for `make bench`), it does not fail a run: timing is not a test.
 """
 
+import functools
 from collections import defaultdict
 
 import pytest
@@ -24,11 +25,12 @@ READS_FROM = {
 }
 
 
-def share_a_worker() -> dict[str, set[str]]:
+@functools.cache
+def share_a_worker() -> dict[str, frozenset[str]]:
     """Each notebook (``<track>/<name>``) of READS_FROM -> its connected group (itself included)."""
-    groups: dict[str, set[str]] = {}
+    groups: dict[str, frozenset[str]] = {}
     for reader, sources in READS_FROM.items():
-        merged = set().union({reader, *sources}, *(groups.get(n, set()) for n in (reader, *sources)))
+        merged = frozenset().union({reader, *sources}, *(groups.get(n, ()) for n in (reader, *sources)))
         for name in merged:
             groups[name] = merged
     return groups
@@ -60,7 +62,7 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_runtest_logreport(report):
-    path = report.nodeid.split("::")[0].split("@")[0]
+    path = report.nodeid.split("::")[0]
     if path.endswith(".ipynb"):
         _durations[path] += report.duration
 

@@ -55,6 +55,7 @@ Exit status 0 when every notebook matched, 1 otherwise. Used by ``make determini
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
 import os
@@ -80,8 +81,9 @@ def training_notebooks() -> list[Path]:
     return found
 
 
+@functools.cache
 def _root_conftest():
-    """The repository's conftest.py, where READS_FROM says which notebook reads another's
+    """The repository's conftest.py (loaded once), where READS_FROM says which notebook reads another's
     checkpoint (the one definition that ``make notebooks``'s parallel workers use too)."""
     import importlib.util
 

@@ -224,14 +224,14 @@ data = prepare_translation(loaded, tcfg.vocab_size, name="own-corpus")
 env.seed_everything(tcfg.seed)
 translator = build_model(tcfg, data.tokenizer.vocab_size)
 train_translation(translator, data, tcfg.replace(log_every=50), device=device)
-bleu = {}
+bleu, hyps = {}, {}
 for split in ("test", "novel"):
     src, ref = [s for s, _ in loaded[split]], [t for _, t in loaded[split]]
-    bleu[split] = corpus_bleu(translate(translator, data.tokenizer, src, device=device, beam_size=1), ref)
+    hyps[split] = translate(translator, data.tokenizer, src, device=device, beam_size=1)
+    bleu[split] = corpus_bleu(hyps[split], ref)
 print(f"BLEU on a random test split {bleu['test']:.1f}; on 'dog' as object, never seen in training "
       f"{bleu['novel']:.1f}")
-for (src_sentence, ref_sentence), hyp in zip(loaded["novel"][:3], translate(
-        translator, data.tokenizer, [s for s, _ in loaded["novel"][:3]], device=device, beam_size=1)):
+for (src_sentence, ref_sentence), hyp in zip(loaded["novel"][:3], hyps["novel"]):
     print(f"  {src_sentence}\n    model:     {hyp}\n    reference: {ref_sentence}")
 checks.check_at_least(bleu["test"], 50.0, "BLEU on the in-distribution test split")
 
