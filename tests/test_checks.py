@@ -122,3 +122,15 @@ def test_a_finished_run_is_judged_as_usual():
     with pytest.raises(CheckFailed):
         check_true(False, "G beats untrained G", "no", run=finished)
     assert "not_judged" not in finished
+
+
+def test_a_paired_claim_needs_two_pairs_and_every_pair_on_its_side():
+    from helpers.course.compare import paired_verdict
+
+    # one pair: no estimate of its own noise, however large (week 4d's smoke rows)
+    assert paired_verdict([0.30], min_change=0.02) == "inconclusive"
+    assert paired_verdict([-0.30], min_change=0.02) == "inconclusive"
+    assert paired_verdict([0.05, 0.04], min_change=0.02) == "holds"
+    assert paired_verdict([0.08, -0.001], min_change=0.02) == "not shown"  # one pair the other way
+    assert paired_verdict([0.015, 0.012], min_change=0.02) == "not shown"  # too small on average
+    assert paired_verdict([0.0, 0.0], min_change=0.0) == "not shown"  # no threshold equal to "no change"

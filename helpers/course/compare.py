@@ -60,3 +60,17 @@ def paper_vs_run(rows: Iterable[Sequence[str] | Mapping[str, str]], *, title: st
                 print(f"- {r['what']}\n    paper:    {r['paper']}\n    this run: {r['this run']}"
                       + (f"\n    differs:  {r['what differs']}" if r["what differs"] else ""))
     return checked
+
+
+def paired_verdict(changes: Sequence[float], *, min_change: float, min_pairs: int = 2) -> str:
+    """The verdict on "the change raises the figure" from paired seeds (week 4d's Table 3 rows).
+
+    ``changes``: one relative change per seed pair (the changed row against the base row trained
+    from the same seed and batches). One pair carries no estimate of its own noise, so with fewer
+    than ``min_pairs`` the answer is ``"inconclusive"`` whatever its size. Otherwise ``"holds"``
+    when every pair moved the same way (up) and the mean clears ``min_change``; ``"not shown"``
+    when they did not.
+    """
+    if len(changes) < min_pairs:
+        return "inconclusive"
+    return "holds" if min(changes) > 0 and sum(changes) / len(changes) > min_change else "not shown"
