@@ -11,7 +11,7 @@ TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(max(1, min(4, getattr(os,
 XDIST = $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS))
 THREADS = $(if $(XDIST),OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1})
 
-.PHONY: help setup setup-dev test lint unit robustness notebooks profiles check-sync sync student lab new clean bench determinism demo colab
+.PHONY: help setup setup-dev test lint unit unit-all robustness notebooks profiles check-sync sync student lab new clean bench determinism demo colab
 
 help:
 	@echo "make setup   create $(VENV) with helpers (editable), the notebooks' packages and JupyterLab"
@@ -25,6 +25,7 @@ help:
 	@echo "make clean   remove caches and runs/ (keeps $(VENV) and data/)"
 	@echo "make bench   time naive vs optimized training steps and the data pipeline (table + runs/bench/*.json)"
 	@echo "make robustness    the SIGKILL tests of checkpoints and resume (about 2 min; not in make test, CI runs it)"
+	@echo "make unit-all      the unit tests and the robustness tests in one parallel run (CI runs it a year ahead)"
 	@echo "make determinism   run every training notebook 3x (smoke), compare metrics.json exactly (not in make test)"
 	@echo "make colab   the Colab-like lane: a fresh Colab-like venv, the generated setup cell, notebooks (not in make test)"
 	@echo "make lowest  the lowest-versions lane: every requirement at its floor, unit tests + 3 notebooks (not in make test)"
@@ -76,10 +77,14 @@ lint: $(BIN)/pytest
 unit: $(BIN)/pytest
 	$(THREADS) CURRICULUM_PROFILE=smoke $(BIN)/pytest $(XDIST) -m "not robustness" --durations=15 tests
 
-# The SIGKILL loops of the checkpoint writer (tests marked `robustness`, about 2 minutes): not in
-# `make test`, run by CI after it.
+# The SIGKILL loops of the checkpoint writer (tests marked `robustness`, about 2 minutes on one
+# worker): not in `make test`. CI runs them with the unit tests a year ahead (`make unit-all`).
 robustness: $(BIN)/pytest
-	CURRICULUM_PROFILE=smoke $(BIN)/pytest -m robustness tests
+	$(THREADS) CURRICULUM_PROFILE=smoke $(BIN)/pytest $(XDIST) -m robustness tests
+
+# Every test of tests/, the robustness tests too, in one parallel run (CI's year-ahead pass).
+unit-all: $(BIN)/pytest
+	$(THREADS) CURRICULUM_PROFILE=smoke $(BIN)/pytest $(XDIST) --durations=15 tests
 
 # A fresh runs folder each time, so a second `make test` trains again instead of loading the
 # finished checkpoints of the first (your own runs in runs/ are not touched). In parallel, one

@@ -21,7 +21,7 @@ from torch import nn
 
 from helpers.runtime.failures import explain_out_of_memory
 from helpers.runtime.history import History
-from helpers.runtime.run import ResumableRun, run_settings
+from helpers.runtime.run import ResumableRun, architecture, run_settings
 
 
 def _check_size(image_size: int) -> int:
@@ -279,7 +279,7 @@ def train_dcgan(G, D, loader, cfg, *, device, checkpoint_path=None, history: His
     D.to(device)
     opt_g, opt_d = dcgan_optimizers(G, D, cfg.lr, cfg.beta1)
     noise = torch.Generator(device=device).manual_seed(cfg.seed)
-    run = ResumableRun(checkpoint_path, steps=cfg.train_steps, config=dict(cfg),
+    run = ResumableRun(checkpoint_path, steps=cfg.train_steps, config=architecture(cfg, dataset=cfg.dataset),
                        architecture=(*ARCHITECTURE_KEYS, "dataset"), model=G, optimizer=opt_g,
                        others={"D": D, "opt_d": opt_d, "noise_rng": noise}, history=history,
                        stop_after=stop_after, desc="DCGAN", lr_hint="cfg.lr", **run_settings(cfg, checkpoint_path))

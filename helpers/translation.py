@@ -25,7 +25,7 @@ from helpers.runtime import distributed, env
 from helpers.runtime.failures import explain_out_of_memory
 from helpers.runtime.files import atomic_write_text, checksum_status
 from helpers.runtime.history import History
-from helpers.runtime.run import ResumableRun, run_settings
+from helpers.runtime.run import ResumableRun, architecture, run_settings
 from helpers.transformer import (
     Transformer,
     beam_search,
@@ -267,7 +267,7 @@ def train_translation(model: Transformer, data: TranslationData, cfg, *, device,
     scheduler = make_scheduler(optimizer, cfg.schedule, cfg.d_model, cfg.warmup_steps,
                                cfg.train_steps, cfg.lr_factor)
     run = ResumableRun(checkpoint_path, steps=cfg.train_steps,
-                       config={**cfg, "vocab_size": data.tokenizer.vocab_size},
+                       config=architecture(cfg, vocab_size=data.tokenizer.vocab_size),
                        architecture=ARCHITECTURE_KEYS, model=model, optimizer=optimizer,
                        scheduler=scheduler, scaler=scaler, history=history, stop_after=stop_after,
                        dist=ctx, lr_hint="cfg.lr_factor", amp=amp, **run_settings(cfg, checkpoint_path))

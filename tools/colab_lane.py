@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -54,7 +55,7 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
@@ -523,6 +524,16 @@ class Lane:
         return _text(nb), error
 
 
+def _run_notebook(work: Path, python: Path, repo_url: str, timeout: int, stall: int,
+                  rel: str) -> tuple[str, float, str | None]:
+    """Run the notebook ``rel`` top to bottom in the lane (a pool's job: the error as text)."""
+    import nbformat
+
+    t0 = time.perf_counter()
+    _, error = Lane(work, python, repo_url, timeout, stall).run(nbformat.read(ROOT / rel, as_version=4))
+    return rel, time.perf_counter() - t0, None if error is None else str(error)
+
+
 def _text(nb) -> str:
     parts = []
     for cell in nb.cells:
@@ -562,11 +573,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", type=Path, help="build in this folder and keep it (default: a temp folder)")
     parser.add_argument("--notebooks", nargs="*", default=NOTEBOOKS, help="notebooks to run top to bottom")
-    # one at a time by default: two nbclient clients in threads of one process can starve each other
-    # (tools/determinism.py saw a kernel wait 10 minutes for its next cell), and the watchdog would
-    # call that a stall
-    parser.add_argument("--workers", type=int, default=1,
-                        help="notebooks run side by side in threads (each kernel on one thread)")
+    # side by side, each notebook's kernel client in a process of its own: two nbclient clients in
+    # threads of one process can starve each other (tools/determinism.py saw a kernel wait 10
+    # minutes for its next cell), which the watchdog would report as a stall
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("TEST_WORKERS") or 2),
+                        help="notebooks run side by side, each client in a process of its own (1: one after another)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     parser.add_argument("--stall", type=int, default=120,
                         help="seconds a busy cell may go without output before it is reported as stalled")
@@ -577,7 +588,6 @@ def main(argv: list[str] | None = None) -> int:
         info = refresh(args.refresh)
         print(f"tools/colab/ now holds {colab_label(info)}; run make colab, then commit tools/colab/")
         return 0
-    import nbformat
 
     colab = load_colab()
 
@@ -655,18 +665,18 @@ def main(argv: list[str] | None = None) -> int:
 
         step(f"{', '.join(args.notebooks)} (smoke), top to bottom, {args.workers} at a time")
 
-        def run_notebook(rel: str) -> tuple[str, float, Exception | None]:
-            t0 = time.perf_counter()
-            _, error = lane.run(nbformat.read(ROOT / rel, as_version=4))
-            return rel, time.perf_counter() - t0, error
-
-        with ThreadPoolExecutor(max_workers=max(1, args.workers)) as pool:  # independent notebooks
-            for rel, seconds, error in pool.map(run_notebook, args.notebooks):
-                if error is not None:
-                    failures.append(f"{rel} failed: {str(error).strip()[-3000:]}")
-                    print(f"{rel}: FAILED ({seconds:.0f} s)\n{str(error)[-3000:]}")
-                else:
-                    print(f"{rel}: passed ({seconds:.0f} s)")
+        jobs = [(work, python, f"file://{repo}", args.timeout, args.stall, rel) for rel in args.notebooks]
+        if args.workers > 1:  # independent notebooks; spawn: no copy of this process's threads
+            with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                done = list(pool.map(_run_notebook, *zip(*jobs)))
+        else:
+            done = [_run_notebook(*job) for job in jobs]
+        for rel, seconds, error in done:
+            if error is not None:
+                failures.append(f"{rel} failed: {error.strip()[-3000:]}")
+                print(f"{rel}: FAILED ({seconds:.0f} s)\n{error[-3000:]}")
+            else:
+                print(f"{rel}: passed ({seconds:.0f} s)")
         now = installed(python)
         failures += [f"a notebook changed {c}" for c in changed_packages(extra, now)]
     finally:

@@ -26,8 +26,10 @@ DCGAN week 4 and the final project) is first run once more in run 2's folder wit
 so, leave a checkpoint mid-way, and *every cell after it must still run* (an early stop is a
 normal outcome: plots show what was logged, checks of the finished result say "not judged",
 metrics.json records the stop); run 2 must then say it resumes at that step, finish, pass every
-check and still match run 1 exactly. The DCGAN final project (:data:`ISOLATED`) continues week
-4's finished checkpoint in run 2's folder, so it is stopped and resumed in a folder of its own.
+check and still match run 1 exactly. The DCGAN final project (:data:`CONTINUES`) trains on
+week 4's checkpoint: its early stop is forced right after week 4's, on the half-trained
+checkpoint, which it continues and stops again; week 4's run 2 then resumes from that step, and
+both must still match run 1 (checked without week 4, it stops and finishes in a folder of its own).
 
 Under ``CURRICULUM_CLOCK_SHIFT_DAYS=365 PYTHONPATH=tools/clockshift`` (CI), runs 2 and 3 happen a
 year ahead (every kernel inherits the shifted calendar) while run 1 is today's ``make test``: a
@@ -241,9 +243,13 @@ PROBE = ("import json as _json\nfrom helpers.runtime.history import History as _
 RESUMED = {"transformer/week3_transformer": ("translation",), "dcgan/week4_training": ("dcgan",),
            "transformer/week4d_table3": ("table3",), "transformer/week5_final_project": ("summarizer",),
            "dcgan/week5_final_project": ("dcgan",)}
-# notebooks whose training continues another notebook's checkpoint in run 2's folder (the DCGAN final
-# project continues week 4's finished run there): stopped early and resumed in a folder of their own
-ISOLATED = {"dcgan/week5_final_project"}
+# notebook -> the notebook whose checkpoint its training continues (the DCGAN final project continues
+# week 4's run). Its early stop is forced in run 2's folder right after that notebook's own (so it
+# continues the half-trained checkpoint and stops again); that notebook's run 2 then resumes where
+# it stopped and must still match run 1 exactly. Checked without that notebook, it is stopped and
+# finished in a folder of its own (ISOLATED: it then trains the whole run there, minutes more).
+CONTINUES = {"dcgan/week5_final_project": "dcgan/week4_training"}
+ISOLATED = set(CONTINUES)
 STOPPED_MARK = "STOPPED EARLY (time limit"
 NOT_JUDGED_MARK = "not judged"
 
@@ -431,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[Path, tuple[list[str], list[str], int]] = {}
     same_kernel: dict[Path, list[str]] = {}
     resumed: dict[Path, tuple[list[str], int | None]] = {}
+    resume_at: dict[Path, int | None] = {}  # the step run 2 must say it resumes from
+    checked = {_rel(nb) for nb in notebooks}
     with tempfile.TemporaryDirectory(prefix="determinism-") as tmp:
         first, second = Path(tmp) / "run1", Path(tmp) / "run2"
         if args.first_runs is not None:
@@ -454,7 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         def check(nb: Path) -> None:  # runs 2 and 3 of one notebook: a fresh kernel that runs it twice
             rel = nb.relative_to(ROOT / "notebooks").with_suffix("")
             t0 = time.perf_counter()
-            if str(rel) in ISOLATED:  # stopped early and resumed in a folder of its own
+            if str(rel) in CONTINUES and CONTINUES[str(rel)] in checked:
+                pass  # stopped early in the job of the notebook it continues (below), before that one resumed
+            elif str(rel) in ISOLATED:  # stopped early and resumed in a folder of its own
                 resumed[nb] = in_own_process(interrupt_and_finish, nb, Path(tmp) / "isolated", args.threads,
                                              args.timeout, RESUMED[str(rel)], args.resume_limit)
                 print(f"interrupted: {nb.relative_to(ROOT)} stopped at step {resumed[nb][1]}, then finished "
@@ -465,6 +475,18 @@ def main(argv: list[str] | None = None) -> int:
                                              args.resume_limit)
                 print(f"interrupted: {nb.relative_to(ROOT)} stopped at step {resumed[nb][1]} "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
+                resume_at[nb] = resumed[nb][1]
+                for other in (n for n in notebooks if CONTINUES.get(_rel(n)) == str(rel)):
+                    t1 = time.perf_counter()
+                    problems, step = in_own_process(interrupt, other, second, args.threads, args.timeout,
+                                                    RESUMED[_rel(other)], args.resume_limit)
+                    if step is not None and resume_at[nb] is not None and not step > resume_at[nb]:
+                        problems.append(f"it did not continue {rel}'s checkpoint (step {resume_at[nb]}): "
+                                        f"its checkpoint is at step {step}")
+                    resumed[other] = (problems, step)
+                    resume_at[nb] = step if step is not None else resume_at[nb]
+                    print(f"interrupted: {other.relative_to(ROOT)} continued {rel}'s checkpoint and stopped at step "
+                          f"{step} ({time.perf_counter() - t1:.0f} s)", flush=True)
             texts: list[str] = []
             timings: list[tuple[float, int, int]] = []
             try:
@@ -474,8 +496,8 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as exc:  # noqa: BLE001
                 same_kernel[nb], record = [f"the notebook failed: {type(exc).__name__}: "
                                            f"{str(exc).strip().splitlines()[-1:]}"], None
-            if nb in resumed and str(rel) not in ISOLATED:
-                problems, step = resumed[nb]
+            if nb in resume_at:
+                problems, step = resumed[nb][0], resume_at[nb]
                 if step is not None and f"Resuming from step {step} of" not in "".join(texts[:1]):
                     problems.append(f"run 2 did not say 'Resuming from step {step} of ...'")
                 if step is not None and record is not None and not 0 < step < record["metrics"]["run"]["steps_planned"]:
@@ -525,10 +547,17 @@ def main(argv: list[str] | None = None) -> int:
         if nb in resumed:
             problems, step = resumed[nb]
             failed += bool(problems) and not (diffs or same_kernel[nb])
-            isolated = str(nb.relative_to(ROOT / "notebooks").with_suffix("")) in ISOLATED
-            print(f"      resume: stopped by the time limit at step {step}, every cell ran ('not judged'), "
-                  + ("then resumed and finished with every check passing in a folder of its own"
-                     if isolated else f"run 2 resumed there and {'matches run 1' if not diffs else 'DIFFERS from run 1'}")
+            rel = _rel(nb)
+            if rel in CONTINUES and CONTINUES[rel] in checked:
+                then = (f"{CONTINUES[rel]}'s run 2 resumed there and finished; run 2 passed and "
+                        f"{'matches run 1' if not diffs else 'DIFFERS from run 1'}")
+            elif rel in ISOLATED:
+                then = "then resumed and finished with every check passing in a folder of its own"
+            else:
+                where = ("there" if resume_at.get(nb) == step else
+                         f"at step {resume_at.get(nb)}, where the notebook continuing its checkpoint stopped,")
+                then = f"run 2 resumed {where} and {'matches run 1' if not diffs else 'DIFFERS from run 1'}"
+            print(f"      resume: stopped by the time limit at step {step}, every cell ran ('not judged'), {then}"
                   if not problems else f"      RESUME: {'; '.join(problems)}")
         shown = [e for e in excluded if e not in EXCLUDED_TOP]
         if shown:

@@ -19,10 +19,11 @@ What it does, in a temporary folder under build/ (ignored by git):
    Every direct requirement must then be installed at exactly its floor: a floor that does not
    install (no wheel for this Python, a conflict) fails the lane, it is not silently lifted.
 3. This checkout on the venv's path (a ``.pth`` file), then, with ``CURRICULUM_PROFILE=smoke``
-   and a cache of its own: the unit tests that exercise the floored packages (``UNIT_TESTS``;
-   ``--unit all`` for the whole of ``make unit``) and one notebook per family top to
-   bottom (nbval, as ``make notebooks`` runs them): transformer week 3, transformer week 4a
-   (fine-tuning, the transformers/accelerate floors), DCGAN week 4.
+   and a cache of its own, in one pytest run on ``--workers`` workers: the unit tests that
+   exercise the floored packages (``UNIT_TESTS``; ``--unit all`` for the whole of ``make unit``)
+   and one notebook per family top to bottom (nbval, as ``make notebooks`` runs them):
+   transformer week 3, transformer week 4a (fine-tuning, the transformers/accelerate floors),
+   DCGAN week 4.
 
 Exit status 0 when every step passed. Prints the versions it installed, each step's wall time and
 the total.
@@ -226,21 +227,14 @@ def main(argv: list[str] | None = None) -> int:
                "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
                "MKL_NUM_THREADS": os.environ.get("MKL_NUM_THREADS", "1")}
         env = {k: v for k, v in env.items() if k != "CURRICULUM_SWITCH_RUNS"}
-        if args.unit:
-            tests = ["tests"] if args.unit == ["all"] else args.unit
-            step(f"unit tests at the floors: {' '.join(tests)}")
+        tests = (["tests"] if args.unit == ["all"] else list(args.unit or [])) + list(args.notebooks or [])
+        if tests:  # one pytest run: the notebooks fill the workers while the unit tests run (nbval)
+            step(f"unit tests and notebooks (smoke) at the floors: {' '.join(tests)}")
             run = subprocess.run([str(python), "-m", "pytest", "-q", "-m", "not robustness", "-p", "no:cacheprovider",
-                                  *parallel(args.workers), *tests], cwd=ROOT, env=env)
+                                  "--nbval-lax", "--nbval-current-env", f"--nbval-cell-timeout={args.timeout}",
+                                  *parallel(args.workers, "--dist", "loadscope"), *tests], cwd=ROOT, env=env)
             if run.returncode:
-                failures.append(f"unit tests failed (exit {run.returncode})")
-        if args.notebooks:
-            step(f"notebooks at the floors (smoke): {' '.join(args.notebooks)}")
-            run = subprocess.run([str(python), "-m", "pytest", "-q", "--nbval-lax", "--nbval-current-env",
-                                  *parallel(args.workers, "--dist", "loadscope"),
-                                  f"--nbval-cell-timeout={args.timeout}", "-p", "no:cacheprovider",
-                                  *args.notebooks], cwd=ROOT, env=env)
-            if run.returncode:
-                failures.append(f"notebooks failed (exit {run.returncode})")
+                failures.append(f"unit tests or notebooks failed at the floors (exit {run.returncode})")
     except SystemExit:
         pass
     finally:

@@ -11,6 +11,8 @@ notebook sit side by side; overrides are explicit: ``profile_config("dcgan", lr=
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import warnings
 from collections.abc import Mapping
@@ -257,6 +259,134 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+# What kind of setting each key is, and its type (issue #22). A config keeps four kinds apart:
+# - "model": how the network is built (its constructor's arguments): what a checkpoint stores;
+# - "data": what it learns from and is evaluated on;
+# - "run": how it is trained and measured (steps, batch, optimizer, cadence, time limit);
+# - "checks": the thresholds the notebook's checks assert, and the claims they make.
+# ``cfg.section("model")`` (and "data", "run", "checks") is a typed frozen dataclass of one kind
+# (cfg.d_model still reads a single setting); every value of FAMILIES, and every override, must
+# have the type declared here, and a test checks that every key is declared exactly once.
+Opt = None  # shorthand below: (int, Opt) means "an int, or None"
+KINDS = ("model", "data", "run", "checks")
+_TRANSFORMER = {"vocab_size": int, "d_model": int, "n_heads": int, "d_ff": int, "n_layers": int,
+                "dropout": float, "positional": str, "max_len": int, "fast_attention": bool}
+_DCGAN_MODEL = {"nz": int, "ngf": int, "ndf": int, "image_size": int, "channels": int}
+SCHEMA: dict[str, dict[str, dict[str, Any]]] = {
+    "start_here": {"run": {"seed": int, "matmul_size": int, "matmul_repeats": int}},
+    "prerequisites": {
+        "data": {"n_classes": int, "short_len": int, "long_len": int},
+        "run": {"seed": int, "batch_size": int, "train_steps": int, "lr": float}},
+    "translation": {
+        "model": _TRANSFORMER,
+        "data": {"dataset_size": (int, Opt), "test_sentences": (int, Opt), "cache_check_sentences": int},
+        "run": {"seed": int, "label_smoothing": float, "clip_norm": float, "beam_size": int,
+                "length_penalty": float, "schedule": str, "average_last": int, "log_every": int,
+                "max_tokens": int, "train_steps": int, "warmup_steps": int, "lr_factor": float,
+                "eval_every": int, "time_limit_s": (int, float, Opt), "checkpoint_every": int},
+        "checks": {"min_bleu": float, "min_loss_progress": float}},
+    "finetune": {
+        "model": {"model": str},
+        "data": {"max_length": int, "n_train": (int, Opt), "n_eval": (int, Opt)},
+        "run": {"seed": int, "lr": float, "weight_decay": float, "warmup_ratio": float, "epochs": int,
+                "batch_size": int},
+        "checks": {"min_accuracy": float, "reference_accuracy": (float, Opt)}},
+    "variants": {
+        "model": {"d_model": int, "n_heads": int, "d_ff": int, "n_layers": int, "dropout": float,
+                  "vocab_size": int},
+        "run": {"seed": int, "lr": float, "batch_size": int, "train_steps": int}},
+    "table3": {
+        "model": {"translation_overrides": dict},
+        "data": {"eval_sentences": int},
+        "run": {"seed": int, "beam_size": int, "length_penalty": float, "rows": list, "train_steps": int,
+                "warmup_steps": int, "time_limit_s": (int, float, Opt)},
+        "checks": {"min_ppl_gap": float}},
+    "summarization": {
+        "model": {"model": str},
+        "data": {"max_source_length": int, "max_target_length": int, "n_train": int, "n_eval": int},
+        "run": {"seed": int, "weight_decay": float, "epochs": int, "batch_size": int, "lr": float,
+                "own_corpus_steps": int},
+        "checks": {"min_rouge_l": float}},
+    "summarizer": {
+        "model": _TRANSFORMER,
+        "data": {"n_train": (int, Opt), "n_val": int, "n_eval": int, "max_source_words": int},
+        "run": {"seed": int, "label_smoothing": float, "clip_norm": float, "length_penalty": float,
+                "schedule": str, "lead_sentences": int, "log_every": int, "average_last": int,
+                "max_tokens": int, "train_steps": int, "warmup_steps": int, "lr_factor": float,
+                "eval_every": int, "beam_size": int, "checkpoint_every": int,
+                "time_limit_s": (int, float, Opt)}},
+    "gpt2": {
+        "model": {"model": str, "vocab_size": (int, Opt), "n_layer": (int, Opt), "n_embd": (int, Opt),
+                  "n_head": (int, Opt), "block_size": int},
+        "data": {"n_pretrain": (int, Opt), "pretrain_reviews": int, "n_train": int, "n_eval": (int, Opt)},
+        "run": {"seed": int, "weight_decay": float, "warmup_ratio": float, "pretrain_epochs": int,
+                "epochs": int, "batch_size": int, "lr": float},
+        "checks": {"max_ppl_ratio": float}},
+    "toy_seq2seq": {
+        "model": {"vocab_size": int, "d_model": int, "n_heads": int, "d_ff": int, "n_layers": int,
+                  "dropout": float},
+        "data": {"seq_len": int},
+        "run": {"seed": int, "batch_size": int, "warmup_steps": int, "lr_factor": float,
+                "label_smoothing": float, "train_steps": int},
+        "checks": {"min_accuracy": float}},
+    "dcgan": {
+        "model": _DCGAN_MODEL,
+        "data": {"dataset": str, "probe_dataset": str, "probe_limit": (int, Opt)},
+        "run": {"seed": int, "lr": float, "beta1": float, "log_every": int, "checkpoint_every": int,
+                "time_limit_s": (int, float, Opt), "batch_size": int, "train_steps": int,
+                "sample_every": int, "eval_samples": int, "classifier_epochs": int, "probe_draws": int,
+                "fid": str, "probe_train_steps": int, "probe_labels_per_class": list},
+        "checks": {"min_judge_accuracy": float}},
+    "dcgan_ablations": {
+        "model": _DCGAN_MODEL,
+        "data": {"dataset": str, "judge_images": (int, Opt)},
+        "run": {"seed": int, "lr": float, "beta1": float, "log_every": int, "sample_every": int,
+                "checkpoint_every": int, "rows": list, "batch_size": int, "train_steps": int,
+                "eval_samples": int, "judge_epochs": int},
+        "checks": {"min_judge_accuracy": float, "checked_claims": list}},
+    "deploy": {
+        "run": {"seed": int, "translator_steps": (int, Opt), "generator_steps": (int, Opt),
+                "parity_sentences": int, "latency_sentences": int, "latency_repeats": int,
+                "grid_count": int},
+        "checks": {"max_logit_error": float, "max_pixel_error": float}},
+}
+
+
+def _types(declared) -> tuple[type, ...]:
+    types = declared if isinstance(declared, tuple) else (declared,)
+    out = tuple(type(None) if t is Opt else t for t in types)
+    return out + ((int,) if float in out and int not in out else ())  # 0 where a float is declared
+
+
+def kind_of(family: str, key: str) -> str:
+    """"model", "data", "run" or "checks": what kind of setting ``key`` of ``family`` is."""
+    for kind, fields in SCHEMA[family].items():
+        if key in fields:
+            return kind
+    raise ProfileError(f"config {family!r}: setting {key!r} is not declared in SCHEMA (helpers/runtime/config.py). "
+                       f"Fix: add it under the kind it is (model, data, run or checks), with its type.")
+
+
+def _check_types(family: str, values: Mapping[str, Any]) -> None:
+    for key, value in values.items():
+        declared = SCHEMA[family][kind_of(family, key)][key]
+        if isinstance(value, bool) and bool not in _types(declared):  # True is an int to Python
+            ok = False
+        else:
+            ok = isinstance(value, _types(declared))
+        if not ok:
+            names = " or ".join("None" if t is type(None) else t.__name__ for t in _types(declared))
+            raise ProfileError(f"config {family!r}: {key}={value!r} is a {type(value).__name__}, but "
+                               f"{key} is a {names}. Fix: pass a {names.split(' or ')[0]}, e.g. "
+                               f"profile_config({family!r}, {key}=...).")
+
+
+@functools.cache
+def _section_class(family: str, kind: str) -> type:
+    fields = [(key, _types(t)[0] if len(_types(t)) == 1 else Any) for key, t in SCHEMA[family].get(kind, {}).items()]
+    name = "".join(w.title() for w in family.split("_")) + kind.title()
+    return dataclasses.make_dataclass(name, fields, frozen=True)
+
 def _cuda_available() -> bool:
     return torch.cuda.is_available()
 
@@ -313,6 +443,13 @@ class Config(Mapping[str, Any]):
     family = property(lambda self: self._family)
     profile = property(lambda self: self._profile)
 
+    def section(self, kind: str):
+        """The settings of one kind (:data:`KINDS`) as a typed frozen dataclass."""
+        if kind not in KINDS:
+            raise ProfileError(f"unknown kind of setting {kind!r}; kinds: {', '.join(KINDS)}")
+        fields = SCHEMA[self._family].get(kind, {})
+        return _section_class(self._family, kind)(**{k: self._values[k] for k in fields if k in self._values})
+
     def __getattr__(self, key: str) -> Any:
         try:
             return self._values[key]
@@ -339,6 +476,7 @@ class Config(Mapping[str, Any]):
 
     def replace(self, **overrides: Any) -> Config:
         _check_keys(self._family, self._values, overrides)
+        _check_types(self._family, overrides)
         return Config(self._family, self._profile, {**self._values, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
@@ -380,4 +518,5 @@ def profile_config(family: str, profile: str | None = None, **overrides: Any) ->
     spec = FAMILIES[family]
     values = {**spec.get("common", {}), **spec[name]}
     _check_keys(family, values, overrides)
+    _check_types(family, {**values, **overrides})
     return Config(family, name, {**values, **overrides})

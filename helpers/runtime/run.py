@@ -3,7 +3,7 @@
 Both training loops (Transformer week 3, DCGAN week 4) hand their bookkeeping to a
 :class:`ResumableRun`, so the loop body is only the paper's training procedure::
 
-    run = ResumableRun(path, steps=cfg.train_steps, config=dict(cfg), model=G, optimizer=opt_g,
+    run = ResumableRun(path, steps=cfg.train_steps, config=architecture(cfg), model=G, optimizer=opt_g,
                        others={"D": D, "opt_d": opt_d}, every=100)
     batches = run.batches(loader)
     for step in run:            # resumes after the saved step; saves every 100 steps and at the end
@@ -14,6 +14,7 @@ Both training loops (Transformer week 3, DCGAN week 4) hand their bookkeeping to
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -96,6 +97,14 @@ def run_settings(cfg, checkpoint_path) -> dict[str, Any]:
         return {"every": 0, "keep": 0, "time_limit_s": None}
     return {"every": cfg.get("checkpoint_every", 0), "keep": cfg.get("average_last", 0),
             "time_limit_s": cfg.get("time_limit_s")}
+
+
+def architecture(cfg, **actual: Any) -> dict[str, Any]:
+    """What a checkpoint stores of its config: the model part (``cfg.section("model")``: how the
+    network is built, without which its weights mean nothing), with ``actual`` values the data
+    decided or the weights depend on (the tokenizer's real vocabulary size, the data set a GAN
+    models). Run settings and thresholds stay out: they are the notebook's, not the weights'."""
+    return {**dataclasses.asdict(cfg.section("model")), **actual}
 
 
 def _format_seconds(seconds: float) -> str:
