@@ -127,3 +127,29 @@ def test_pyproject_declares_each_extra_and_make_setup_installs_all():
     assert "setup-dev: setup" in dev and "-r requirements-dev.txt" in dev
     # `make test` on a fresh clone installs the test tools itself
     assert "$(BIN)/pytest:\n" in makefile and "$(MAKE) --no-print-directory setup-dev" in makefile
+
+
+def test_the_lock_file_pins_every_requirement_inside_its_range():
+    """requirements-lock.txt (issue #23): `make setup` installs its versions (pip -c), so each
+    direct requirement must be pinned there at a version its range allows, exactly once."""
+    from packaging.version import Version
+
+    pins = {}
+    for line in (ROOT / "requirements-lock.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version and ";" not in line and "@" not in line, f"not a plain pin: {line!r}"
+            assert canonicalize_name(name) not in pins, f"{name} pinned twice"
+            pins[canonicalize_name(name)] = Version(version)
+    assert "curriculum-helpers" not in pins, "the course package itself is installed editable, not locked"
+    files = ["requirements.txt", "requirements-deploy.txt", "requirements-offline.txt", "requirements-lab.txt",
+             "requirements-dev.txt"]
+    for req in (r for f in files for r in requirements(f)):
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        assert canonicalize_name(req.name) in pins, f"{req.name} is not in requirements-lock.txt. Fix: make lock"
+        assert pins[canonicalize_name(req.name)] in req.specifier, (
+            f"{req.name}=={pins[canonicalize_name(req.name)]} in the lock is outside {req}. Fix: make lock")
+    makefile = (ROOT / "Makefile").read_text()
+    assert "LOCK = $(if $(UNLOCKED),,-c requirements-lock.txt)" in makefile
+    assert makefile.count("$(LOCK) -r requirements") == 2  # make setup and make setup-dev
