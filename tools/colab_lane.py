@@ -525,13 +525,25 @@ class Lane:
 
 
 def _run_notebook(work: Path, python: Path, repo_url: str, timeout: int, stall: int,
-                  rel: str) -> tuple[str, float, str | None]:
-    """Run the notebook ``rel`` top to bottom in the lane (a pool's job: the error as text)."""
+                  rel: str) -> tuple[str, float, str | None, str | None]:
+    """Run the notebook ``rel`` top to bottom in the lane (a pool's job): (rel, seconds, the error as
+    text, a note: a stall that passed on the second try)."""
     import nbformat
 
     t0 = time.perf_counter()
-    _, error = Lane(work, python, repo_url, timeout, stall).run(nbformat.read(ROOT / rel, as_version=4))
-    return rel, time.perf_counter() - t0, None if error is None else str(error)
+    lane = Lane(work, python, repo_url, timeout, stall)
+    _, error = lane.run(nbformat.read(ROOT / rel, as_version=4))
+    if error is not None and str(error).startswith("STALLED"):
+        # a kernel that stops sending messages mid-cell (nbclient and widget cells, seen under load)
+        # is not the notebook's failure: reported, then the notebook once more in a fresh kernel
+        print(f"{rel}: {str(error)[:300]}; running it once more in a fresh kernel", flush=True)
+        first = str(error)
+        _, error = lane.run(nbformat.read(ROOT / rel, as_version=4))
+        if error is not None:
+            error = RuntimeError(f"{error} (and before that: {first})")
+        else:
+            return rel, time.perf_counter() - t0, None, f"stalled once, passed in a fresh kernel: {first[:300]}"
+    return rel, time.perf_counter() - t0, None if error is None else str(error), None
 
 
 def _text(nb) -> str:
@@ -576,7 +588,9 @@ def main(argv: list[str] | None = None) -> int:
     # side by side, each notebook's kernel client in a process of its own: two nbclient clients in
     # threads of one process can starve each other (tools/determinism.py saw a kernel wait 10
     # minutes for its next cell), which the watchdog would report as a stall
-    parser.add_argument("--workers", type=int, default=int(os.environ.get("TEST_WORKERS") or 2),
+    # one at a time by default: a widget cell stalled (no kernel message for 120 s) with two at a
+    # time while the lowest-versions lane ran beside this one (CI, 2 cores)
+    parser.add_argument("--workers", type=int, default=1,
                         help="notebooks run side by side, each client in a process of its own (1: one after another)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     parser.add_argument("--stall", type=int, default=120,
@@ -665,18 +679,20 @@ def main(argv: list[str] | None = None) -> int:
 
         step(f"{', '.join(args.notebooks)} (smoke), top to bottom, {args.workers} at a time")
 
+        stalls: list[str] = []
         jobs = [(work, python, f"file://{repo}", args.timeout, args.stall, rel) for rel in args.notebooks]
         if args.workers > 1:  # independent notebooks; spawn: no copy of this process's threads
             with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 done = list(pool.map(_run_notebook, *zip(*jobs)))
         else:
             done = [_run_notebook(*job) for job in jobs]
-        for rel, seconds, error in done:
+        for rel, seconds, error, note in done:
             if error is not None:
                 failures.append(f"{rel} failed: {error.strip()[-3000:]}")
                 print(f"{rel}: FAILED ({seconds:.0f} s)\n{error[-3000:]}")
             else:
-                print(f"{rel}: passed ({seconds:.0f} s)")
+                print(f"{rel}: passed ({seconds:.0f} s){'; ' + note if note else ''}")
+                stalls.extend([f"{rel}: {note}"] if note else [])
         now = installed(python)
         failures += [f"a notebook changed {c}" for c in changed_packages(extra, now)]
     finally:
@@ -684,6 +700,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     report_steps("Colab-like lane", times, start, failures)
+    for line in locals().get("stalls") or []:
+        print(f"STALL (not a failure: it passed in a fresh kernel): {line}")
     print(f"Colab-like lane: {'FAILED' if failures else 'passed'} ({len(failures)} problem(s)); tested against "
           f"{colab_label(colab)}, on Python {platform_version()}")
     return 1 if failures else 0
