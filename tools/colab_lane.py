@@ -607,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
 
     start = time.perf_counter()
     failures: list[str] = []
+    stalls: list[str] = []  # notebooks that stalled once and passed in a fresh kernel
     times: list[tuple[str, float]] = []
 
     def step(name):
@@ -679,7 +680,6 @@ def main(argv: list[str] | None = None) -> int:
 
         step(f"{', '.join(args.notebooks)} (smoke), top to bottom, {args.workers} at a time")
 
-        stalls: list[str] = []
         jobs = [(work, python, f"file://{repo}", args.timeout, args.stall, rel) for rel in args.notebooks]
         if args.workers > 1:  # independent notebooks; spawn: no copy of this process's threads
             with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -692,7 +692,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{rel}: FAILED ({seconds:.0f} s)\n{error[-3000:]}")
             else:
                 print(f"{rel}: passed ({seconds:.0f} s){'; ' + note if note else ''}")
-                stalls.extend([f"{rel}: {note}"] if note else [])
+                if note:
+                    stalls.append(f"{rel}: {note}")
         now = installed(python)
         failures += [f"a notebook changed {c}" for c in changed_packages(extra, now)]
     finally:
@@ -700,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     report_steps("Colab-like lane", times, start, failures)
-    for line in locals().get("stalls") or []:
+    for line in stalls:
         print(f"STALL (not a failure: it passed in a fresh kernel): {line}")
     print(f"Colab-like lane: {'FAILED' if failures else 'passed'} ({len(failures)} problem(s)); tested against "
           f"{colab_label(colab)}, on Python {platform_version()}")

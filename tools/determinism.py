@@ -247,9 +247,8 @@ RESUMED = {"transformer/week3_transformer": ("translation",), "dcgan/week4_train
 # week 4's run). Its early stop is forced in run 2's folder right after that notebook's own (so it
 # continues the half-trained checkpoint and stops again); that notebook's run 2 then resumes where
 # it stopped and must still match run 1 exactly. Checked without that notebook, it is stopped and
-# finished in a folder of its own (ISOLATED: it then trains the whole run there, minutes more).
+# finished in a folder of its own (it then trains the whole run there, minutes more).
 CONTINUES = {"dcgan/week5_final_project": "dcgan/week4_training"}
-ISOLATED = set(CONTINUES)
 STOPPED_MARK = "STOPPED EARLY (time limit"
 NOT_JUDGED_MARK = "not judged"
 
@@ -464,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             if str(rel) in CONTINUES and CONTINUES[str(rel)] in checked:
                 pass  # stopped early in the job of the notebook it continues (below), before that one resumed
-            elif str(rel) in ISOLATED:  # stopped early and resumed in a folder of its own
+            elif str(rel) in CONTINUES:  # stopped early and resumed in a folder of its own
                 resumed[nb] = in_own_process(interrupt_and_finish, nb, Path(tmp) / "isolated", args.threads,
                                              args.timeout, RESUMED[str(rel)], args.resume_limit)
                 print(f"interrupted: {nb.relative_to(ROOT)} stopped at step {resumed[nb][1]}, then finished "
@@ -551,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
             if rel in CONTINUES and CONTINUES[rel] in checked:
                 then = (f"{CONTINUES[rel]}'s run 2 resumed there and finished; run 2 passed and "
                         f"{'matches run 1' if not diffs else 'DIFFERS from run 1'}")
-            elif rel in ISOLATED:
+            elif rel in CONTINUES:
                 then = "then resumed and finished with every check passing in a folder of its own"
             else:
                 where = ("there" if resume_at.get(nb) == step else
