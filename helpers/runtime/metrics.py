@@ -3,6 +3,8 @@ versions, for comparing runs (week 0; ``make results`` and ``make determinism`` 
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import platform
@@ -16,7 +18,7 @@ import torch
 
 import helpers
 from helpers.runtime import env
-from helpers.runtime.files import atomic_write_text, to_plain
+from helpers.runtime.files import atomic_write, atomic_write_text, to_plain
 
 PACKAGE_ROOT = Path(helpers.__file__).resolve().parent.parent  # the checkout holding helpers/
 
@@ -67,10 +69,9 @@ def write_metrics(track: str, notebook: str, metrics: Mapping[str, Any], *,
     """Write ``runs/<track>/<notebook>/metrics.json``: final metrics, profile, settings,
     versions, the code's git commit (:func:`code_version`) and the hardware (:func:`hardware`),
     so learners and study groups can compare runs (week 0, used by every training notebook).
-    Returns the path."""
-    for label, value in (("track", track), ("notebook", notebook)):
-        if not value or "/" in value or value.startswith("."):
-            raise ValueError(f"{label}={value!r} must be a plain folder name like 'transformer'")
+    Returns the path. The figures this kernel saved for the run (:func:`save_figure`) are named
+    in it with their checksums: the results gallery shows only those."""
+    folder = _run_folder(track, notebook, runs)
     report = env.environment_report()
     cfg = dict(config or {})
     record = {
@@ -83,11 +84,40 @@ def write_metrics(track: str, notebook: str, metrics: Mapping[str, Any], *,
         "environment": {k: report[k] for k in ("python", "torch", "torchvision", "numpy",
                                                "helpers", "device", "gpus", "colab")}
         | code_version() | {"hardware": hardware()},
+        "figures": dict(_FIGURES.get(folder.resolve(), {})),
         "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    path = Path(runs) if runs is not None else env.runs_dir()
-    path = path / track / notebook / "metrics.json"
+    path = folder / "metrics.json"
     atomic_write_text(json.dumps(record, indent=2, sort_keys=False) + "\n", path)
+    return path
+
+
+def _run_folder(track: str, notebook: str, runs: str | os.PathLike | None) -> Path:
+    for label, value in (("track", track), ("notebook", notebook)):
+        if not value or "/" in value or value.startswith("."):
+            raise ValueError(f"{label}={value!r} must be a plain folder name like 'transformer'")
+    return (Path(runs) if runs is not None else env.runs_dir()) / track / notebook
+
+
+# run folder -> {figure name: {"file", "sha256", "caption"}}: what this kernel saved
+_FIGURES: dict[Path, dict[str, dict[str, str]]] = {}
+
+
+def save_figure(fig, track: str, notebook: str, name: str, caption: str, *,
+                runs: str | os.PathLike | None = None) -> Path:
+    """Save a matplotlib figure of this run as ``runs/<track>/<notebook>/figures/<name>.png``
+    and name it, with its caption and checksum, in the run's next ``metrics.json``, so that
+    ``make results`` can show it in the results gallery (docs/RESULTS.md). Call it before
+    ``plt.show()``. The PNG carries no timestamp: the same figure gives the same bytes."""
+    folder = _run_folder(track, notebook, runs)
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(f"name={name!r}: use letters, digits, '-' and '_' (it becomes a file name)")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight", metadata={"Software": None})
+    data = buffer.getvalue()
+    path = atomic_write(folder / "figures" / f"{name}.png", lambda f: f.write(data))
+    _FIGURES.setdefault(folder.resolve(), {})[name] = {
+        "file": f"figures/{name}.png", "sha256": hashlib.sha256(data).hexdigest(), "caption": caption}
     return path
 
 

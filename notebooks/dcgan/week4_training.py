@@ -82,7 +82,7 @@ from helpers.runtime import env, estimate
 from helpers.runtime.checkpoints import checkpoint_step, load_checkpoint
 from helpers.runtime.config import profile_config
 from helpers.runtime.history import report_run
-from helpers.runtime.metrics import write_metrics
+from helpers.runtime.metrics import save_figure, write_metrics
 
 cfg = profile_config("dcgan")
 cfg = cfg.replace(dataset=choose_dataset(cfg.dataset))  # full: "celeba|cifar10" -> the one present
@@ -247,6 +247,8 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
 history.plot("loss_d", "loss_g", ax=axes[0], smooth=3, title="losses")
 history.plot("d_real", "d_fake", ax=axes[1], smooth=3, title="D(x) and D(G(z))")
 plt.tight_layout()
+save_figure(fig, "dcgan", "week4_training", "losses",  # kept in the run folder for `make results`
+            "DCGAN week 4: the losses of D and G, and D's mean output on real and generated images")
 plt.show()
 
 loss_d, loss_g = history["loss_d"], history["loss_g"]
@@ -276,6 +278,8 @@ for ax, (step, grid) in zip(axes, grids[:: max(1, len(grids) // 4)][:4]):
     ax.imshow(grid)
     ax.set_title(f"step {step}")
     ax.axis("off")
+save_figure(fig, "dcgan", "week4_training", "progress",
+            "DCGAN week 4: the same 64 noise vectors drawn through G during training")
 plt.show()
 
 fig = plt.figure(figsize=(4, 4))
@@ -338,10 +342,12 @@ path = slerp(z_start, z_end, 10)
 with torch.no_grad():
     walk = G(path.to(device)).cpu()
 checks.check_shape(walk, (10, cfg.channels, cfg.image_size, cfg.image_size), "interpolation")
-plt.figure(figsize=(12, 1.6))
+fig = plt.figure(figsize=(12, 1.6))
 plt.imshow(make_grid(walk, nrow=10, normalize=True, value_range=(-1, 1)).permute(1, 2, 0).numpy())
 plt.axis("off")
 plt.title("from z_0 (left) to z_1 (right)")
+save_figure(fig, "dcgan", "week4_training", "interpolation",
+            "DCGAN week 4: a walk along the sphere between two noise vectors (the paper's Figure 4)")
 plt.show()
 
 

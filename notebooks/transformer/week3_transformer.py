@@ -68,12 +68,12 @@ from torch import nn
 
 from helpers import transformer as T
 from helpers.course import checks, exercises
-from helpers.course.plots import attention_explorer
+from helpers.course.plots import attention_explorer, attention_heatmap
 from helpers.runtime import env, estimate
 from helpers.runtime.checkpoints import checkpoint_step
 from helpers.runtime.config import profile_config
 from helpers.runtime.history import History, progress, report_run
-from helpers.runtime.metrics import write_metrics
+from helpers.runtime.metrics import save_figure, write_metrics
 
 cfg = profile_config("translation")
 toy_cfg = profile_config("toy_seq2seq")
@@ -505,6 +505,8 @@ print("checkpoint:", ckpt_path)
 
 fig, ax = plt.subplots(figsize=(6, 3))
 history.plot("train_loss", "val_loss", ax=ax, title="translation: loss (train: label-smoothed)")
+save_figure(fig, "transformer", "week3_transformer", "loss",  # kept in the run folder for `make results`
+            "Transformer week 3: training loss (label-smoothed) and validation loss")
 plt.show()
 # Label smoothing puts a floor under the training loss: even a perfect model pays the entropy
 # of the smoothed target (about 1.2 nats here), so we measure how much of the way from step 1
@@ -689,6 +691,14 @@ checks.check_shape(last_cross, (cfg.n_heads, len(tgt_tokens), len(src_tokens)), 
 checks.check_close(last_cross.sum(-1), torch.ones(cfg.n_heads, len(tgt_tokens)), atol=1e-4, name="each row is a distribution")
 attention_explorer({k: v for k, v in maps.items() if "cross" in k}, tgt_tokens, src_tokens)
 
+# The same last layer's cross-attention averaged over its heads, kept for the results page:
+ax = attention_heatmap(last_cross.mean(0), tgt_tokens, src_tokens,
+                       title=f"decoder {len(model.decoder)} cross-attention, mean of {cfg.n_heads} heads")
+save_figure(ax.figure, "transformer", "week3_transformer", "attention",
+            "Transformer week 3: which source tokens each target token attends to (last decoder "
+            "layer, heads averaged), one test sentence")
+plt.show()
+
 # %% [markdown]
 # ## 8. Paper vs. this run
 #
@@ -759,7 +769,9 @@ metrics = {
 }
 path = write_metrics("transformer", "week3_transformer", metrics, config=cfg,
                               extra={"dataset": dataset.describe(), "padding_fraction": round(padding, 4),
-                                     "paper_vs_run": comparison})
+                                     "paper_vs_run": comparison,
+                                     "examples": [{"source": s, "beam": h, "reference": r}
+                                                  for s, h, r in list(zip(sources, beam, references))[:4]]})
 print(path.read_text())
 checks.check_true(path.is_file(), "metrics.json written", f"{path} missing")
 
