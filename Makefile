@@ -147,11 +147,12 @@ bench: $(BIN)/pytest
 determinism: $(BIN)/pytest
 	$(PY) tools/determinism.py
 
-# The results page: one table of every run under runs/ (RUNS=... for another folder; runs/make-test
-# is left out), written between the markers of docs/RESULTS.md; the text around them is kept.
+# The results page: every run under runs/ (RUNS=... for another folder; runs/make-test is left
+# out) is recorded in docs/recorded/ (its metrics, execution record and figures), then the table
+# and the figure gallery of docs/RESULTS.md and the README's figures are rebuilt from the records.
 .PHONY: results
 results: $(BIN)/pytest
-	$(PY) tools/results.py table $(if $(RUNS),--runs $(RUNS))
+	$(PY) tools/results.py table $(if $(RUNS),--runs $(RUNS)) --readme README.md
 
 # Not part of `make test`: a fresh virtual environment pre-populated like Colab (ipywidgets 7.7,
 # a stand-in google.colab), the generated setup cell installing from a snapshot of this checkout,

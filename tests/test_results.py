@@ -106,7 +106,7 @@ def test_bad_files_get_a_message_naming_them(runs, tmp_path, capsys):
 
 def test_run_records_wall_time_and_the_failed_check(tmp_path, monkeypatch):
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("x = 1 + 1"),
+        nbformat.v4.new_code_cell("import os\nx = 1 + 1\nprint(os.environ['CURRICULUM_DATA_DIR'])"),
         nbformat.v4.new_code_cell("from helpers.course import checks\n"
                                   "checks.check_at_least(x, 3, 'two plus two')"),
     ])
@@ -114,6 +114,8 @@ def test_run_records_wall_time_and_the_failed_check(tmp_path, monkeypatch):
     path.parent.mkdir()
     nbformat.write(nb, path)
     monkeypatch.setenv("CURRICULUM_PROFILE", "smoke")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CURRICULUM_DATA_DIR", "data")  # relative: the kernel starts in demo/
     record = results.execute(path, runs_dir=tmp_path / "runs", timeout=120)
     assert record["passed"] is False
     assert record["error"].startswith("CheckFailed: two plus two: 2 is below the required 3")
@@ -123,6 +125,7 @@ def test_run_records_wall_time_and_the_failed_check(tmp_path, monkeypatch):
     assert saved["error"] == record["error"]
     executed = nbformat.read(record["executed_notebook"], as_version=4)
     assert any(o.get("ename") == "CheckFailed" for o in executed.cells[1].outputs)
+    assert executed.cells[0].outputs[0]["text"].strip() == str(tmp_path / "data")  # made absolute
 
 
 # --------------------------------------------------------------------------- commit, hardware, staleness
@@ -226,3 +229,114 @@ def test_the_page_says_what_reproduces_where(runs, tmp_path):
     assert "What reproduces where" in text and "bit for bit" in text and "has not been measured" in text
     # the page in docs/ carries the generated note (it was regenerated with this generator)
     assert results.REPRODUCIBILITY.strip() in (ROOT / "docs" / "RESULTS.md").read_text()
+
+
+# --------------------------------------------------------------------------- figures (issue #23)
+def _figure(color):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1], [1, 0], color=color)
+    return fig
+
+
+def test_figures_are_recorded_with_their_run_and_shown_in_the_gallery(tmp_path, capsys):
+    from helpers.runtime.metrics import save_figure
+
+    runs = tmp_path / "runs" / "local"
+    saved = save_figure(_figure("red"), "dcgan", "week4_training", "progress", "the grids", runs=runs)
+    write_metrics("dcgan", "week4_training", {"fid": 20.0}, config={"profile": "local"}, runs=runs)
+    page, readme = tmp_path / "docs" / "RESULTS.md", tmp_path / "README.md"
+    readme.write_text(f"# Course\n{results.GALLERY_BEGIN}\nold\n{results.GALLERY_END}\nrest\n")
+    assert results.main(["table", "--runs", str(runs.parent), "--out", str(page), "--readme", str(readme)]) == 0
+    recorded = tmp_path / "docs" / "recorded" / "local" / "dcgan" / "week4_training"
+    assert (recorded / "figures" / "progress.png").read_bytes() == saved.read_bytes()
+    assert json.loads((recorded / "metrics.json").read_text())["metrics"]["fid"] == 20.0
+    text = page.read_text()
+    assert "![the grids](recorded/local/dcgan/week4_training/figures/progress.png)" in text
+    assert 'src="docs/recorded/local/dcgan/week4_training/figures/progress.png"' in readme.read_text()
+    assert readme.read_text().endswith("rest\n") and "old" not in readme.read_text()
+    # the same figure saved again gives the same bytes (no timestamp in the PNG)
+    again = save_figure(_figure("red"), "dcgan", "week4_training", "progress", "the grids", runs=tmp_path / "x")
+    assert again.read_bytes() == saved.read_bytes()
+    # A later kernel overwrote the figure without writing metrics.json: it no longer matches its
+    # record, so it is left out (and said), not shown beside numbers it was not drawn with.
+    save_figure(_figure("blue"), "dcgan", "week4_training", "progress", "the grids", runs=runs)
+    record = json.loads((runs / "dcgan" / "week4_training" / "metrics.json").read_text())
+    record["written_at"] = "2999-01-01T00:00:00+00:00"  # newer than the recorded one
+    (runs / "dcgan" / "week4_training" / "metrics.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert results.main(["table", "--runs", str(runs.parent), "--out", str(page)]) == 0
+    assert "overwritten after its metrics.json was written" in capsys.readouterr().out
+    assert not (recorded / "figures" / "progress.png").exists()
+    assert "progress.png" not in page.read_text().split(results.GALLERY_BEGIN)[1]
+    # an older run does not replace a newer record
+    record["written_at"] = "2000-01-01T00:00:00+00:00"
+    (runs / "dcgan" / "week4_training" / "metrics.json").write_text(json.dumps(record))
+    assert results.main(["table", "--runs", str(runs.parent), "--out", str(page)]) == 0
+    assert "kept the newer record" in capsys.readouterr().out
+    assert json.loads((recorded / "metrics.json").read_text())["written_at"].startswith("2999")
+
+
+def test_rows_of_an_earlier_page_without_records_are_kept_and_marked(runs, tmp_path):
+    page = tmp_path / "RESULTS.md"
+    old_row = ("| transformer/week4f_deploy | local | - | ONNX identical | - | 0.7 min | all passed | CPU: X "
+               "| unknown | unknown (no commit recorded) | 2026-11-29 |")
+    page.write_text(results.PAGE_TEMPLATE.replace(results.END, f"| notebook | x |\n{old_row}\n{results.END}"))
+    assert results.main(["table", "--runs", str(runs), "--out", str(page)]) == 0
+    rows = [r for r in page.read_text().splitlines() if r.startswith("| transformer/")]
+    assert [r.split(" | ")[0] for r in rows] == ["| transformer/week3_transformer", "| transformer/week4f_deploy"]
+    assert results.KEPT_NOTE in rows[1] and "ONNX identical" in rows[1]
+
+
+def _section(text: str, begin: str, end: str) -> str:
+    assert text.count(begin) == 1 and text.count(end) == 1, f"missing markers {begin!r}"
+    return text.split(begin, 1)[1].split(end, 1)[0].strip("\n")
+
+
+def _mask_code_since(table: str) -> list[str]:
+    rows = []
+    for line in table.splitlines():
+        cells = line.split(" | ")
+        if len(cells) == 11 and line.startswith("| ") and not line.startswith("| notebook"):
+            cells[9] = "(masked)"  # 'code since' depends on the checkout, not on the run
+        rows.append(" | ".join(cells))
+    return rows
+
+
+def test_the_committed_results_page_and_readme_rebuild_from_the_recorded_runs():
+    """docs/RESULTS.md's table and figures and the README's figures are what `make results` makes
+    from docs/recorded/: no number or figure was edited in by hand, every figure is the one its
+    run's metrics.json names (same checksum), and every image the pages link to exists."""
+    docs = ROOT / "docs"
+    recorded = docs / results.RECORDED
+    runs = results.find_runs([recorded])
+    assert runs, "docs/recorded/ holds no runs: run notebooks, then `make results`"
+    page, readme = (docs / "RESULTS.md").read_text(), (ROOT / "README.md").read_text()
+    named = set()
+    for (profile, track, notebook), entry in runs.items():
+        for figure in ((entry.get("metrics") or {}).get("figures") or {}).values():
+            path = recorded / profile / track / notebook / figure["file"]
+            assert path.is_file(), f"{path} is named by its run's metrics.json but missing"
+            assert results._sha256(path) == figure["sha256"], f"{path} differs from the figure its run saved"
+            named.add(path)
+    stray = {p for p in recorded.rglob("*.png")} - named
+    assert not stray, f"figures no run names (added by hand?): {sorted(map(str, stray))}"
+    assert results.gallery(runs, docs).strip("\n") == _section(page, results.GALLERY_BEGIN, results.GALLERY_END), \
+        "docs/RESULTS.md's figures are not what `make results` makes from docs/recorded/: run `make results`"
+    assert results.readme_gallery(runs, ROOT).strip("\n") == _section(readme, results.GALLERY_BEGIN,
+                                                                      results.GALLERY_END), \
+        "README.md's figures are not what `make results` makes from docs/recorded/: run `make results`"
+    assert readme.count("<img src=") >= 2, "the README shows no figures of our runs"
+    generated = results.REPRODUCIBILITY + results.table(runs, repo=None, kept=results.kept_rows(page))
+    assert _mask_code_since(generated.strip("\n")) == _mask_code_since(_section(page, results.BEGIN, results.END)), \
+        "docs/RESULTS.md's table is not what `make results` makes from docs/recorded/: run `make results`"
+    import re
+    for source, text in (("README.md", readme), ("docs/RESULTS.md", page)):
+        base = ROOT if source == "README.md" else docs
+        for link in re.findall(r'!\[[^\]]*\]\(([^)]+)\)|<img src="([^"]+)"', text):
+            target = base / (link[0] or link[1])
+            assert target.is_file(), f"{source} shows {target}, which does not exist"
