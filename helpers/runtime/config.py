@@ -173,11 +173,15 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
     # the hub's distilgpt2; offline, a small GPT-2 (GPT2Config) is first pretrained on Multi30k's
     # English captions, then fine-tuned on SST-2's movie-review sentences (a domain shift).
     "gpt2": {
-        "common": {"seed": 0, "weight_decay": 0.01, "warmup_ratio": 0.1},
+        # extra_seeds: fine-tuning and training from scratch again with each, so "pretraining
+        # helps" is judged on seed pairs (issue #25); min_pretrain_gain: the mean relative
+        # perplexity gap (scratch / fine-tuned - 1) the pairs must clear
+        "common": {"seed": 0, "weight_decay": 0.01, "warmup_ratio": 0.1, "extra_seeds": [1],
+                   "min_pretrain_gain": 0.05},
         "smoke": {"model": "tiny-gpt2", "vocab_size": 600, "n_layer": 2, "n_embd": 64, "n_head": 4,
                   "block_size": 32, "n_pretrain": 1500, "pretrain_reviews": 1500,
                   "pretrain_epochs": 2, "n_train": 300, "n_eval": 150, "epochs": 2,
-                  "batch_size": 16, "lr": 2e-3, "max_ppl_ratio": 0.95},
+                  "batch_size": 16, "lr": 2e-3, "max_ppl_ratio": 0.95, "extra_seeds": []},
         "local": {"model": "tiny-gpt2", "vocab_size": 4000, "n_layer": 4, "n_embd": 128, "n_head": 4,
                   "block_size": 64, "n_pretrain": None, "pretrain_reviews": 0, "pretrain_epochs": 2,
                   "n_train": 20000, "n_eval": None, "epochs": 1, "batch_size": 32, "lr": 1e-3,
@@ -324,8 +328,8 @@ SCHEMA: dict[str, dict[str, dict[str, Any]]] = {
                   "n_head": (int, Opt), "block_size": int},
         "data": {"n_pretrain": (int, Opt), "pretrain_reviews": int, "n_train": int, "n_eval": (int, Opt)},
         "run": {"seed": int, "weight_decay": float, "warmup_ratio": float, "pretrain_epochs": int,
-                "epochs": int, "batch_size": int, "lr": float},
-        "checks": {"max_ppl_ratio": float}},
+                "epochs": int, "batch_size": int, "lr": float, "extra_seeds": list},
+        "checks": {"max_ppl_ratio": float, "min_pretrain_gain": float}},
     "toy_seq2seq": {
         "model": {"vocab_size": int, "d_model": int, "n_heads": int, "d_ff": int, "n_layers": int,
                   "dropout": float},

@@ -67,7 +67,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from helpers.course import checks
-from helpers.course.compare import paper_vs_run
+from helpers.course.compare import paired_verdict, paper_vs_run
 from helpers.course.data import load_dataset
 from helpers.runtime import env, estimate
 from helpers.runtime.config import profile_config
@@ -158,7 +158,7 @@ def lm_blocks(texts, tokenizer):
     return Dataset.from_dict({"input_ids": blocks, "labels": blocks})
 
 
-def make_trainer(model, train_ds, eval_ds, epochs, name):
+def make_trainer(model, train_ds, eval_ds, epochs, name, seed=cfg.seed):
     """Week 4a's Trainer, for a causal LM: linear warmup then decay, AdamW, no padding needed."""
     total = -(-len(train_ds) // cfg.batch_size) * epochs
     amp = env.amp_settings(device)
@@ -166,7 +166,7 @@ def make_trainer(model, train_ds, eval_ds, epochs, name):
         output_dir=str(run_dir / name), num_train_epochs=epochs, per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=64, learning_rate=cfg.lr, weight_decay=cfg.weight_decay,
         warmup_steps=int(cfg.warmup_ratio * total), eval_strategy="no", save_strategy="no",
-        logging_steps=max(1, total // 20), report_to=[], seed=cfg.seed, use_cpu=device.type == "cpu",
+        logging_steps=max(1, total // 20), report_to=[], seed=seed, use_cpu=device.type == "cpu",
         fp16=amp.dtype == torch.float16, bf16=amp.dtype == torch.bfloat16,
         disable_tqdm=bool(os.environ.get("CI")))
     return Trainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
@@ -217,6 +217,7 @@ print("tokens:", tokenizer.tokenize("it 's a charming and often affecting journe
 # %%
 train_ds, eval_ds = lm_blocks(train_text, tokenizer), lm_blocks(eval_text, tokenizer)
 scratch_model = AutoModelForCausalLM.from_config(copy.deepcopy(model.config))  # for section 5
+pretrained_state = copy.deepcopy(model.state_dict())  # section 5 fine-tunes it again with other seeds
 trainer = make_trainer(model, train_ds, eval_ds, cfg.epochs, "finetune")
 ppl_before = perplexity(trainer)
 print(f"{len(train_ds)} training blocks and {len(eval_ds)} evaluation blocks of {cfg.block_size} tokens")
@@ -248,10 +249,12 @@ for text in sample(model):
 # given `labels`: logits at position *t* are scored against the token at *t + 1*.
 
 # %%
-# the predicted time of this fine-tuning and of section 5's run from scratch (same steps), an
+# the predicted time of this fine-tuning and of section 5's runs (from scratch, and both again for
+# each extra seed; same steps), an
 # estimate (helpers/runtime/estimate.py) counted on the first batch of blocks
 estimate.predict_training(model, default_data_collator([train_ds[i] for i in range(cfg.batch_size)]),
-                          steps=2 * -(-len(train_ds) // cfg.batch_size) * cfg.epochs, time_limit_s=None)
+                          steps=2 * (1 + len(cfg.extra_seeds)) * -(-len(train_ds) // cfg.batch_size) * cfg.epochs,
+                          time_limit_s=None)
 start = time.perf_counter()
 trainer.train()
 finetune_seconds = time.perf_counter() - start
@@ -277,17 +280,41 @@ checks.check_at_most(ppl_after / ppl_before, cfg.max_ppl_ratio,
 #
 # Fine-tuning lowered the perplexity, but would the same steps on the reviews alone have done as
 # well? We train the *same architecture* from random weights with the *same* budget.
+#
+# One such comparison cannot tell a real gap from luck: another seed (the order of the blocks,
+# dropout, the scratch model's initial weights) moves both perplexities. So the comparison is
+# repeated with each seed of `cfg.extra_seeds`, fine-tuning the same pretrained weights again,
+# and judged on the seed *pairs* (`paired_verdict`, as in week 4d): "holds" when pretraining
+# won in every pair and by `min_pretrain_gain` on average; with one pair, "inconclusive".
 
 # %%
 scratch_trainer = make_trainer(scratch_model, train_ds, eval_ds, cfg.epochs, "scratch")
 scratch_trainer.train()
 ppl_scratch = perplexity(scratch_trainer)
+pairs = {cfg.seed: (ppl_after, ppl_scratch)}  # seed -> (fine-tuned, from scratch)
+for seed in cfg.extra_seeds:
+    model.load_state_dict(pretrained_state)  # the pretrained weights again
+    tuned = make_trainer(model, train_ds, eval_ds, cfg.epochs, f"finetune-seed{seed}", seed=seed)
+    tuned.train()
+    torch.manual_seed(seed)
+    scratch_trainer = make_trainer(AutoModelForCausalLM.from_config(copy.deepcopy(model.config)), train_ds,
+                                   eval_ds, cfg.epochs, f"scratch-seed{seed}", seed=seed)
+    scratch_trainer.train()
+    pairs[seed] = (perplexity(tuned), perplexity(scratch_trainer))
 print(f"{'':32s} {'perplexity':>10s}")
 for name, value in (("pretrained, not fine-tuned", ppl_before), ("from scratch, same budget", ppl_scratch),
                     ("pretrained + fine-tuned", ppl_after)):
-    print(f"{name:32s} {value:10.1f}")
-checks.check_true(ppl_after < ppl_scratch, "pretraining + fine-tuning beats training from scratch",
-                  f"fine-tuned {ppl_after:.1f} vs from scratch {ppl_scratch:.1f}")
+    print(f"{name:32s} {value:10.1f}   (seed {cfg.seed})")
+gains = [scratch / tuned - 1 for tuned, scratch in pairs.values()]
+for (seed, (tuned, scratch)), gain in zip(pairs.items(), gains):
+    print(f"seed {seed}: fine-tuned {tuned:.1f}, from scratch {scratch:.1f}: scratch is {gain:+.1%} higher")
+pretrain_verdict = paired_verdict(gains, min_change=cfg.min_pretrain_gain)
+print(f"pretraining helps (mean gap {sum(gains) / len(gains):+.1%} over {len(gains)} seed pair(s), "
+      f"needed: above 0 in every pair and {cfg.min_pretrain_gain:.0%} on average): {pretrain_verdict}"
+      + (" (one pair: its noise is unknown; nothing asserted)" if pretrain_verdict == "inconclusive" else ""))
+if pretrain_verdict != "inconclusive":
+    checks.check_true(pretrain_verdict == "holds", "pretraining + fine-tuning beats training from scratch, "
+                      "on every seed pair", f"gaps per pair {[f'{g:+.1%}' for g in gains]}")
 
 # %% [markdown]
 # ## Paper vs. this run
@@ -319,6 +346,8 @@ comparison = paper_vs_run([
 print(write_metrics("transformer", "week4g_gpt2_finetuning", {
     "perplexity_before": round(ppl_before, 3), "perplexity_after": round(ppl_after, 3),
     "perplexity_from_scratch": round(ppl_scratch, 3), "vocabulary": len(tokenizer),
+    "seed_pairs": {str(k): [round(a, 3), round(b, 3)] for k, (a, b) in pairs.items()},
+    "pretraining_helps": pretrain_verdict,
     "parameters": model.num_parameters(), "pretrain_seconds": round(pretrain_seconds, 1),
     "finetune_seconds": round(finetune_seconds, 1)},
     config=cfg, extra={"dataset": reviews.describe(), "train_blocks": len(train_ds), "eval_blocks": len(eval_ds),
