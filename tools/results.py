@@ -75,14 +75,16 @@ REPRODUCIBILITY = """### What reproduces where
   notebook again and compares `metrics.json` exactly).
 - **Across machines: not bit for bit.** Another CPU (its vector instructions), another thread
   count or other library versions change floating-point rounding, and training amplifies it.
-  One comparison (issue #25, against our runs of 2026-11-29): week 3 `local` on another machine
-  gave greedy BLEU 26.69 (ours: 25.7), averaged checkpoints 29.86 (30.4), beam 4 29.24 (29.2);
-  DCGAN week 4 `local` gave a Fréchet distance of 24.3 (19.3). The thread count alone, measured
-  on one machine (`smoke`, 1 vs 2 threads, 2026-12-04): week 3 beam-4 BLEU 98.78 vs 100.0,
-  averaged checkpoints 99.32 vs 99.68, final training loss 0.9355 vs 0.9369; DCGAN week 4
-  trained identically (same losses) and its Fréchet distance moved only in the evaluation,
-  149.163 vs 149.156. How wide the spread across machines is in general (for `local`) has not
-  been measured yet: compare your numbers with these as a range, not digit for digit.
+  Measured between two 2-core machines with the same versions (Intel Xeon, 2026-11-29, the rows
+  without a commit; AMD EPYC, 2026-12-04, the recorded rows): week 3 `local` beam-4 BLEU 29.17
+  vs 29.24, greedy 25.7 vs 26.69, averaged checkpoints 30.4 vs 29.86; DCGAN week 4 `local`
+  Fréchet distance 19.3 vs 24.3 (untrained G 898.6 vs 877.0). The AMD run reproduced, digit for
+  digit, the numbers issue #25 reported from "another machine", so machines of one kind agree.
+  The thread count alone, on one machine (`smoke`, 1 vs 2 threads): week 3 beam-4 BLEU 98.78 vs
+  100.0, averaged checkpoints 99.32 vs 99.68; DCGAN week 4 trained identically and its Fréchet
+  distance moved only in the evaluation, 149.163 vs 149.156. So compare your numbers with ours
+  as ranges: about a BLEU point on week 3, and a Fréchet distance within about a quarter on
+  DCGAN week 4, are machine differences, not bugs (two machines measured, not a general bound).
 - **`full` on a GPU**: not deterministic (cuDNN autotuning), and no `full` row has been run yet.
   Every `full` time in the notebooks is a printed estimate (`helpers/runtime/estimate.py`), and
   no `full` threshold in `helpers/runtime/config.py` has been calibrated on a `full` run.
@@ -160,21 +162,46 @@ def _dcgan4(m: dict) -> str:
 def _dcgan5(m: dict) -> str:
     kind = "FID (Inception)" if m.get("fid_kind") == "inception" else "classifier-feature Fréchet distance"
     probe = [f"{k.removeprefix('probe_').replace('_', ' ')} {v:.1%}" for k, v in m.items()
-             if k.startswith("probe_") and isinstance(v, float)]
+             if k.startswith("probe_") and isinstance(v, float) and not k.startswith("probe_gain")]
+    gain = (f"; trained minus untrained D {m['probe_gain'] * 100:+.2f} ± {m['probe_gain_spread'] * 100:.2f} points "
+            f"({m.get('probe_verdict', '?')})" if isinstance(m.get("probe_gain"), float)
+            and isinstance(m.get("probe_gain_spread"), float) else "")
+    budgets = " (mean over the label budgets)" if gain else ""
     return _join(f"{kind} {_num(m, 'fid')} (untrained G {_num(m, 'fid_untrained_G')})" if _num(m, "fid") else None,
-                 f"linear probe on {m.get('probe_dataset', '?')}: " + ", ".join(probe) if probe else None)
+                 f"linear probe on {m.get('probe_dataset', '?')}{budgets}: " + ", ".join(probe) + gain
+                 if probe else None)
 
 
 def _dcgan4b(m: dict) -> str:
     rows = [f"{name}: {row['frechet']:.1f}" for name, row in m.items() if isinstance(row, dict) and "frechet" in row]
-    return "classifier-feature Fréchet distance per row: " + "; ".join(rows) if rows else ""
+    if not rows:
+        return ""
+    by_seed = (m.get("_extra") or {}).get("frechet_by_seed") or {}
+    text = "classifier-feature Fréchet distance per row" + (" (seed 0)" if by_seed else "") + ": " + "; ".join(rows)
+    base = by_seed.get("base") or {}
+    pairs = []
+    for name, values in by_seed.items():
+        common = [s for s in values if s in base]
+        if name == "base" or len(common) < 2:
+            continue
+        ratios = [values[s] / base[s] for s in common]
+        pairs.append(f"{name} {min(ratios):.1f}-{max(ratios):.1f}× the base")
+    if pairs:
+        text += (f". Seed pairs ({len(base)} seeds): " + ", ".join(pairs)
+                 + f"; the base alone {min(base.values()):.1f}-{max(base.values()):.1f}")
+    claims = (m.get("_extra") or {}).get("claims") or {}
+    if claims:
+        text += ". Claims: " + ", ".join(f"{c}: {v}" for c, v in claims.items())
+    return text
 
 
 def _week4g(m: dict) -> str:
     return _join(f"review perplexity {_num(m, 'perplexity_before', '{:.0f}')} before, "
                  f"{_num(m, 'perplexity_after', '{:.0f}')} after fine-tuning" if _num(m, "perplexity_after") else None,
                  f"{_num(m, 'perplexity_from_scratch', '{:.0f}')} trained on reviews only"
-                 if _num(m, "perplexity_from_scratch") else None)
+                 if _num(m, "perplexity_from_scratch") else None,
+                 f"pretraining helps: {m['pretraining_helps']} ({len(m.get('seed_pairs') or {})} seed pair(s))"
+                 if m.get("pretraining_helps") else None)
 
 
 def _final_transformer(m: dict) -> str:
@@ -378,7 +405,8 @@ def table(runs: dict[tuple[str, str, str], dict], repo: Path | None = ROOT,
             paper = f"not comparable: this run used a generated stand-in, not the paper's data ({paper})"
         date = (metrics.get("written_at") or execution.get("finished_at") or "")[:10] or "-"
         cells = [name, profile, _short_data(data),
-                 headline(name, metrics.get("metrics", {})) if metrics else "no metrics.json",
+                 headline(name, {**metrics.get("metrics", {}), "_extra": metrics.get("extra") or {}})
+                 if metrics else "no metrics.json",
                  paper, _wall(execution), _checks(metrics, execution), _hardware(metrics, execution),
                  _commit(metrics), staleness(metrics, track, notebook, repo) if metrics else "-", date]
         rows.append((_order(key), "| " + " | ".join(str(c).replace("|", "/").replace("\n", " ") for c in cells) + " |"))
