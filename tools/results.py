@@ -141,8 +141,9 @@ def _week4d(m: dict) -> str:
 def _week4e(m: dict) -> str:
     return _join(f"ROUGE-L {_num(m, 'rougeL', '{:.3f}')} (lead sentence {_num(m, 'lead_rougeL', '{:.3f}')})"
                  if _num(m, "rougeL") else None,
-                 f"own corpus BLEU {_num(m, 'own_corpus_bleu_test')} (unseen pairs "
-                 f"{_num(m, 'own_corpus_bleu_novel_pairs')})" if _num(m, "own_corpus_bleu_test") else None)
+                 f"own corpus BLEU {_num(m, 'own_corpus_bleu_test')} (held-out combination, 'dog' as object: "
+                 f"{_num(m, 'own_corpus_bleu_dog_as_object') or _num(m, 'own_corpus_bleu_novel_pairs')})"
+                 if _num(m, "own_corpus_bleu_test") else None)
 
 
 def _week4f(m: dict) -> str:
