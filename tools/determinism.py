@@ -509,6 +509,15 @@ def main(argv: list[str] | None = None) -> int:
                 results[nb] = ([f"no metrics.json at {rel} (did the notebook change its name?)"], [], 0)
                 return
             results[nb] = compare(json.loads(path.read_text()), record, runs=(first, second))
+            if any(CONTINUES.get(_rel(n)) == str(rel) for n in notebooks):
+                # Steps of this run were trained by the notebook that continues it (CONTINUES), which
+                # saves no sample grids of this one: its figures may show other steps. Numbers only.
+                diffs, excluded, n = results[nb]
+                figures = [d for d in diffs if d.startswith("figures/")]
+                results[nb] = ([d for d in diffs if not d.startswith("figures/")],
+                               excluded + [f"{d.split(':')[0]} (part of run 2 was trained by "
+                                           f"{', '.join(k for k, v in CONTINUES.items() if v == str(rel))}, "
+                                           f"which saves no sample grids of {rel})" for d in figures], n)
             shift = clock_shift_problem(json.loads(path.read_text()), record)
             if shift:
                 results[nb] = (results[nb][0] + [shift], results[nb][1], results[nb][2])
