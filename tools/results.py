@@ -481,7 +481,9 @@ def record_runs(runs: dict[tuple[str, str, str], dict], dest: Path) -> list[str]
         if target.resolve() in {Path(f).resolve() for f in (entry.get("metrics_folder"), entry.get("execution_folder")) if f}:
             continue  # reading the records themselves
         stamp = (entry.get("metrics") or {}).get("written_at") or (entry.get("execution") or {}).get("finished_at") or ""
-        old = find_runs([target.parent.parent.parent]).get((profile, track, notebook), {}) if target.is_dir() else {}
+        # the recorded copy's own two files, not a walk of every record
+        old = {kind: _read_json(target / f"{kind}.json") for kind in ("metrics", "execution")
+               if (target / f"{kind}.json").is_file()}
         old_stamp = (old.get("metrics") or {}).get("written_at") or (old.get("execution") or {}).get("finished_at") or ""
         if old_stamp > stamp:
             print(f"kept the newer record of {profile}/{track}/{notebook} ({old_stamp} > {stamp})")
